@@ -1,0 +1,41 @@
+"""cffi build script for the C core (API mode, out of line).
+
+The cdef is the block of ``tlsresume.h`` between the CDEF markers, so the header
+stays the one statement of the C contract. No OpenSSL library or header is named
+here: the core resolves OpenSSL at run time from the copy CPython's _ssl loaded.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+from cffi import FFI
+
+HERE = pathlib.Path(__file__).resolve().parent
+SOURCES = ["ossl.c", "region.c", "keyring.c", "ctx.c", "bench.c"]
+
+
+def _cdef() -> str:
+    header = (HERE / "tlsresume.h").read_text()
+    block = header.split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0]
+    # cffi wants "#define X ..." for values it should take from the compiler.
+    block = re.sub(r"^#define (\w+) .*$", r"#define \1 ...", block, flags=re.M)
+    # Comments are fine for cffi, but drop them to keep its parser's errors readable.
+    return re.sub(r"/\*.*?\*/", "", block, flags=re.S)
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "tlsresume._core",
+    '#include "tlsresume.h"',
+    sources=[str((HERE / s).relative_to(HERE.parent)) for s in SOURCES],
+    include_dirs=[str(HERE.relative_to(HERE.parent))],
+    libraries=["dl", "pthread", "rt"],
+    extra_compile_args=["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra",
+                        "-Wno-unused-parameter"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(tmpdir=str(HERE.parent / "build" / "cffi"), verbose=True)

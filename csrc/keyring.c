@@ -1,0 +1,685 @@
+/*
+ * keyring.c - the session-ticket key ring in shared memory, and the OpenSSL
+ * ticket key callback that reads it.
+ *
+ * Layout: the ring's state exists twice (st[0], st[1]); `active` says which one
+ * readers use. A writer (under the region's robust lock) only ever writes the
+ * inactive copy: it marks it odd in its sequence counter, copies the active state
+ * over it, applies the change, marks it even, publishes it as active, then mirrors
+ * it into the other copy so no wiped key survives there. Readers copy what they
+ * need from the active state and retry if its sequence moved: they never block,
+ * and a writer that dies mid-write leaves the active copy intact.
+ *
+ * Roles: one CURRENT key encrypts; the NEXT key (pre-published) and RETIRED keys
+ * within their acceptance window decrypt. Rotation: NEXT becomes CURRENT, CURRENT
+ * becomes RETIRED, a fresh NEXT is drawn. Whichever process first sees the
+ * rotation due (in the callback or from Python) performs it with a try-lock.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ossl.h"
+#include "region.h"
+
+#define RING_KIND 1
+#define RING_VERSION 1
+#define GRAVE_SLOTS 32
+#define READ_TRIES 64
+#define NEVER INT64_MAX
+
+typedef struct {
+    uint64_t generation;
+    int64_t period_ms;
+    int64_t window_ms;          /* < 0: retired keys never expire by time */
+    int64_t due_ms;
+    uint32_t flags;
+    int32_t current;            /* slot of the CURRENT key, -1 if none */
+    tlsr_key_info slots[TLSR_RING_SLOTS];
+    uint8_t grave[GRAVE_SLOTS][TLSR_NAME_LEN]; /* names of wiped keys, for stats */
+    uint32_t grave_next;
+    uint32_t grave_count;
+} ring_state;
+
+typedef struct {
+    tlsr_region_hdr hdr;
+    _Atomic uint32_t active;
+    uint32_t reserved;
+    _Atomic uint64_t seq[2];
+    _Atomic uint64_t counters[TLSR_RING_NCOUNTERS];
+    ring_state st[2];
+} ring_shm;
+
+struct tlsr_ring {
+    _Atomic long refs;
+    tlsr_map map;
+    ring_shm *shm;
+};
+
+static void count(ring_shm *r, int which)
+{
+    atomic_fetch_add_explicit(&r->counters[which], 1, memory_order_relaxed);
+}
+
+/* ---- pure state operations (called on a private copy under the lock) ------- */
+
+static void grave_add(ring_state *s, const uint8_t *name)
+{
+    memcpy(s->grave[s->grave_next], name, TLSR_NAME_LEN);
+    s->grave_next = (s->grave_next + 1) % GRAVE_SLOTS;
+    if (s->grave_count < GRAVE_SLOTS)
+        s->grave_count++;
+}
+
+static void slot_wipe(ring_state *s, int i)
+{
+    if (s->slots[i].role != TLSR_KEY_FREE)
+        grave_add(s, s->slots[i].name);
+    tlsr_wipe(&s->slots[i], sizeof s->slots[i]);
+}
+
+static int retired_expired(const ring_state *s, const tlsr_key_info *k, int64_t now)
+{
+    return k->role == TLSR_KEY_RETIRED && s->window_ms >= 0 &&
+           now >= k->retired_ms + s->window_ms;
+}
+
+static void recompute_due(ring_state *s)
+{
+    int64_t due = NEVER;
+    int i;
+
+    if ((s->flags & TLSR_RING_AUTO_ROTATE) && s->current >= 0)
+        due = s->slots[s->current].activated_ms + s->period_ms;
+    for (i = 0; i < TLSR_RING_SLOTS; i++) {
+        const tlsr_key_info *k = &s->slots[i];
+        if (k->role == TLSR_KEY_RETIRED && s->window_ms >= 0 &&
+            k->retired_ms + s->window_ms < due)
+            due = k->retired_ms + s->window_ms;
+    }
+    s->due_ms = due;
+}
+
+static int find_role(const ring_state *s, uint32_t role)
+{
+    int i;
+    for (i = 0; i < TLSR_RING_SLOTS; i++)
+        if (s->slots[i].role == role)
+            return i;
+    return -1;
+}
+
+/* A free slot, evicting the oldest retired key if the ring is full. */
+static int take_slot(ring_state *s)
+{
+    int i, oldest = -1;
+
+    if ((i = find_role(s, TLSR_KEY_FREE)) >= 0)
+        return i;
+    for (i = 0; i < TLSR_RING_SLOTS; i++)
+        if (s->slots[i].role == TLSR_KEY_RETIRED &&
+            (oldest < 0 || s->slots[i].retired_ms < s->slots[oldest].retired_ms))
+            oldest = i;
+    if (oldest >= 0)
+        slot_wipe(s, oldest);
+    return oldest;
+}
+
+static int fresh_key(ring_state *s, uint32_t secret_len, int64_t now, uint32_t role)
+{
+    int i = take_slot(s);
+    tlsr_key_info *k;
+
+    if (i < 0)
+        return -1;
+    k = &s->slots[i];
+    memset(k, 0, sizeof *k);
+    if (OSSL(RAND_bytes)(k->name, TLSR_NAME_LEN) != 1 ||
+        OSSL(RAND_bytes)(k->hmac, (int)secret_len) != 1 ||
+        OSSL(RAND_bytes)(k->aes, (int)secret_len) != 1) {
+        tlsr_wipe(k, sizeof *k);
+        return -1;
+    }
+    k->secret_len = secret_len;
+    k->created_ms = now;
+    k->role = role;
+    if (role == TLSR_KEY_CURRENT)
+        k->activated_ms = now;
+    return i;
+}
+
+/* Wipe retired keys past their window; rotate if due or forced.
+ * Returns 1 if anything changed, 0 if not, -1 if randomness failed. */
+static int state_maintain(ring_state *s, int64_t now, int force, int *rotated)
+{
+    int i, changed = 0, next;
+    uint32_t secret_len = 32;
+
+    *rotated = 0;
+    for (i = 0; i < TLSR_RING_SLOTS; i++)
+        if (retired_expired(s, &s->slots[i], now)) {
+            slot_wipe(s, i);
+            changed = 1;
+        }
+    if (s->current >= 0)
+        secret_len = s->slots[s->current].secret_len;
+    if (force || s->current < 0 ||
+        ((s->flags & TLSR_RING_AUTO_ROTATE) &&
+         now >= s->slots[s->current].activated_ms + s->period_ms)) {
+        next = find_role(s, TLSR_KEY_NEXT);
+        if (next < 0 && (next = fresh_key(s, secret_len, now, TLSR_KEY_NEXT)) < 0)
+            return -1;
+        if (s->current >= 0) {
+            tlsr_key_info *old = &s->slots[s->current];
+            old->role = TLSR_KEY_RETIRED;
+            old->retired_ms = now;
+            if (s->window_ms == 0)
+                slot_wipe(s, s->current);
+        }
+        s->slots[next].role = TLSR_KEY_CURRENT;
+        s->slots[next].activated_ms = now;
+        s->current = next;
+        if (fresh_key(s, secret_len, now, TLSR_KEY_NEXT) < 0)
+            return -1;
+        *rotated = 1;
+        changed = 1;
+    }
+    if (changed)
+        recompute_due(s);
+    return changed;
+}
+
+/* ---- seqlock writer -------------------------------------------------------- */
+
+typedef int (*state_fn)(ring_state *s, void *arg);
+
+static void repair(ring_shm *r)
+{
+    uint32_t a = atomic_load_explicit(&r->active, memory_order_relaxed);
+    uint32_t b = 1 - a;
+    uint64_t sb = atomic_load_explicit(&r->seq[b], memory_order_relaxed);
+
+    /* Only the inactive copy can be half written; rebuild it from the active one. */
+    if (sb & 1) {
+        memcpy(&r->st[b], &r->st[a], sizeof r->st[b]);
+        atomic_store_explicit(&r->seq[b], sb + 1, memory_order_release);
+    }
+    count(r, TLSR_RC_LOCK_RECOVERIES);
+}
+
+static void copy_into(ring_shm *r, uint32_t dst, uint32_t src)
+{
+    uint64_t s = atomic_load_explicit(&r->seq[dst], memory_order_relaxed) | 1;
+    atomic_store_explicit(&r->seq[dst], s, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    memcpy(&r->st[dst], &r->st[src], sizeof r->st[dst]);
+    atomic_store_explicit(&r->seq[dst], s + 1, memory_order_release);
+}
+
+/* Apply fn to the ring's state under the lock. fn returns >0 if it changed the
+ * state, 0 if not, <0 on failure (the change is discarded). */
+static int ring_write(tlsr_ring *ring, int timeout_ms, state_fn fn, void *arg)
+{
+    ring_shm *r = ring->shm;
+    uint32_t a, b;
+    uint64_t sb;
+    int recovered, rc;
+
+    if ((rc = tlsr_lock(&r->hdr.lock, timeout_ms, &recovered)) < 0)
+        return rc;
+    if (recovered)
+        repair(r);
+    a = atomic_load_explicit(&r->active, memory_order_relaxed);
+    b = 1 - a;
+    sb = atomic_load_explicit(&r->seq[b], memory_order_relaxed) | 1;
+    atomic_store_explicit(&r->seq[b], sb, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    memcpy(&r->st[b], &r->st[a], sizeof r->st[b]);
+    rc = fn(&r->st[b], arg);
+    if (rc <= 0) {
+        /* Nothing to publish: restore b to a's content (fn may have scribbled). */
+        memcpy(&r->st[b], &r->st[a], sizeof r->st[b]);
+        atomic_store_explicit(&r->seq[b], sb + 1, memory_order_release);
+        tlsr_unlock(&r->hdr.lock);
+        return rc < 0 ? -TLSR_E_OPENSSL : 0;
+    }
+    r->st[b].generation++;
+    atomic_store_explicit(&r->seq[b], sb + 1, memory_order_release);
+    atomic_store_explicit(&r->active, b, memory_order_release);
+    copy_into(r, a, b); /* the old copy must not keep wiped keys */
+    tlsr_unlock(&r->hdr.lock);
+    return 1;
+}
+
+/* ---- seqlock readers ------------------------------------------------------- */
+
+#define READ_BEGIN(r, st_ptr, s1)                                           \
+    for (int try_ = 0; try_ < READ_TRIES; try_++) {                         \
+        uint32_t a_ = atomic_load_explicit(&(r)->active, memory_order_acquire); \
+        uint64_t s1 = atomic_load_explicit(&(r)->seq[a_], memory_order_acquire); \
+        const ring_state *st_ptr = &(r)->st[a_];                            \
+        if (s1 & 1)                                                         \
+            continue;
+#define READ_END(r, s1, on_ok)                                              \
+        atomic_thread_fence(memory_order_acquire);                          \
+        if (atomic_load_explicit(&(r)->seq[a_], memory_order_relaxed) == s1) { \
+            on_ok;                                                          \
+        }                                                                   \
+    }
+
+/* The CURRENT key and the state's due time. 1: found, 0: no current key,
+ * -1: the state kept moving (a writer is busy); the caller treats it as failure. */
+static int read_current(ring_shm *r, tlsr_key_info *out, int64_t *due)
+{
+    READ_BEGIN(r, s, seq1)
+        int cur = s->current;
+        int64_t d = s->due_ms;
+        if (cur >= 0 && cur < TLSR_RING_SLOTS)
+            memcpy(out, &s->slots[cur], sizeof *out);
+    READ_END(r, seq1, { *due = d; return cur >= 0 && cur < TLSR_RING_SLOTS; })
+    return -1;
+}
+
+enum { LOOK_CURRENT = 1, LOOK_OTHER = 2, LOOK_EXPIRED = 3, LOOK_UNKNOWN = 4, LOOK_BUSY = -1 };
+
+static int read_lookup(ring_shm *r, const uint8_t *name, int64_t now, tlsr_key_info *out)
+{
+    READ_BEGIN(r, s, seq1)
+        int verdict = LOOK_UNKNOWN, i;
+        for (i = 0; i < TLSR_RING_SLOTS; i++) {
+            const tlsr_key_info *k = &s->slots[i];
+            if (k->role == TLSR_KEY_FREE || memcmp(k->name, name, TLSR_NAME_LEN) != 0)
+                continue;
+            if (retired_expired(s, k, now)) {
+                verdict = LOOK_EXPIRED;
+            } else {
+                memcpy(out, k, sizeof *out);
+                verdict = k->role == TLSR_KEY_CURRENT ? LOOK_CURRENT : LOOK_OTHER;
+            }
+            break;
+        }
+        if (verdict == LOOK_UNKNOWN)
+            for (i = 0; i < (int)s->grave_count; i++)
+                if (memcmp(s->grave[i], name, TLSR_NAME_LEN) == 0) {
+                    verdict = LOOK_EXPIRED;
+                    break;
+                }
+    READ_END(r, seq1, return verdict)
+    return LOOK_BUSY;
+}
+
+/* ---- the OpenSSL ticket key callback --------------------------------------- */
+
+tlsr_ring *tlsr_ctx_ring(SSL_CTX *ctx); /* ctx.c */
+
+static const EVP_CIPHER *cipher_for(const tlsr_key_info *k)
+{
+    return k->secret_len == 16 ? OSSL(EVP_aes_128_cbc)() : OSSL(EVP_aes_256_cbc)();
+}
+
+static int mac_init(EVP_MAC_CTX *hctx, tlsr_key_info *k)
+{
+    static char digest[] = "SHA256";
+    OSSL_PARAM p[3];
+
+    p[0] = OSSL(OSSL_PARAM_construct_octet_string)("key", k->hmac, k->secret_len);
+    p[1] = OSSL(OSSL_PARAM_construct_utf8_string)("digest", digest, 0);
+    p[2] = OSSL(OSSL_PARAM_construct_end)();
+    return OSSL(EVP_MAC_CTX_set_params)(hctx, p) == 1;
+}
+
+/*
+ * OpenSSL's contract (SSL_CTX_set_tlsext_ticket_key_evp_cb(3)):
+ *   enc = 1: fill key_name and iv, initialise cctx for encryption and hctx's key;
+ *            return 1 to issue a ticket, 0 to issue none, < 0 for a fatal error.
+ *   enc = 0: find the key named key_name, initialise cctx for decryption and hctx;
+ *            return 1 to accept, 2 to accept and issue a fresh ticket, 0 if the key
+ *            is unknown (full handshake), < 0 for a fatal error.
+ * We never return < 0: whatever goes wrong here costs a full handshake, not the
+ * connection. Runs in C with the GIL released by CPython around the handshake.
+ */
+int tlsr_ticket_cb(SSL *s, unsigned char *key_name, unsigned char *iv,
+                   EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+    tlsr_ring *ring = tlsr_ctx_ring(OSSL(SSL_get_SSL_CTX)(s));
+    tlsr_key_info k;
+    int64_t now, due;
+    int rc = 0, got;
+    ring_shm *r;
+
+    if (ring == NULL)
+        return 0;
+    r = ring->shm;
+    now = tlsr_now_ms();
+    OSSL(ERR_set_mark)();
+    if (enc) {
+        got = read_current(r, &k, &due);
+        if (got == 1 && now >= due && tlsr_ring_maintain(ring, now, 0, 0) == 1)
+            got = read_current(r, &k, &due);
+        if (got != 1 || OSSL(RAND_bytes)(iv, 16) != 1 ||
+            OSSL(EVP_EncryptInit_ex)(cctx, cipher_for(&k), NULL, k.aes, iv) != 1 ||
+            !mac_init(hctx, &k))
+            goto fail;
+        memcpy(key_name, k.name, TLSR_NAME_LEN);
+        count(r, TLSR_RC_TICKETS_ISSUED);
+        rc = 1;
+    } else {
+        switch (read_lookup(r, key_name, now, &k)) {
+        case LOOK_CURRENT:
+        case LOOK_OTHER:
+            break;
+        case LOOK_EXPIRED:
+            count(r, TLSR_RC_REJECTED_EXPIRED);
+            goto out;
+        case LOOK_UNKNOWN:
+            count(r, TLSR_RC_REJECTED_UNKNOWN);
+            goto out;
+        default:
+            goto fail;
+        }
+        if (OSSL(EVP_DecryptInit_ex)(cctx, cipher_for(&k), NULL, k.aes, iv) != 1 ||
+            !mac_init(hctx, &k))
+            goto fail;
+        if (k.role == TLSR_KEY_CURRENT) {
+            count(r, TLSR_RC_RESUMED_CURRENT);
+            /* TLS 1.3 clients need a new ticket after each resumption. */
+            rc = OSSL(SSL_version)(s) == TLSR_TLS1_3_VERSION ? 2 : 1;
+        } else {
+            count(r, TLSR_RC_RESUMED_RENEWED);
+            rc = 2;
+        }
+    }
+    goto out;
+fail:
+    count(r, TLSR_RC_ERRORS);
+    rc = 0;
+out:
+    OSSL(ERR_pop_to_mark)();
+    tlsr_wipe(&k, sizeof k);
+    return rc;
+}
+
+/* ---- public ring API ------------------------------------------------------- */
+
+static ring_state *active_state(ring_shm *r)
+{
+    return &r->st[atomic_load_explicit(&r->active, memory_order_acquire)];
+}
+
+tlsr_ring *tlsr_ring_create(const char *name, int64_t period_ms, int64_t window_ms,
+                            uint32_t flags, int64_t now_ms, int *err)
+{
+    tlsr_ring *ring;
+    ring_shm *r;
+    ring_state *s;
+    int rc, unused;
+
+    if (!tlsr_ossl.bound) {
+        *err = TLSR_E_UNBOUND;
+        return NULL;
+    }
+    if (period_ms <= 0) {
+        *err = TLSR_E_ARG;
+        return NULL;
+    }
+    ring = calloc(1, sizeof *ring);
+    if (ring == NULL) {
+        *err = TLSR_E_NOMEM;
+        return NULL;
+    }
+    rc = tlsr_region_create("ring", name, sizeof(ring_shm), 1, &ring->map);
+    if (rc < 0) {
+        free(ring);
+        *err = -rc;
+        return NULL;
+    }
+    r = ring->shm = ring->map.base;
+    if (tlsr_lock_init(&r->hdr.lock) < 0)
+        goto fail_sys;
+    s = &r->st[0];
+    s->period_ms = period_ms;
+    s->window_ms = window_ms;
+    s->flags = flags;
+    s->current = -1;
+    if (state_maintain(s, now_ms, 1, &unused) < 0) {
+        *err = TLSR_E_OPENSSL;
+        goto fail;
+    }
+    s->generation = 1;
+    memcpy(&r->st[1], s, sizeof *s);
+    atomic_store(&ring->refs, 1);
+    tlsr_region_publish(&r->hdr, RING_KIND, RING_VERSION, ring->map.size);
+    return ring;
+fail_sys:
+    *err = TLSR_E_SYS;
+fail:
+    tlsr_wipe(r->st, sizeof r->st);
+    if (name != NULL)
+        tlsr_region_unlink("ring", name);
+    tlsr_region_unmap(&ring->map);
+    free(ring);
+    return NULL;
+}
+
+tlsr_ring *tlsr_ring_attach(const char *name, int *err)
+{
+    tlsr_ring *ring;
+    int rc;
+
+    if (!tlsr_ossl.bound) {
+        *err = TLSR_E_UNBOUND;
+        return NULL;
+    }
+    ring = calloc(1, sizeof *ring);
+    if (ring == NULL) {
+        *err = TLSR_E_NOMEM;
+        return NULL;
+    }
+    rc = tlsr_region_attach("ring", name, RING_KIND, RING_VERSION, 1, &ring->map);
+    if (rc < 0) {
+        free(ring);
+        *err = -rc;
+        return NULL;
+    }
+    ring->shm = ring->map.base;
+    atomic_store(&ring->refs, 1);
+    return ring;
+}
+
+int tlsr_ring_unlink(const char *name)
+{
+    return tlsr_region_unlink("ring", name);
+}
+
+tlsr_ring *tlsr_ring_retain(tlsr_ring *ring)
+{
+    atomic_fetch_add(&ring->refs, 1);
+    return ring;
+}
+
+void tlsr_ring_release(tlsr_ring *ring)
+{
+    if (ring != NULL && atomic_fetch_sub(&ring->refs, 1) == 1) {
+        tlsr_region_unmap(&ring->map);
+        free(ring);
+    }
+}
+
+struct maintain_arg {
+    int64_t now;
+    int force;
+    int rotated;
+};
+
+static int maintain_fn(ring_state *s, void *p)
+{
+    struct maintain_arg *a = p;
+    return state_maintain(s, a->now, a->force, &a->rotated);
+}
+
+int tlsr_ring_maintain(tlsr_ring *ring, int64_t now_ms, int force, int timeout_ms)
+{
+    struct maintain_arg a = {now_ms, force, 0};
+    int rc;
+
+    if (!force) {
+        /* Cheap unlocked check first: most calls have nothing to do. */
+        const ring_state *s = active_state(ring->shm);
+        if (now_ms < s->due_ms)
+            return 0;
+    }
+    rc = ring_write(ring, timeout_ms, maintain_fn, &a);
+    if (rc == 1 && a.rotated)
+        count(ring->shm, TLSR_RC_ROTATIONS);
+    return rc;
+}
+
+struct set_keys_arg {
+    const tlsr_key_info *keys;
+    size_t n;
+    int64_t period_ms, window_ms;
+    uint32_t flags;
+};
+
+static int set_keys_fn(ring_state *s, void *p)
+{
+    struct set_keys_arg *a = p;
+    size_t i;
+    int j, current = -1;
+
+    for (j = 0; j < TLSR_RING_SLOTS; j++) {
+        int kept = 0;
+        for (i = 0; i < a->n && !kept; i++)
+            kept = s->slots[j].role != TLSR_KEY_FREE &&
+                   memcmp(s->slots[j].name, a->keys[i].name, TLSR_NAME_LEN) == 0;
+        if (kept)
+            tlsr_wipe(&s->slots[j], sizeof s->slots[j]); /* replaced below, not retired */
+        else
+            slot_wipe(s, j);
+    }
+    for (i = 0; i < a->n; i++) {
+        s->slots[i] = a->keys[i];
+        if (a->keys[i].role == TLSR_KEY_CURRENT)
+            current = (int)i;
+    }
+    s->current = current;
+    s->period_ms = a->period_ms;
+    s->window_ms = a->window_ms;
+    s->flags = a->flags;
+    recompute_due(s);
+    return 1;
+}
+
+int tlsr_ring_set_keys(tlsr_ring *ring, const tlsr_key_info *keys, size_t n,
+                       int64_t period_ms, int64_t window_ms, uint32_t flags,
+                       int timeout_ms)
+{
+    struct set_keys_arg a = {keys, n, period_ms, window_ms, flags};
+    size_t i;
+    int ncur = 0, nnext = 0;
+
+    if (n == 0 || n > TLSR_RING_SLOTS || period_ms <= 0)
+        return -TLSR_E_ARG;
+    for (i = 0; i < n; i++) {
+        if (keys[i].secret_len != 16 && keys[i].secret_len != 32)
+            return -TLSR_E_ARG;
+        ncur += keys[i].role == TLSR_KEY_CURRENT;
+        nnext += keys[i].role == TLSR_KEY_NEXT;
+        if (keys[i].role == TLSR_KEY_FREE || keys[i].role > TLSR_KEY_RETIRED)
+            return -TLSR_E_ARG;
+    }
+    if (ncur != 1 || nnext > 1)
+        return -TLSR_E_ARG;
+    return ring_write(ring, timeout_ms, set_keys_fn, &a);
+}
+
+/* Order for export: retired oldest first, then current, then next. */
+static int export_rank(const tlsr_key_info *k)
+{
+    return k->role == TLSR_KEY_RETIRED ? 0 : k->role == TLSR_KEY_CURRENT ? 1 : 2;
+}
+
+int tlsr_ring_get_keys(tlsr_ring *ring, tlsr_key_info *out, size_t max, int with_secrets)
+{
+    ring_state snap;
+    size_t n = 0, i, j;
+    int got = 0;
+
+    READ_BEGIN(ring->shm, s, seq1)
+        memcpy(&snap, s, sizeof snap);
+    READ_END(ring->shm, seq1, { got = 1; break; })
+    if (!got)
+        return -TLSR_E_BUSY;
+    for (i = 0; i < TLSR_RING_SLOTS && n < max; i++)
+        if (snap.slots[i].role != TLSR_KEY_FREE)
+            out[n++] = snap.slots[i];
+    /* insertion sort by (rank, retired time) - at most 16 entries */
+    for (i = 1; i < n; i++)
+        for (j = i; j > 0; j--) {
+            tlsr_key_info *x = &out[j - 1], *y = &out[j], t;
+            int rx = export_rank(x), ry = export_rank(y);
+            if (rx < ry || (rx == ry && x->retired_ms <= y->retired_ms))
+                break;
+            t = *x, *x = *y, *y = t;
+        }
+    if (!with_secrets)
+        for (i = 0; i < n; i++) {
+            tlsr_wipe(out[i].hmac, sizeof out[i].hmac);
+            tlsr_wipe(out[i].aes, sizeof out[i].aes);
+        }
+    tlsr_wipe(&snap, sizeof snap);
+    return (int)n;
+}
+
+int tlsr_ring_get_meta(tlsr_ring *ring, tlsr_ring_meta *out)
+{
+    memset(out, 0, sizeof *out);
+    READ_BEGIN(ring->shm, s, seq1)
+        tlsr_ring_meta m;
+        int i;
+        memset(&m, 0, sizeof m);
+        m.period_ms = s->period_ms;
+        m.window_ms = s->window_ms;
+        m.due_ms = s->due_ms;
+        m.generation = s->generation;
+        m.flags = s->flags;
+        for (i = 0; i < TLSR_RING_SLOTS; i++)
+            m.nkeys += s->slots[i].role != TLSR_KEY_FREE;
+    READ_END(ring->shm, seq1, {
+        *out = m;
+        out->mlocked = ring->map.mlocked;
+        out->named = ring->map.named;
+        return 0;
+    })
+    return -TLSR_E_BUSY;
+}
+
+void tlsr_ring_stats(tlsr_ring *ring, uint64_t *out, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n && i < TLSR_RING_NCOUNTERS; i++)
+        out[i] = atomic_load_explicit(&ring->shm->counters[i], memory_order_relaxed);
+}
+
+int tlsr_ring_classify(tlsr_ring *ring, const uint8_t *name, int64_t now_ms)
+{
+    tlsr_key_info k;
+    int v, role;
+
+    memset(&k, 0, sizeof k);
+    v = read_lookup(ring->shm, name, now_ms, &k);
+    role = (int)k.role;
+
+    tlsr_wipe(&k, sizeof k);
+    switch (v) {
+    case LOOK_CURRENT:
+    case LOOK_OTHER:
+        return role;
+    case LOOK_EXPIRED:
+        return -1;
+    case LOOK_UNKNOWN:
+        return -2;
+    default:
+        return -3;
+    }
+}

@@ -1,0 +1,109 @@
+/*
+ * ossl.h - the OpenSSL functions the core calls, resolved at run time.
+ *
+ * We declare the prototypes ourselves (OpenSSL's headers are not needed to build)
+ * and reach them through one table, tlsr_ossl, filled by tlsr_binding_init from
+ * the libssl/libcrypto that CPython's _ssl module loaded. Macros in OpenSSL's
+ * headers become their underlying calls here (SSL_CTX_ctrl with the numeric
+ * command). Internal to the core: nothing here is exported.
+ */
+#ifndef TLSR_OSSL_H
+#define TLSR_OSSL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "tlsresume.h"
+
+typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
+typedef struct evp_cipher_st EVP_CIPHER;
+typedef struct evp_mac_ctx_st EVP_MAC_CTX;
+typedef struct engine_st ENGINE;
+typedef struct bio_st BIO;
+typedef struct crypto_ex_data_st CRYPTO_EX_DATA;
+
+/* Same layout as OpenSSL 3's struct ossl_param_st (public, ABI-stable). */
+typedef struct {
+    const char *key;
+    unsigned int data_type;
+    void *data;
+    size_t data_size;
+    size_t return_size;
+} OSSL_PARAM;
+
+typedef int (*tlsr_ticket_evp_cb)(SSL *s, unsigned char *key_name, unsigned char *iv,
+                                  EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc);
+typedef void (*tlsr_ex_free)(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                             long argl, void *argp);
+
+/* Numeric values of OpenSSL macros we use (stable since 1.1.0). */
+#define TLSR_CRYPTO_EX_INDEX_SSL_CTX 1
+#define TLSR_SSL_CTRL_SET_TLSEXT_TICKET_KEYS 59
+#define TLSR_TLS1_3_VERSION 0x0304
+#define TLSR_SSL_ERROR_WANT_READ 2
+#define TLSR_SSL_ERROR_WANT_WRITE 3
+
+/* X(return type, name, (parameters)); L: libcrypto, S: libssl */
+#define TLSR_OSSL_FUNCS(L, S)                                                        \
+    L(unsigned long, OpenSSL_version_num, (void))                                    \
+    L(int, RAND_bytes, (unsigned char *buf, int num))                                \
+    L(void, OPENSSL_cleanse, (void *ptr, size_t len))                                \
+    L(unsigned long, ERR_get_error, (void))                                          \
+    L(void, ERR_error_string_n, (unsigned long e, char *buf, size_t len))            \
+    L(void, ERR_clear_error, (void))                                                 \
+    L(int, ERR_set_mark, (void))                                                     \
+    L(int, ERR_pop_to_mark, (void))                                                  \
+    L(const EVP_CIPHER *, EVP_aes_128_cbc, (void))                                   \
+    L(const EVP_CIPHER *, EVP_aes_256_cbc, (void))                                   \
+    L(int, EVP_EncryptInit_ex, (EVP_CIPHER_CTX *c, const EVP_CIPHER *t, ENGINE *e,   \
+                                const unsigned char *key, const unsigned char *iv))  \
+    L(int, EVP_DecryptInit_ex, (EVP_CIPHER_CTX *c, const EVP_CIPHER *t, ENGINE *e,   \
+                                const unsigned char *key, const unsigned char *iv))  \
+    L(int, EVP_MAC_CTX_set_params, (EVP_MAC_CTX *c, const OSSL_PARAM *p))            \
+    L(OSSL_PARAM, OSSL_PARAM_construct_octet_string, (const char *k, void *b, size_t n)) \
+    L(OSSL_PARAM, OSSL_PARAM_construct_utf8_string, (const char *k, char *b, size_t n))  \
+    L(OSSL_PARAM, OSSL_PARAM_construct_end, (void))                                  \
+    L(int, CRYPTO_get_ex_new_index, (int cls, long argl, void *argp, void *newf,     \
+                                     void *dupf, tlsr_ex_free freef))                \
+    L(int, BIO_new_bio_pair, (BIO **b1, size_t w1, BIO **b2, size_t w2))             \
+    S(int, SSL_CTX_set_tlsext_ticket_key_evp_cb, (SSL_CTX *ctx, tlsr_ticket_evp_cb cb)) \
+    S(long, SSL_CTX_ctrl, (SSL_CTX *ctx, int cmd, long larg, void *parg))            \
+    S(void *, SSL_CTX_get_ex_data, (const SSL_CTX *ctx, int idx))                    \
+    S(int, SSL_CTX_set_ex_data, (SSL_CTX *ctx, int idx, void *data))                 \
+    S(uint64_t, SSL_CTX_get_options, (const SSL_CTX *ctx))                           \
+    S(SSL_CTX *, SSL_get_SSL_CTX, (const SSL *s))                                    \
+    S(int, SSL_version, (const SSL *s))                                              \
+    S(SSL *, SSL_new, (SSL_CTX *ctx))                                                \
+    S(void, SSL_free, (SSL *s))                                                      \
+    S(void, SSL_set_bio, (SSL *s, BIO *rbio, BIO *wbio))                             \
+    S(void, SSL_set_accept_state, (SSL *s))                                          \
+    S(void, SSL_set_connect_state, (SSL *s))                                         \
+    S(int, SSL_do_handshake, (SSL *s))                                               \
+    S(int, SSL_get_error, (const SSL *s, int ret))                                   \
+    S(int, SSL_read, (SSL *s, void *buf, int num))                                   \
+    S(int, SSL_shutdown, (SSL *s))                                                   \
+    S(int, SSL_session_reused, (const SSL *s))                                       \
+    S(SSL_SESSION *, SSL_get1_session, (SSL *s))                                     \
+    S(int, SSL_set_session, (SSL *s, SSL_SESSION *sess))                             \
+    S(void, SSL_SESSION_free, (SSL_SESSION *sess))                                   \
+    S(long, SSL_SESSION_get_time, (const SSL_SESSION *sess))                         \
+    S(void, SSL_SESSION_get0_ticket, (const SSL_SESSION *s,                          \
+                                      const unsigned char **tick, size_t *len))
+
+#define TLSR_FIELD(ret, name, args) ret(*name) args;
+struct tlsr_ossl_table {
+    TLSR_OSSL_FUNCS(TLSR_FIELD, TLSR_FIELD)
+    int bound;
+    int ctx_index;            /* our SSL_CTX ex_data slot */
+};
+#undef TLSR_FIELD
+
+extern struct tlsr_ossl_table tlsr_ossl;
+#define OSSL(fn) (tlsr_ossl.fn)
+
+/* Time in milliseconds since the epoch (wall clock: keys are shared across
+ * machines, so their times must be comparable between them). */
+int64_t tlsr_now_ms(void);
+/* Wipe secrets so the compiler cannot elide it. */
+void tlsr_wipe(void *p, size_t n);
+
+#endif /* TLSR_OSSL_H */

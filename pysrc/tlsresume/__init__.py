@@ -1,0 +1,57 @@
+"""tlsresume: TLS session resumption for Python across processes and machines.
+
+Server side::
+
+    ring = tlsresume.TicketKeyRing()          # before the workers fork
+    ...
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)   # in each worker
+    ctx.load_cert_chain("cert.pem", "key.pem")
+    tlsresume.install(ctx, ring)
+
+Importing tlsresume binds its C core to the OpenSSL that Python's ``ssl`` module
+loaded; on a Python where that is impossible it raises
+:class:`OpenSSLUnavailableError` (also an ``ImportError``) explaining why.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ContextError,
+    KeyFileError,
+    OpenSSLUnavailableError,
+    RingClosedError,
+    SharedMemoryError,
+    TLSResumeError,
+)
+from .keys import TicketKey
+from .keyring import (  # noqa: I001  (binds the core: after the pure modules)
+    DEFAULT_ACCEPTANCE_WINDOW,
+    DEFAULT_ROTATION_PERIOD,
+    KeyStatus,
+    StaticTicketKey,
+    TicketKeyRing,
+)
+from .inspect import session_ticket, ticket_key_name
+from .server import install, installed_ring, uninstall
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TLSResumeError",
+    "OpenSSLUnavailableError",
+    "KeyFileError",
+    "RingClosedError",
+    "SharedMemoryError",
+    "ContextError",
+    "TicketKey",
+    "TicketKeyRing",
+    "StaticTicketKey",
+    "KeyStatus",
+    "DEFAULT_ROTATION_PERIOD",
+    "DEFAULT_ACCEPTANCE_WINDOW",
+    "install",
+    "uninstall",
+    "installed_ring",
+    "session_ticket",
+    "ticket_key_name",
+]

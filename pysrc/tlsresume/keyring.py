@@ -1,0 +1,581 @@
+"""Session-ticket key rings shared by processes, and the static single key.
+
+A :class:`TicketKeyRing` lives in shared memory. One key encrypts new tickets
+(``current``); the pre-published ``next`` key and the ``retired`` keys still inside
+their acceptance window decrypt. The ring rotates itself: the first process that
+issues a ticket after the current key's period has run out rotates under the
+region's lock, so there is no leader and no timer thread. Tickets made under any
+key other than the current one (and every TLS 1.3 resumption) are accepted and
+renewed, so clients roll onto the current key as they come back.
+
+Defaults: rotate every hour, accept a retired key for two more hours (CPython's
+default session timeout, so no ticket that OpenSSL would still honour is refused).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _binding
+from ._binding import ffi, lib
+from .errors import KeyFileError, RingClosedError, TLSResumeError
+from .keys import TicketKey
+
+__all__ = [
+    "TicketKeyRing",
+    "StaticTicketKey",
+    "KeyStatus",
+    "DEFAULT_ROTATION_PERIOD",
+    "DEFAULT_ACCEPTANCE_WINDOW",
+]
+
+log = logging.getLogger("tlsresume")
+
+DEFAULT_ROTATION_PERIOD = 3600.0
+DEFAULT_ACCEPTANCE_WINDOW = 7200.0
+MAX_RETIRED = lib.TLSR_RING_SLOTS - 2  # slots left once current and next are placed
+_LOCK_TIMEOUT_MS = 2000
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,%d}$" % lib.TLSR_RING_NAME_MAX)
+
+_ROLES = {
+    lib.TLSR_KEY_NEXT: "next",
+    lib.TLSR_KEY_CURRENT: "current",
+    lib.TLSR_KEY_RETIRED: "retired",
+}
+
+_COUNTERS = (
+    ("tickets_issued", lib.TLSR_RC_TICKETS_ISSUED),
+    ("resumed_current", lib.TLSR_RC_RESUMED_CURRENT),
+    ("resumed_renewed", lib.TLSR_RC_RESUMED_RENEWED),
+    ("rejected_unknown", lib.TLSR_RC_REJECTED_UNKNOWN),
+    ("rejected_expired", lib.TLSR_RC_REJECTED_EXPIRED),
+    ("rotations", lib.TLSR_RC_ROTATIONS),
+    ("errors", lib.TLSR_RC_ERRORS),
+    ("lock_recoveries", lib.TLSR_RC_LOCK_RECOVERIES),
+)
+
+
+def _now_ms(now: float | None) -> int:
+    return int((time.time() if now is None else now) * 1000)
+
+
+def _check_name(name: str) -> bytes:
+    if not isinstance(name, str):
+        raise TypeError(f"ring name must be a str, not {type(name).__name__}")
+    if not _NAME_RE.match(name):
+        raise ValueError(
+            f"invalid ring name {name!r}: use 1-{lib.TLSR_RING_NAME_MAX} letters, digits, "
+            "'.', '_' or '-'"
+        )
+    return name.encode()
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """What may be shown about a key: its name (sent in clear in every ticket),
+    role and times. Never the secret parts."""
+
+    name: str
+    role: str
+    size: int
+    created: float
+    activated: float | None
+    retired: float | None
+
+
+class TicketKeyRing:
+    """A ring of session-ticket keys in memory shared between processes.
+
+    Args:
+        rotation_period: seconds a key encrypts before the next one takes over.
+        acceptance_window: seconds a retired key still decrypts (default: twice the
+            rotation period, i.e. two hours by default). At most 14 periods.
+        name: ``None`` makes an anonymous region that processes forked *after* this
+            call share. A name makes a POSIX shared-memory object (mode 0600) that
+            processes started separately join with :meth:`attach`.
+        auto_rotate: rotate when the period is over (default). ``False`` keeps the
+            keys until :meth:`rotate` or :meth:`load_keys` is called.
+
+    Raises:
+        ValueError: bad periods or name.
+        SharedMemoryError: the region could not be created (e.g. the name is taken).
+    """
+
+    def __init__(
+        self,
+        rotation_period: float = DEFAULT_ROTATION_PERIOD,
+        acceptance_window: float | None = None,
+        *,
+        name: str | None = None,
+        auto_rotate: bool = True,
+    ) -> None:
+        period, window = _check_periods(rotation_period, acceptance_window)
+        cname = ffi.NULL if name is None else _check_name(name)
+        err = ffi.new("int *")
+        flags = lib.TLSR_RING_AUTO_ROTATE if auto_rotate else 0
+        ptr = lib.tlsr_ring_create(cname, int(period * 1000), int(window * 1000), flags,
+                                   _now_ms(None), err)
+        if ptr == ffi.NULL:
+            raise _binding.error_for(err[0], f"cannot create key ring {name or '(anonymous)'}")
+        self._setup(ptr, name, owner=True)
+
+    def _setup(self, ptr: Any, name: str | None, owner: bool) -> None:
+        self._ptr = ptr
+        self._name = name
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._watcher: _FileWatcher | None = None
+
+    # ---- joining -------------------------------------------------------------------
+
+    @classmethod
+    def attach(cls, name: str) -> TicketKeyRing:
+        """Join the named ring another process created.
+
+        Raises:
+            SharedMemoryError: no such ring, or it is not a tlsresume ring of this
+                version, or it belongs to another user.
+        """
+        err = ffi.new("int *")
+        ptr = lib.tlsr_ring_attach(_check_name(name), err)
+        if ptr == ffi.NULL:
+            raise _binding.error_for(
+                err[0], f"cannot attach to key ring {name!r} (create it first with "
+                f"TicketKeyRing(name={name!r}) in the parent process)"
+            )
+        ring = cls.__new__(cls)
+        ring._setup(ptr, name, owner=False)
+        return ring
+
+    @classmethod
+    def open(cls, name: str, rotation_period: float = DEFAULT_ROTATION_PERIOD,
+             acceptance_window: float | None = None, *, auto_rotate: bool = True
+             ) -> TicketKeyRing:
+        """Attach to the named ring, creating it if it does not exist yet.
+
+        For servers whose workers start independently and all run the same setup
+        code (uvicorn/hypercorn ``--workers``): the first one creates, the others
+        attach. The periods only matter to the creator.
+        """
+        from .errors import SharedMemoryError
+
+        for _ in range(3):
+            try:
+                return cls(rotation_period, acceptance_window, name=name,
+                           auto_rotate=auto_rotate)
+            except SharedMemoryError as exc:
+                if "already exists" not in str(exc):
+                    raise
+            try:
+                return cls.attach(name)
+            except SharedMemoryError as exc:
+                if "no shared region" not in str(exc):
+                    raise
+        raise TLSResumeError(f"key ring {name!r} keeps appearing and disappearing")
+
+    @classmethod
+    def from_file(
+        cls,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        format: str,
+        *,
+        name: str | None = None,
+        poll_interval: float | None = 5.0,
+    ) -> TicketKeyRing:
+        """A ring whose keys come from key file(s) in ``format`` (see ``keyfile``).
+
+        The ring does not rotate by itself: the file is the authority. This process
+        checks the file every ``poll_interval`` seconds (``None``: never; call
+        :meth:`reload`) and loads it when it changed; processes sharing the ring see
+        the new keys at once. A file that cannot be read or parsed keeps the old
+        keys and is logged, never breaking handshakes.
+
+        Raises:
+            KeyFileError: the file is missing or malformed at creation.
+        """
+        from . import keyfile
+
+        keyset = keyfile.read(paths, format)
+        ring = cls(DEFAULT_ROTATION_PERIOD, None, name=name, auto_rotate=False)
+        try:
+            ring._load_keyset(keyset)
+            ring._watcher = _FileWatcher(ring, paths, format, poll_interval)
+        except BaseException:
+            ring.close()
+            raise
+        return ring
+
+    # ---- properties ----------------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        """The shared-memory name, or ``None`` for an anonymous ring."""
+        return self._name
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def _handle(self) -> Any:
+        ptr = self._ptr
+        if ptr is None:
+            raise RingClosedError(
+                f"key ring {self._name or '(anonymous)'} is closed; create or attach a new one"
+            )
+        return ptr
+
+    def _meta(self) -> Any:
+        meta = ffi.new("tlsr_ring_meta *")
+        _binding.check(lib.tlsr_ring_get_meta(self._handle(), meta), "reading key ring")
+        return meta
+
+    @property
+    def rotation_period(self) -> float:
+        return float(self._meta().period_ms) / 1000
+
+    @property
+    def acceptance_window(self) -> float | None:
+        window = self._meta().window_ms
+        return None if window < 0 else window / 1000
+
+    @property
+    def auto_rotate(self) -> bool:
+        return bool(self._meta().flags & lib.TLSR_RING_AUTO_ROTATE)
+
+    @property
+    def locked_in_memory(self) -> bool:
+        """Whether this process could lock the ring's pages against swapping."""
+        return bool(self._meta().mlocked)
+
+    # ---- operations ----------------------------------------------------------------
+
+    def rotate(self, now: float | None = None) -> None:
+        """Rotate now: next encrypts, current retires, a new next is drawn.
+
+        Raises:
+            TLSResumeError: the ring's keys come from a file (rotate by rewriting it),
+                or the lock could not be taken within 2 s.
+        """
+        if self._watcher is not None:
+            raise TLSResumeError(
+                "this ring's keys come from a key file; rotate them by writing a new "
+                "file (it is picked up automatically)"
+            )
+        _binding.check(lib.tlsr_ring_maintain(self._handle(), _now_ms(now), 1,
+                                              _LOCK_TIMEOUT_MS), "rotating key ring")
+
+    def maybe_rotate(self, now: float | None = None) -> bool:
+        """Rotate if the period is over and wipe keys past their window.
+
+        Handshakes do this by themselves; call it from a timer to rotate and wipe
+        on an idle server too. Returns whether the keys changed.
+        """
+        return bool(_binding.check(
+            lib.tlsr_ring_maintain(self._handle(), _now_ms(now), 0, _LOCK_TIMEOUT_MS),
+            "maintaining key ring"))
+
+    def keys(self) -> list[KeyStatus]:
+        """The ring's keys, retired (oldest first), current, next: names and times only."""
+        return [
+            KeyStatus(
+                name=bytes(info.name).hex(),
+                role=_ROLES[info.role],
+                size=16 + 2 * info.secret_len,
+                created=info.created_ms / 1000,
+                activated=info.activated_ms / 1000 if info.activated_ms else None,
+                retired=info.retired_ms / 1000 if info.retired_ms else None,
+            )
+            for info in self._key_infos(with_secrets=False)
+        ]
+
+    def _key_infos(self, with_secrets: bool) -> list[Any]:
+        out = ffi.new("tlsr_key_info[]", lib.TLSR_RING_SLOTS)
+        n = _binding.check(
+            lib.tlsr_ring_get_keys(self._handle(), out, lib.TLSR_RING_SLOTS, int(with_secrets)),
+            "reading key ring")
+        return [out[i] for i in range(n)]
+
+    def export_keys(self) -> tuple[list[TicketKey], int, int | None]:
+        """The keys with their secrets: (keys oldest first, index of current, index of
+        next or None). Handle with care; nothing else in tlsresume lets keys out."""
+        keys: list[TicketKey] = []
+        current, nxt = -1, None
+        for i, info in enumerate(self._key_infos(with_secrets=True)):
+            n = info.secret_len
+            keys.append(TicketKey(bytes(info.name), bytes(info.hmac)[:n], bytes(info.aes)[:n]))
+            if info.role == lib.TLSR_KEY_CURRENT:
+                current = i
+            elif info.role == lib.TLSR_KEY_NEXT:
+                nxt = i
+        return keys, current, nxt
+
+    def export(self, path: str | os.PathLike[str], format: str) -> None:
+        """Write the keys to ``path`` (mode 0600, atomically) in ``format``.
+
+        Single-key formats get the current key; ``haproxy`` gets them all, ordered so
+        HAProxy encrypts with the current key and accepts the next.
+        """
+        from . import keyfile
+
+        keys, current, nxt = self.export_keys()
+        keyfile.write(path, keyfile.KeySet(tuple(keys), current, nxt), format)
+
+    def load_keys(self, keys: Sequence[TicketKey], encrypt: int = 0, next: int | None = None,
+                  *, auto_rotate: bool | None = None) -> None:
+        """Replace the ring's keys: ``keys[encrypt]`` encrypts, ``keys[next]`` is
+        pre-published, the rest only decrypt (and never expire by time).
+
+        Raises:
+            ValueError: no keys, too many, or bad indices.
+        """
+        from .keyfile import KeySet
+
+        self._load_keyset(KeySet(tuple(keys), encrypt, next), auto_rotate=auto_rotate)
+
+    def _load_keyset(self, keyset: Any, *, auto_rotate: bool | None = None) -> None:
+        keys = list(keyset.keys)
+        if not keys:
+            raise ValueError("a key ring needs at least one key")
+        if len(keys) > lib.TLSR_RING_SLOTS:
+            raise ValueError(f"a key ring holds at most {lib.TLSR_RING_SLOTS} keys, got {len(keys)}")
+        now = _now_ms(None)
+        infos = ffi.new("tlsr_key_info[]", len(keys))
+        for i, key in enumerate(keys):
+            if not isinstance(key, TicketKey):
+                raise TypeError(f"keys must be TicketKey objects, not {type(key).__name__}")
+            info = infos[i]
+            half = len(key.aes_key)
+            ffi.memmove(info.name, key.name, 16)
+            ffi.memmove(info.hmac, key.hmac_key, half)
+            ffi.memmove(info.aes, key.aes_key, half)
+            info.secret_len = half
+            info.created_ms = now
+            if i == keyset.encrypt:
+                info.role, info.activated_ms = lib.TLSR_KEY_CURRENT, now
+            elif i == keyset.next:
+                info.role = lib.TLSR_KEY_NEXT
+            else:
+                info.role, info.retired_ms = lib.TLSR_KEY_RETIRED, now
+        meta = self._meta()
+        flags = meta.flags if auto_rotate is None else (
+            lib.TLSR_RING_AUTO_ROTATE if auto_rotate else 0)
+        # Keys given by the caller stay acceptable as long as they are in the ring.
+        window = meta.window_ms if flags & lib.TLSR_RING_AUTO_ROTATE else -1
+        try:
+            _binding.check(lib.tlsr_ring_set_keys(self._handle(), infos, len(keys),
+                                                  meta.period_ms, window, flags,
+                                                  _LOCK_TIMEOUT_MS), "loading keys")
+        finally:
+            ffi.memmove(infos, b"\0" * ffi.sizeof(infos), ffi.sizeof(infos))
+
+    def reload(self) -> bool:
+        """Load the key file now if it changed (file-fed rings only). Returns whether
+        new keys were loaded."""
+        if self._watcher is None:
+            raise TLSResumeError("this ring is not fed from a key file")
+        return self._watcher.check(force=True)
+
+    def stats(self) -> dict[str, int]:
+        """Counters aggregated over every process using this ring, plus its state."""
+        out = ffi.new("uint64_t[]", lib.TLSR_RING_NCOUNTERS)
+        lib.tlsr_ring_stats(self._handle(), out, lib.TLSR_RING_NCOUNTERS)
+        stats = {label: int(out[index]) for label, index in _COUNTERS}
+        meta = self._meta()
+        stats["keys"] = int(meta.nkeys)
+        stats["generation"] = int(meta.generation)
+        if self._watcher is not None:
+            stats["file_reloads"] = self._watcher.reloads
+            stats["file_errors"] = self._watcher.errors
+        return stats
+
+    def classify(self, key_name: bytes, now: float | None = None) -> str:
+        """What the ring knows of a ticket's key name: "current", "next", "retired",
+        "expired" (it was in the ring and is wiped or past its window) or "unknown"."""
+        if not isinstance(key_name, (bytes, bytearray)) or len(key_name) < 16:
+            raise ValueError("a ticket key name is 16 bytes (the start of a ticket)")
+        role = lib.tlsr_ring_classify(self._handle(), bytes(key_name[:16]), _now_ms(now))
+        return _ROLES.get(role) or {-1: "expired", -2: "unknown"}.get(role, "busy")
+
+    # ---- lifetime ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drop this object's hold on the ring. Contexts it was installed on keep
+        working; the memory goes when the last of them is freed. Idempotent."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+            if self._watcher is not None:
+                self._watcher.stop()
+        if ptr is not None:
+            lib.tlsr_ring_release(ptr)
+
+    def unlink(self) -> None:
+        """Remove the ring's name so no new process can attach; those attached keep it."""
+        if self._name is None:
+            raise TLSResumeError("an anonymous ring has no name to unlink")
+        rc = lib.tlsr_ring_unlink(_check_name(self._name))
+        if rc < 0 and -rc != lib.TLSR_E_NOTFOUND:
+            _binding.check(rc, f"unlinking key ring {self._name!r}")
+
+    def __enter__(self) -> TicketKeyRing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # multiprocessing (spawn) pickles arguments: a named ring travels as its name.
+        if self._name is None:
+            raise TypeError(
+                "an anonymous TicketKeyRing is shared with processes forked after it was "
+                "made; give it a name (TicketKeyRing(name=...)) to share it with spawned "
+                "processes"
+            )
+        return (TicketKeyRing.attach, (self._name,))
+
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return f"<TicketKeyRing {self._name or '(anonymous)'} closed>"
+        meta = self._meta()
+        return (f"<TicketKeyRing {self._name or '(anonymous)'} keys={meta.nkeys} "
+                f"period={meta.period_ms / 1000:g}s>")
+
+
+def _check_periods(rotation_period: float, acceptance_window: float | None) -> tuple[float, float]:
+    for label, value in (("rotation_period", rotation_period),
+                         ("acceptance_window", acceptance_window)):
+        if value is not None and not isinstance(value, (int, float)):
+            raise TypeError(f"{label} must be a number of seconds, not {type(value).__name__}")
+    if not rotation_period > 0:
+        raise ValueError(f"rotation_period must be > 0 seconds, got {rotation_period}")
+    window = 2 * float(rotation_period) if acceptance_window is None else float(acceptance_window)
+    if window < 0:
+        raise ValueError(f"acceptance_window must be >= 0 seconds, got {window}")
+    if window > MAX_RETIRED * rotation_period:
+        raise ValueError(
+            f"acceptance_window ({window:g} s) may be at most {MAX_RETIRED} rotation periods "
+            f"({MAX_RETIRED * rotation_period:g} s): the ring holds {lib.TLSR_RING_SLOTS} keys"
+        )
+    return float(rotation_period), window
+
+
+class _FileWatcher:
+    """Polls a key file and loads it into the ring when it changes."""
+
+    def __init__(self, ring: TicketKeyRing, paths: Any, fmt: str,
+                 poll_interval: float | None) -> None:
+        self._ring = ring
+        self._paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        self._format = fmt
+        self._stamp = self._fingerprint()
+        self._stop = threading.Event()
+        self.reloads = 0
+        self.errors = 0
+        self._thread: threading.Thread | None = None
+        if poll_interval is not None:
+            if poll_interval <= 0:
+                raise ValueError(f"poll_interval must be > 0 seconds or None, got {poll_interval}")
+            self._thread = threading.Thread(target=self._run, args=(poll_interval,),
+                                            name="tlsresume-keyfile", daemon=True)
+            self._thread.start()
+
+    def _fingerprint(self) -> tuple[Any, ...]:
+        stamps = []
+        for path in self._paths:
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def check(self, force: bool = False) -> bool:
+        from . import keyfile
+
+        stamp = self._fingerprint()
+        if stamp == self._stamp and not force:
+            return False
+        try:
+            keyset = keyfile.read(self._paths if len(self._paths) > 1 else self._paths[0],
+                                  self._format)
+            self._ring._load_keyset(keyset)
+        except (KeyFileError, TLSResumeError, ValueError) as exc:
+            self.errors += 1
+            log.warning("tlsresume: keeping the current ticket keys: %s", exc)
+            return False
+        self._stamp = stamp
+        self.reloads += 1
+        log.info("tlsresume: loaded new ticket keys from %s", ", ".join(map(str, self._paths)))
+        return True
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            if self._ring.closed:
+                return
+            try:
+                self.check()
+            except RingClosedError:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class StaticTicketKey:
+    """One fixed 80-byte key installed through OpenSSL's own ticket path.
+
+    Exactly what Node's cluster fix does, for users who distribute a key themselves:
+    no rotation, no shared memory. Replacing it invalidates every ticket at once.
+
+    Args:
+        key: a :class:`TicketKey` of 80 bytes, or its 80 raw bytes (name|hmac|aes).
+    """
+
+    def __init__(self, key: TicketKey | bytes) -> None:
+        if isinstance(key, (bytes, bytearray, memoryview)):
+            if len(key) != 80:
+                raise ValueError(
+                    f"a static ticket key is 80 bytes (name 16 | HMAC 32 | AES 32), got "
+                    f"{len(key)}; OpenSSL 3 rejects the old 48-byte layout, use a "
+                    "TicketKeyRing to serve 48-byte keys"
+                )
+            key = TicketKey.from_bytes(bytes(key))
+        if not isinstance(key, TicketKey):
+            raise TypeError(f"expected TicketKey or bytes, not {type(key).__name__}")
+        if key.size != 80:
+            raise ValueError(
+                "OpenSSL's own ticket path takes only 80-byte keys; use a TicketKeyRing "
+                "(TicketKeyRing.from_file or load_keys) for 48-byte keys"
+            )
+        self._key = key
+
+    @classmethod
+    def generate(cls) -> StaticTicketKey:
+        return cls(TicketKey.generate(80))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], format: str) -> StaticTicketKey:
+        """The encrypting key of a key file (see ``keyfile`` for formats)."""
+        from . import keyfile
+
+        keyset = keyfile.read(path, format)
+        return cls(keyset.keys[keyset.encrypt])
+
+    @property
+    def key(self) -> TicketKey:
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"<StaticTicketKey name={self._key.name_hex}>"

@@ -1,0 +1,89 @@
+"""The one-line server API: ``tlsresume.install(ctx, ring)``."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, TypeVar
+
+from . import _binding
+from ._binding import lib
+from .errors import ContextError
+from .keyring import StaticTicketKey, TicketKeyRing
+from .keys import TicketKey
+
+__all__ = ["install", "uninstall", "installed_ring"]
+
+Ctx = TypeVar("Ctx", bound=ssl.SSLContext)
+
+
+def _server_pointer(ctx: Any) -> Any:
+    if not isinstance(ctx, ssl.SSLContext) and not hasattr(ctx, "_ctx"):
+        raise TypeError(
+            f"install() needs an ssl.SSLContext, got {type(ctx).__module__}."
+            f"{type(ctx).__qualname__}"
+        )
+    if getattr(ctx, "protocol", None) == ssl.PROTOCOL_TLS_CLIENT:
+        raise ContextError(
+            "install() needs a server-side SSLContext, but this one was made for clients "
+            "(PROTOCOL_TLS_CLIENT, e.g. ssl.create_default_context() without "
+            "Purpose.CLIENT_AUTH); use ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER) or "
+            "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)"
+        )
+    return _binding.ssl_ctx_pointer(ctx)
+
+
+def install(
+    ctx: Ctx,
+    keys: TicketKeyRing | StaticTicketKey | TicketKey | str,
+) -> Ctx:
+    """Make ``ctx`` issue and accept session tickets under shared keys.
+
+    Args:
+        ctx: a server-side ``ssl.SSLContext`` (plain, from
+            ``create_default_context(Purpose.CLIENT_AUTH)``, or a subclass).
+        keys: a :class:`TicketKeyRing` (shared, rotating); the name of a ring to
+            attach to; or a :class:`StaticTicketKey` / 80-byte :class:`TicketKey`
+            installed through OpenSSL's own ticket path.
+
+    Returns:
+        ``ctx`` itself, so ``ctx = install(ssl.SSLContext(...), ring)`` reads well.
+
+    Raises:
+        TypeError: ``ctx`` is not an SSLContext or ``keys`` is of the wrong type.
+        ContextError: a client-side context, or tickets are turned off on it.
+        RingClosedError: the ring was closed.
+    """
+    pointer = _server_pointer(ctx)
+    if ctx.options & ssl.OP_NO_TICKET:
+        raise ContextError(
+            "session tickets are turned off on this context (ssl.OP_NO_TICKET), so ticket "
+            "keys would never be used; clear the option (ctx.options &= ~ssl.OP_NO_TICKET)"
+        )
+    if isinstance(keys, str):
+        ring = TicketKeyRing.attach(keys)
+        try:
+            _binding.check(lib.tlsr_ctx_use_ring(pointer, ring._handle()), "installing ring")
+        finally:
+            ring.close()  # the context holds its own reference
+    elif isinstance(keys, TicketKeyRing):
+        _binding.check(lib.tlsr_ctx_use_ring(pointer, keys._handle()), "installing ring")
+    elif isinstance(keys, (StaticTicketKey, TicketKey)):
+        static = keys if isinstance(keys, StaticTicketKey) else StaticTicketKey(keys)
+        _binding.check(lib.tlsr_ctx_use_static_key(pointer, static.key.to_bytes()),
+                       "installing static ticket key")
+    else:
+        raise TypeError(
+            "install() takes a TicketKeyRing, a ring name, a StaticTicketKey or an 80-byte "
+            f"TicketKey, not {type(keys).__name__}"
+        )
+    return ctx
+
+
+def uninstall(ctx: ssl.SSLContext) -> None:
+    """Remove tlsresume's ticket keys from ``ctx``; OpenSSL's own keys take over."""
+    _binding.check(lib.tlsr_ctx_reset(_server_pointer(ctx)), "uninstalling")
+
+
+def installed_ring(ctx: ssl.SSLContext) -> bool:
+    """Whether ``ctx`` carries a tlsresume key ring."""
+    return bool(lib.tlsr_ctx_has_ring(_server_pointer(ctx)))
