@@ -683,3 +683,18 @@ int tlsr_ring_classify(tlsr_ring *ring, const uint8_t *name, int64_t now_ms)
         return -3;
     }
 }
+
+int tlsr_ring_debug_die_in_write(tlsr_ring *ring, int scribble)
+{
+    ring_shm *r = ring->shm;
+    int recovered, rc;
+
+    if ((rc = tlsr_lock(&r->hdr.lock, 2000, &recovered)) < 0)
+        return rc;
+    if (scribble) {
+        uint32_t b = 1 - atomic_load(&r->active);
+        atomic_fetch_or(&r->seq[b], 1);
+        memset(&r->st[b], 0xA5, sizeof r->st[b]);
+    }
+    return 0;
+}

@@ -128,6 +128,11 @@ void tlsr_ring_stats(tlsr_ring *ring, uint64_t *out, size_t n);
  * -1 if it was wiped (expired), -2 if never seen. For tests and check tools. */
 int tlsr_ring_classify(tlsr_ring *ring, const uint8_t *name, int64_t now_ms);
 
+/* Testing hook: take the ring's lock and, if scribble, start a write (inactive
+ * copy marked odd and filled with garbage), then return WITHOUT unlocking, as a
+ * writer killed mid-write would leave things. Only for crash-recovery tests. */
+int tlsr_ring_debug_die_in_write(tlsr_ring *ring, int scribble);
+
 /* ---- contexts (ctx.c) ------------------------------------------------------ */
 
 /* Make ring the ticket key source of ctx (ticket key callback + one ex_data

@@ -1,0 +1,151 @@
+"""Handshake helpers for the core tests: in-memory pairs and a tiny pre-fork server.
+
+In-memory pairs (MemoryBIO) run client and server in one thread: right for pinning
+what the callback does with keys. The pre-fork server runs real worker processes
+on loopback, each building its own SSLContext, as servers do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+def memory_pair(
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+    session: ssl.SSLSession | None = None,
+    hostname: str = "localhost",
+) -> tuple[ssl.SSLSession, bool]:
+    """One full client+server handshake through memory BIOs.
+
+    Returns the client's session after it read the server's tickets, and whether
+    the server resumed.
+    """
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=hostname, session=session)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    done = [False, False]
+    for _ in range(20):
+        for i, (obj, out, peer) in enumerate(((client, c_out, s_in), (server, s_out, c_in))):
+            if not done[i]:
+                try:
+                    obj.do_handshake()
+                    done[i] = True
+                except ssl.SSLWantReadError:
+                    pass
+            peer.write(out.read())
+        if all(done):
+            break
+    assert all(done), "handshake did not complete"
+    server.write(b"x")  # TLS 1.3 tickets arrive with the first application data
+    c_in.write(s_out.read())
+    assert client.read(1) == b"x"
+    session_out = client.session
+    assert session_out is not None
+    return session_out, server.session_reused
+
+
+def server_context(cert, ring=None, max_version=None) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
+    import tlsresume
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(ctx)
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    if ring is not None:
+        tlsresume.install(ctx, ring)
+    return ctx
+
+
+@dataclass
+class Fleet:
+    port: int
+    pids: list[int]
+
+
+@contextmanager
+def prefork(make_context: Callable[[], ssl.SSLContext], workers: int = 4) -> Iterator[Fleet]:
+    """Fork ``workers`` processes behind one loopback socket; each calls
+    ``make_context()`` itself and answers every connection with its pid."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    pids = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # worker
+            code = 0
+            try:
+                ctx = make_context()
+                while True:
+                    conn, _ = listener.accept()
+                    conn.settimeout(5)
+                    try:
+                        with ctx.wrap_socket(conn, server_side=True) as tls:
+                            tls.sendall(b"%d\n" % os.getpid())
+                            tls.unwrap()
+                    except (OSError, ssl.SSLError):
+                        pass
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    port = listener.getsockname()[1]
+    listener.close()
+    try:
+        yield Fleet(port, pids)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            os.waitpid(pid, 0)
+
+
+def fetch(port: int, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+          ) -> tuple[ssl.SSLSession, bool, int]:
+    """Connect, read the worker's pid, close cleanly. Returns (session, resumed, pid)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with client_ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = tls.recv(64)
+                if not chunk:
+                    break
+                data += chunk
+            resumed = tls.session_reused
+            sess = tls.session
+            try:
+                tls.unwrap()
+            except (OSError, ssl.SSLError):
+                pass
+    assert sess is not None
+    return sess, resumed, int(data)
+
+
+def reconnect(port: int, client_ctx: ssl.SSLContext, n: int) -> tuple[int, set[int]]:
+    """Connect n+1 times reusing the latest session; (resumed count, worker pids)."""
+    session, _, pid = fetch(port, client_ctx)
+    resumed, pids = 0, {pid}
+    for _ in range(n):
+        session, was_resumed, pid = fetch(port, client_ctx, session)
+        resumed += was_resumed
+        pids.add(pid)
+    return resumed, pids
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
