@@ -500,3 +500,37 @@ def test_region_of_another_kind_is_refused(ring_name) -> None:
     os.close(fd)
     with pytest.raises(SharedMemoryError):
         TicketKeyRing.attach(ring_name)
+
+
+@VERSIONS
+def test_rotation_under_load_fails_no_handshake(cert, client, version) -> None:
+    """Rotating every second while clients reconnect: no failure, every ticket honoured."""
+    import threading
+
+    from .handshake import fetch
+
+    with TicketKeyRing(rotation_period=1.0) as ring:
+        with prefork(lambda: server_context(cert, ring, version), workers=4) as fleet:
+            stop = threading.Event()
+
+            def rotate_every_second() -> None:
+                while not stop.wait(1.0):
+                    ring.rotate()
+
+            rotator = threading.Thread(target=rotate_every_second)
+            rotator.start()
+            try:
+                session, _, _ = fetch(fleet.port, client)
+                attempts = resumed = 0
+                deadline = time.monotonic() + 3.5
+                while time.monotonic() < deadline:
+                    session, was_resumed, _ = fetch(fleet.port, client, session)
+                    attempts += 1
+                    resumed += was_resumed
+            finally:
+                stop.set()
+                rotator.join()
+        stats = ring.stats()
+        assert stats["rotations"] >= 3
+        assert resumed == attempts, (resumed, attempts, stats)
+        assert stats["resumed_renewed"] >= 1 and stats["rejected_unknown"] == 0
