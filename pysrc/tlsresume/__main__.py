@@ -1,0 +1,7 @@
+"""``python -m tlsresume``: the same as the ``tlsresume`` command."""
+
+import sys
+
+from tlsresume.cli import main
+
+sys.exit(main())

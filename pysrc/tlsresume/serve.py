@@ -1,0 +1,894 @@
+"""``tlsresume serve``: a pre-fork HTTPS server that behaves like real Python servers.
+
+One master process binds ONE listening socket, makes the ticket key ring, and starts
+N workers that all accept on that socket. Every worker builds its own
+``ssl.SSLContext`` (as gunicorn, uvicorn ``--workers`` or hypercorn do), so without
+tlsresume each worker has its own random ticket keys and its own session cache: a
+client that reconnects to another worker cannot resume. With tlsresume each worker
+installs the shared ring on its context and any worker resumes any ticket.
+
+Two ways to start workers, matching the two ways real servers do it:
+
+* fork (default): the ring is an anonymous shared mapping made before ``fork``.
+* ``--spawn``: workers are fresh interpreters (``subprocess``) that attach to a named
+  ring and receive the listening socket by file-descriptor inheritance.
+
+Each worker answers every HTTP/1.0 or 1.1 request with ``worker <pid>`` and closes
+the connection with close_notify, because an OpenSSL client (curl) refuses to reuse a
+TLS 1.2 session from a connection that ended without one (DESIGN.md section 3).
+
+The server logic is importable: build a :class:`ServerConfig` and call :func:`run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import logging
+import os
+import queue
+import secrets
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # the core is imported lazily so --no-share works without it
+    from tlsresume import TicketKeyRing
+
+__all__ = [
+    "ServerConfig",
+    "Request",
+    "run",
+    "build_server_context",
+    "parse_request_head",
+    "build_response",
+    "LISTENING_PREFIX",
+    "ListeningLine",
+    "parse_listening_line",
+    "child_env",
+    "die_with_parent",
+]
+
+log = logging.getLogger("tlsresume.serve")
+
+#: The master prints one line starting with this once every worker is ready;
+#: scripts and tests parse the port and worker pids from it.
+LISTENING_PREFIX = "tlsresume serve: listening on "
+
+#: At most this much unread client input is drained before closing (lingering close).
+_LINGER_BYTES = 1 << 18
+
+_TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+# accept() errors that say "no resources right now" or "that client already left":
+# the worker backs off or moves on instead of dying.
+_TRANSIENT_ACCEPT_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO}
+)
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``tlsresume serve`` needs; the CLI only fills this in.
+
+    Attributes:
+        cert: PEM certificate chain; ``None`` (with ``key`` ``None``) makes a throwaway
+            self-signed certificate.
+        key: PEM private key for ``cert``.
+        host: address to bind (IPv4 or IPv6 literal, or a name).
+        port: TCP port; 0 picks a free one (printed on the listening line).
+        workers: number of worker processes.
+        spawn: start workers as separate interpreters attached to a named ring,
+            instead of forking them.
+        share: install the tlsresume key ring on every worker's context; ``False``
+            is the baseline every Python pre-fork server has today.
+        rotate: ticket key rotation period in seconds; ``None`` keeps the ring default.
+        ciphers: OpenSSL cipher string for TLS 1.2 (``SSLContext.set_ciphers``).
+        tls_max: highest TLS version offered, ``"1.2"`` or ``"1.3"``; ``None`` = 1.3.
+        threads: connection threads per worker, so one slow client cannot stall it.
+        handshake_timeout: seconds a client gets to finish the TLS handshake.
+        request_timeout: seconds a client gets to send its request headers.
+        shutdown_timeout: after our close_notify, seconds to wait for the client to
+            close its side (its input is drained meanwhile, so closing does not turn
+            into an RST that could destroy the response); short, because a client
+            that ignores ``Connection: close`` only holds a connection thread.
+        max_header_bytes: request head size limit; larger heads get a 431 answer.
+        backlog: ``listen()`` backlog of the shared socket.
+        log_level: logging level name for the master and workers (``"WARNING"``).
+    """
+
+    cert: str | None = None
+    key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = 4
+    spawn: bool = False
+    share: bool = True
+    rotate: float | None = None
+    ciphers: str | None = None
+    tls_max: str | None = None
+    threads: int = 8
+    handshake_timeout: float = 10.0
+    request_timeout: float = 10.0
+    shutdown_timeout: float = 1.0
+    max_header_bytes: int = 16384
+    backlog: int = 128
+    log_level: str = "WARNING"
+
+    def validate(self) -> None:
+        """Check the values before anything is bound or forked.
+
+        Raises:
+            ValueError: a value is out of range or inconsistent, naming the option.
+        """
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("give both --cert and --key, or neither (for a throwaway cert)")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be between 0 and 65535, not {self.port}")
+        if not 1 <= self.workers <= 256:
+            raise ValueError(f"--workers must be between 1 and 256, not {self.workers}")
+        if self.rotate is not None and not self.rotate > 0:
+            raise ValueError(f"--rotate must be a positive number of seconds, not {self.rotate}")
+        if self.tls_max is not None and self.tls_max not in _TLS_VERSIONS:
+            raise ValueError(f"--tls-max must be 1.2 or 1.3, not {self.tls_max!r}")
+        if self.threads < 1:
+            raise ValueError(f"threads per worker must be at least 1, not {self.threads}")
+        for name in ("handshake_timeout", "request_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.shutdown_timeout < 0:
+            raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout}")
+        if self.max_header_bytes < 64:
+            raise ValueError(f"max_header_bytes must be at least 64, not {self.max_header_bytes}")
+
+
+@dataclass(frozen=True)
+class ListeningLine:
+    """What the master's listening line says."""
+
+    host: str
+    port: int
+    pids: tuple[int, ...]
+    fields: dict[str, str]
+
+
+def parse_listening_line(line: str) -> ListeningLine | None:
+    """Parse ``tlsresume serve: listening on https://HOST:PORT/ key=value ...``.
+
+    Returns:
+        The parsed line, or ``None`` if ``line`` is not the listening line.
+    """
+    if not line.startswith(LISTENING_PREFIX):
+        return None
+    url, *rest = line[len(LISTENING_PREFIX) :].split()
+    hostport = url.removeprefix("https://").rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    fields = dict(item.split("=", 1) for item in rest if "=" in item)
+    pids = tuple(int(p) for p in fields.get("pids", "").split(",") if p)
+    return ListeningLine(host.strip("[]"), int(port), pids, fields)
+
+
+def child_env() -> dict[str, str]:
+    """``os.environ`` plus a ``PYTHONPATH`` that finds this very copy of tlsresume.
+
+    A child interpreter (a ``--spawn`` worker, the servers ``demo`` starts) must
+    import the same tlsresume as its parent, wherever that came from: an installed
+    wheel, a source tree put on ``sys.path`` by a test, a ``PYTHONPATH``.
+    """
+    env = dict(os.environ)
+    pkg_parent = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies.
+
+    For ``subprocess.Popen(preexec_fn=...)``: a server started by a script or a test
+    then stops (and stops its workers) even if that script is killed with SIGKILL.
+    Does nothing where ``prctl`` is not available.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+# --------------------------------------------------------------------------------------
+# HTTP: pure functions, testable without sockets
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """The parts of a request line the server cares about."""
+
+    method: str
+    target: str
+    version: str  # "HTTP/1.0" or "HTTP/1.1"
+
+
+def parse_request_head(head: bytes) -> Request | None:
+    """Parse the request line of an HTTP/1.x request head.
+
+    Args:
+        head: the bytes before the blank line ending the headers (or whatever a
+            client sent before it went quiet).
+
+    Returns:
+        The request, or ``None`` if the first line is not ``METHOD TARGET HTTP/1.x``
+        (garbage, a TLS-in-TLS probe, an HTTP/2 preface, ...).
+    """
+    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    if version not in (b"HTTP/1.0", b"HTTP/1.1"):
+        return None
+    if not method or not method.isalpha() or not method.isupper() or not target:
+        return None
+    try:
+        return Request(method.decode("ascii"), target.decode("ascii"), version.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+
+
+def build_response(
+    request: Request | None, pid: int, *, too_large: bool = False, reused: bool | None = None
+) -> bytes:
+    """Build the complete response for one request.
+
+    Args:
+        request: the parsed request, or ``None`` for garbage (answered with 400).
+        pid: the worker's process id, named in the body and ``X-Worker``.
+        too_large: the head exceeded the limit (answered with 431).
+        reused: whether the TLS session was resumed; sent as ``X-Session-Reused``
+            so a client can see the server's side of it. ``None`` omits the header.
+
+    Returns:
+        Status line, headers and body, ready to send. The connection always closes
+        after it (``Connection: close``).
+    """
+    version = request.version if request is not None else "HTTP/1.1"
+    if too_large:
+        status, body = "431 Request Header Fields Too Large", b"request header too large\n"
+    elif request is None:
+        status, body = "400 Bad Request", b"bad request\n"
+    else:
+        status, body = "200 OK", f"worker {pid}\n".encode("ascii")
+    headers = [
+        f"{version} {status}",
+        "Content-Type: text/plain",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        f"X-Worker: {pid}",
+    ]
+    if reused is not None:
+        headers.append(f"X-Session-Reused: {'yes' if reused else 'no'}")
+    head = ("\r\n".join(headers) + "\r\n\r\n").encode("ascii")
+    if request is not None and request.method == "HEAD":
+        return head
+    return head + body
+
+
+def _find_head_end(buf: bytes | bytearray) -> int:
+    """Index just past the blank line ending a request head, or -1 if not there yet."""
+    crlf = buf.find(b"\r\n\r\n")
+    lf = buf.find(b"\n\n")  # tolerate bare-LF clients (printf | s_client)
+    ends = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
+    return min(ends) if ends else -1
+
+
+# --------------------------------------------------------------------------------------
+# One connection
+# --------------------------------------------------------------------------------------
+
+
+def build_server_context(config: ServerConfig, ring: TicketKeyRing | None) -> ssl.SSLContext:
+    """The context one worker builds for itself, as real pre-fork servers do.
+
+    Args:
+        config: certificate, ciphers and version limits.
+        ring: the shared key ring to install, or ``None`` for the baseline.
+
+    Returns:
+        A fresh server-side context.
+
+    Raises:
+        OSError, ssl.SSLError: the certificate or key cannot be loaded, or the
+            cipher string selects nothing.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    assert config.cert is not None and config.key is not None
+    ctx.load_cert_chain(config.cert, config.key)
+    if config.ciphers:
+        ctx.set_ciphers(config.ciphers)
+    if config.tls_max:
+        ctx.maximum_version = _TLS_VERSIONS[config.tls_max]
+    if ring is not None:
+        import tlsresume
+
+        tlsresume.install(ctx, ring)
+    return ctx
+
+
+def _read_head(tls: ssl.SSLSocket, limit: int) -> tuple[bytes, bool]:
+    """Read a request head.
+
+    Returns:
+        ``(head, too_large)``; ``head`` is empty when the client closed without
+        sending anything (``openssl s_client < /dev/null`` does that).
+    """
+    buf = bytearray()
+    while True:
+        end = _find_head_end(buf)
+        if end >= 0:
+            return bytes(buf[:end]), False
+        if len(buf) > limit:
+            return bytes(buf[:limit]), True
+        try:
+            chunk = tls.recv(4096)
+        except ssl.SSLZeroReturnError:
+            chunk = b""
+        if not chunk:
+            # Client half-closed: answer what it sent (a head missing its blank line
+            # still gets a response), or nothing if it sent nothing.
+            return bytes(buf), False
+        buf += chunk
+
+
+def _close_notify(tls: ssl.SSLSocket, linger: float) -> None:
+    """Send close_notify, then close the TCP connection gracefully ("lingering close").
+
+    ``unwrap()`` on a non-blocking socket writes our close_notify in its first
+    ``SSL_shutdown`` and gives up at once instead of waiting for the peer's, which
+    many clients never send. The close_notify already sent is what keeps the
+    client's TLS 1.2 session resumable (curl drops it otherwise).
+
+    Then we half-close and read (and drop) whatever the client still sends, until it
+    closes too, for at most ``linger`` seconds: closing a socket that has unread
+    input makes the kernel answer with RST, and an RST can destroy the response and
+    close_notify still on their way to the client. Every error is ignored; the
+    connection is over either way.
+    """
+    try:
+        tls.setblocking(False)
+        tls.unwrap()
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = tls.fileno()
+        if fd < 0:
+            return
+        # The plain socket's shutdown: the TLS layer has said its last word.
+        socket.socket.shutdown(tls, socket.SHUT_WR)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + linger
+        budget = _LINGER_BYTES
+        while budget > 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            budget -= len(data)
+    except OSError:
+        pass
+
+
+def _serve_connection(conn: socket.socket, ctx: ssl.SSLContext, config: ServerConfig) -> None:
+    """Handshake, read one request, answer it, close cleanly; never raises."""
+    tls: ssl.SSLSocket | None = None
+    try:
+        conn.settimeout(config.handshake_timeout)
+        tls = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        tls.do_handshake()
+        tls.settimeout(config.request_timeout)
+        head, too_large = _read_head(tls, config.max_header_bytes)
+        if head or too_large:
+            request = parse_request_head(head)
+            tls.sendall(
+                build_response(request, os.getpid(), too_large=too_large, reused=tls.session_reused)
+            )
+        _close_notify(tls, config.shutdown_timeout)
+    except Exception as exc:  # one bad client must never take a worker down
+        log.debug("connection failed: %s: %s", type(exc).__name__, exc)
+    finally:
+        try:
+            (tls if tls is not None else conn).close()
+        except OSError:
+            pass
+
+
+class _ConnectionPool:
+    """A few daemon threads serving accepted connections from a bounded queue.
+
+    The queue is bounded so that a worker whose threads are all busy stops
+    accepting (its ``put`` blocks) and leaves new connections to the other workers.
+    """
+
+    def __init__(self, threads: int, handle: Callable[[socket.socket], None]) -> None:
+        self._handle = handle
+        self._queue: queue.Queue[socket.socket] = queue.Queue(maxsize=threads * 2)
+        for i in range(threads):
+            threading.Thread(target=self._run, name=f"conn-{i}", daemon=True).start()
+
+    def submit(self, conn: socket.socket) -> None:
+        """Queue ``conn``; blocks while the queue is full."""
+        self._queue.put(conn)
+
+    def _run(self) -> None:
+        while True:
+            conn = self._queue.get()
+            try:
+                self._handle(conn)
+            finally:
+                self._queue.task_done()
+
+    def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for queued and running connections."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------------------
+# The worker process
+# --------------------------------------------------------------------------------------
+
+
+class _Stop(BaseException):
+    """Raised in a worker's main thread by SIGTERM; not an Exception, so no
+    connection handler can swallow it."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop()
+
+
+def _watch_master(death_fd: int) -> None:
+    """Exit the worker when the master dies: the master holds the only write end of
+    this pipe and never writes, so EOF means it is gone (even after SIGKILL)."""
+    try:
+        while os.read(death_fd, 1):
+            pass
+    except OSError:
+        pass
+    os._exit(0)
+
+
+def _worker_main(
+    sock: socket.socket,
+    config: ServerConfig,
+    ring: TicketKeyRing | None,
+    death_fd: int,
+    ready_fd: int,
+) -> int:
+    """Body of every worker, forked or spawned.
+
+    Returns:
+        The exit status (0 after SIGTERM).
+    """
+    # The master turns Ctrl-C into SIGTERM for every worker, so a terminal's SIGINT
+    # to the whole process group must not interrupt workers mid-response.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    pool: _ConnectionPool | None = None
+    try:
+        ctx = build_server_context(config, ring)
+        threading.Thread(
+            target=_watch_master, args=(death_fd,), name="watch-master", daemon=True
+        ).start()
+        pool = _ConnectionPool(config.threads, lambda conn: _serve_connection(conn, ctx, config))
+        # Tell the master we are ready; one short line is an atomic pipe write.
+        try:
+            os.write(ready_fd, f"{os.getpid()}\n".encode("ascii"))
+        except BrokenPipeError:  # the master is gone; the watchdog ends us
+            pass
+        os.close(ready_fd)
+        while True:
+            # A plain blocking accept: Linux queues blocked acceptors FIFO and wakes
+            # one per connection, so connections go round-robin across idle workers,
+            # which is exactly what makes "each worker has its own keys" visible.
+            try:
+                conn, _peer = sock.accept()
+            except OSError as exc:
+                if exc.errno in _TRANSIENT_ACCEPT_ERRNOS:
+                    log.debug("accept failed, backing off: %s", exc)
+                    time.sleep(0.05)
+                    continue
+                raise
+            pool.submit(conn)
+    except _Stop:
+        sock.close()
+        if pool is not None:
+            pool.drain(timeout=2.0)
+        return 0
+
+
+def _spawned_worker(spec_json: str) -> int:
+    """Entry point of a ``--spawn`` worker (a fresh interpreter).
+
+    Args:
+        spec_json: JSON with the config, the inherited fds and the ring name.
+
+    Returns:
+        The exit status.
+    """
+    spec = json.loads(spec_json)
+    config = ServerConfig(**spec["config"])
+    logging.basicConfig(level=config.log_level, format=_LOG_FORMAT)
+    ring: TicketKeyRing | None = None
+    if spec["ring"] is not None:
+        import tlsresume
+
+        ring = tlsresume.TicketKeyRing.attach(spec["ring"])
+    sock = socket.socket(fileno=spec["listen_fd"])
+    return _worker_main(sock, config, ring, spec["death_fd"], spec["ready_fd"])
+
+
+_LOG_FORMAT = "%(asctime)s tlsresume[%(process)d] %(levelname)s %(message)s"
+
+# What a --spawn worker runs. os._exit skips joining the daemon connection threads.
+_SPAWN_CODE = (
+    "import os, sys\n"
+    "from tlsresume.serve import _spawned_worker\n"
+    "code = _spawned_worker(sys.argv[1])\n"
+    "sys.stdout.flush(); sys.stderr.flush()\n"
+    "os._exit(code)\n"
+)
+
+
+# --------------------------------------------------------------------------------------
+# The master process
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _WorkerProc:
+    pid: int
+    popen: subprocess.Popen[bytes] | None = None  # set for --spawn workers
+
+
+class ServeError(RuntimeError):
+    """The server could not start (a worker failed before it was ready, ...)."""
+
+
+def _bind(host: str, port: int, backlog: int) -> socket.socket:
+    """Bind the one listening socket every worker accepts on."""
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )
+    family, socktype, proto, _canon, addr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        # Lets a restarted server rebind at once while old connections sit in
+        # TIME_WAIT; it does not let two servers share the port (that is SO_REUSEPORT).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"https://{host}:{port}/"
+
+
+class _Master:
+    """Owns the socket, the ring, the worker processes and their lifecycle."""
+
+    def __init__(self, config: ServerConfig, out: TextIO) -> None:
+        self.config = config
+        self.out = out
+        self.workers: dict[int, _WorkerProc] = {}
+        self.sock: socket.socket | None = None
+        self.ring: TicketKeyRing | None = None
+        self.ring_name: str | None = None
+        self.cert_dir: Any = None
+        self.stop_signal: int | None = None
+        self.stopping = False
+        self.respawns: list[float] = []
+        self._death_r = self._death_w = self._ready_r = self._ready_w = -1
+
+    def say(self, message: str) -> None:
+        print(f"tlsresume serve: {message}", file=self.out, flush=True)
+
+    # -- start --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Make the certificate, socket, ring and workers; wait until all are ready.
+
+        Raises:
+            ServeError: a worker died before it was ready.
+            Exception: whatever binding, loading the core or making the ring raised.
+        """
+        config = self.config
+        if config.cert is None:
+            from tlsresume.selfsigned import make_self_signed
+
+            self.cert_dir = make_self_signed()
+            config = self.config = dataclasses.replace(
+                config, cert=str(self.cert_dir.cert), key=str(self.cert_dir.key)
+            )
+            self.say(
+                f"no --cert/--key given; using a throwaway self-signed certificate "
+                f"{config.cert} (key {config.key}), removed on exit"
+            )
+        # Load the certificate once here so a bad path or key fails with one clear
+        # message instead of N dying workers.
+        build_server_context(config, None)
+
+        self.sock = _bind(config.host, config.port, config.backlog)
+        if config.share:
+            import tlsresume
+
+            kwargs: dict[str, Any] = {}
+            if config.rotate is not None:
+                kwargs["rotation_period"] = config.rotate
+            if config.spawn:
+                self.ring_name = f"tlsresume-serve-{os.getpid()}-{secrets.token_hex(4)}"
+            # Made BEFORE any worker exists: forked workers inherit the mapping,
+            # spawned ones attach to it by name.
+            self.ring = tlsresume.TicketKeyRing(name=self.ring_name, **kwargs)
+
+        self._death_r, self._death_w = os.pipe()
+        self._ready_r, self._ready_w = os.pipe()
+        for _ in range(config.workers):
+            self._start_worker()
+        self._wait_ready(timeout=30.0)
+        # Respawned workers report on the same pipe; nobody waits for them, so the
+        # master only drains it (non-blocking) to keep it from filling up.
+        os.set_blocking(self._ready_r, False)
+
+        pids = ",".join(str(pid) for pid in self.workers)
+        sharing = "off" if self.ring is None else (self.ring_name or "fork-ring")
+        self.say(
+            f"listening on {_url(self.sock)} workers={len(self.workers)} "
+            f"mode={'spawn' if config.spawn else 'fork'} sharing={sharing} pids={pids}"
+        )
+
+    def _start_worker(self) -> int:
+        if self.config.spawn:
+            return self._spawn_worker()
+        return self._fork_worker()
+
+    def _fork_worker(self) -> int:
+        assert self.sock is not None
+        # Nothing buffered may be written twice (once by the child).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Block the stop signals across fork so the child cannot run the master's
+        # handler before it installs its own.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(self._death_w)
+                os.close(self._ready_r)
+                code = _worker_main(self.sock, self.config, self.ring, self._death_r, self._ready_w)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        self.workers[pid] = _WorkerProc(pid)
+        return pid
+
+    def _spawn_worker(self) -> int:
+        assert self.sock is not None
+        spec = {
+            "config": dataclasses.asdict(self.config),
+            "listen_fd": self.sock.fileno(),
+            "death_fd": self._death_r,
+            "ready_fd": self._ready_w,
+            "ring": self.ring_name,
+        }
+        sys.stdout.flush()
+        sys.stderr.flush()
+        popen = subprocess.Popen(
+            [sys.executable, "-c", _SPAWN_CODE, json.dumps(spec)],
+            pass_fds=(self.sock.fileno(), self._death_r, self._ready_w),
+            stdin=subprocess.DEVNULL,
+            env=child_env(),
+        )
+        self.workers[popen.pid] = _WorkerProc(popen.pid, popen)
+        return popen.pid
+
+    def _wait_ready(self, timeout: float) -> None:
+        ready: set[int] = set()
+        pending = b""
+        deadline = time.monotonic() + timeout
+        while len(ready) < len(self.workers):
+            if self.stop_signal is not None:
+                raise ServeError("interrupted while starting workers")
+            for pid, status in self._reap():
+                raise ServeError(
+                    f"worker {pid} exited ({_describe_status(status)}) before it was "
+                    "ready; its error is printed above"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServeError(
+                    f"only {len(ready)} of {len(self.workers)} workers were ready after "
+                    f"{timeout:.0f} s"
+                )
+            readable, _, _ = select.select([self._ready_r], [], [], min(left, 0.1))
+            if readable:
+                pending += os.read(self._ready_r, 4096)
+                *lines, pending = pending.split(b"\n")
+                ready.update(int(line) for line in lines if line.strip())
+
+    # -- run ----------------------------------------------------------------------
+
+    def _reap(self) -> list[tuple[int, int]]:
+        """Collect workers that exited: ``[(pid, wait status)]``."""
+        gone = []
+        for pid, proc in list(self.workers.items()):
+            if proc.popen is not None:
+                code = proc.popen.poll()
+                if code is None:
+                    continue
+                # Popen already reaped it; rebuild a wait status for the message.
+                status = (-code) & 0x7F if code < 0 else (code & 0xFF) << 8
+            else:
+                try:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done, status = pid, 0
+                if done == 0:
+                    continue
+            del self.workers[pid]
+            gone.append((pid, status))
+        return gone
+
+    def serve_until_signal(self) -> None:
+        """Keep the workers alive until SIGTERM or SIGINT arrives."""
+        while self.stop_signal is None:
+            for pid, status in self._reap():
+                now = time.monotonic()
+                self.respawns = [t for t in self.respawns if now - t < 10.0] + [now]
+                if len(self.respawns) > 2 * self.config.workers:
+                    self.say(
+                        f"worker {pid} exited ({_describe_status(status)}); too many "
+                        "workers died in 10 s, stopping"
+                    )
+                    return
+                new = self._start_worker()
+                self.say(f"worker {pid} exited ({_describe_status(status)}); started {new}")
+            try:
+                os.read(self._ready_r, 4096)
+            except BlockingIOError:
+                pass
+            # A signal interrupts nothing here (PEP 475 resumes the sleep), so poll.
+            time.sleep(0.1)
+
+    # -- stop ---------------------------------------------------------------------
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop every worker (SIGTERM, then SIGKILL after ``grace`` s) and clean up."""
+        self.stopping = True
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while self.workers and time.monotonic() < deadline:
+            self._reap()
+            if self.workers:
+                time.sleep(0.02)
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while self.workers:
+            for proc in list(self.workers.values()):
+                if proc.popen is not None:
+                    proc.popen.wait()
+                else:
+                    try:
+                        os.waitpid(proc.pid, 0)
+                    except ChildProcessError:
+                        pass
+                del self.workers[proc.pid]
+        for fd in (self._death_r, self._death_w, self._ready_r, self._ready_w):
+            if fd >= 0:
+                os.close(fd)
+        self._death_r = self._death_w = self._ready_r = self._ready_w = -1
+        if self.sock is not None:
+            self.sock.close()
+        if self.ring is not None:
+            try:
+                stats = self.ring.stats()
+                self.say("ring stats: " + " ".join(f"{k}={v}" for k, v in stats.items()))
+            except Exception as exc:  # stats are informative; never block shutdown
+                log.debug("could not read ring stats: %s", exc)
+            if self.ring_name is not None:
+                try:
+                    self.ring.unlink()
+                except Exception as exc:
+                    self.say(f"could not remove the named ring {self.ring_name}: {exc}")
+            try:
+                self.ring.close()
+            except Exception as exc:
+                log.debug("could not close the ring: %s", exc)
+        if self.cert_dir is not None:
+            self.cert_dir.cleanup()
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def run(config: ServerConfig, *, out: TextIO | None = None) -> int:
+    """Run the pre-fork server until SIGTERM or SIGINT; the body of ``tlsresume serve``.
+
+    Must be called from the main thread (it installs signal handlers) of a process
+    that has started no other threads yet (it forks).
+
+    Args:
+        config: what to serve and how.
+        out: where the status lines go (default ``sys.stdout``).
+
+    Returns:
+        0 after a clean stop on a signal, 1 if the server could not start or its
+        workers kept dying.
+
+    Raises:
+        ValueError: ``config`` is invalid.
+    """
+    config.validate()
+    logging.basicConfig(level=config.log_level, format=_LOG_FORMAT)
+    master = _Master(config, out if out is not None else sys.stdout)
+
+    def on_signal(signum: int, frame: object) -> None:
+        master.stop_signal = signum
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            master.start()
+        except Exception as exc:
+            print(f"tlsresume serve: error: {exc}", file=sys.stderr, flush=True)
+            return 1
+        master.serve_until_signal()
+        return 0 if master.stop_signal is not None else 1
+    finally:
+        master.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if master.stop_signal is not None:
+            master.say(f"stopped on {signal.Signals(master.stop_signal).name}")

@@ -1,0 +1,378 @@
+"""Reusable pieces for tests that run real servers and real clients.
+
+* :class:`ServeProcess` starts ``python -m tlsresume serve ...`` as a real
+  subprocess, parses its listening line, and stops it (always within a bound).
+* :func:`resuming_client` reconnects n times offering the previous session and
+  returns how many reconnections resumed and which workers answered.
+* :func:`https_get` does one request and returns the parsed response.
+
+Nothing here uses tlsresume's own client code (``tlsresume.check``), so the server
+tests do not depend on the code they are meant to cross-check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+PYSRC = ROOT / "pysrc"
+
+LISTEN_RE = re.compile(
+    r"^tlsresume serve: listening on https://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+)/"
+    r"(?P<rest>.*)$"
+)
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+#: Every subprocess a test starts gives up after this long; no test may hang.
+DEFAULT_TIMEOUT = 30.0
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a tlsresume subprocess: finds the source tree's package."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PYSRC), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def tlsresume_cmd(*args: str) -> list[str]:
+    """``python -m tlsresume ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "tlsresume", *args]
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The state letter follows the parenthesised command name.
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
+    """Wait up to ``timeout`` s for ``pids`` to exit; return those still alive."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in pids if pid_alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if pid_alive(p)]
+    return alive
+
+
+def pids_with_env_marker(marker: str) -> list[int]:
+    """Processes whose environment contains ``marker`` (to find strays of a test)."""
+    found = []
+    needle = marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read() and pid_alive(int(entry)):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+@dataclass
+class ServeProcess:
+    """A running ``tlsresume serve`` subprocess.
+
+    Use :meth:`start`; always :meth:`stop` (the ``serve`` fixture does).
+    """
+
+    args: list[str]
+    proc: subprocess.Popen[bytes]
+    stderr_file: IO[bytes]
+    host: str = ""
+    port: int = 0
+    pids: list[int] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+    stdout_text: str = ""
+
+    @classmethod
+    def start(
+        cls,
+        args: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: dict[str, str] | None = None,
+    ) -> ServeProcess:
+        """Start ``tlsresume serve --port 0 ARGS`` and wait for its listening line.
+
+        Raises:
+            RuntimeError: it exited or printed no listening line within ``timeout``;
+                the message holds its output.
+        """
+        stderr_file = tempfile.TemporaryFile()
+        cmd = tlsresume_cmd("serve", "--port", "0", *args)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            stdin=subprocess.DEVNULL,
+            env=env or child_env(),
+        )
+        server = cls(list(args), proc, stderr_file)
+        try:
+            server._wait_listening(timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _wait_listening(self, timeout: float) -> None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([fd], [], [], 0.1)
+            if readable:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                buf += chunk
+                self.stdout_text = buf.decode("utf-8", "replace")
+                for line in self.stdout_text.splitlines():
+                    m = LISTEN_RE.match(line)
+                    if m:
+                        self.host = m["host"].strip("[]")
+                        self.port = int(m["port"])
+                        self.fields = dict(
+                            kv.split("=", 1) for kv in m["rest"].split() if "=" in kv
+                        )
+                        self.pids = [int(p) for p in self.fields["pids"].split(",")]
+                        return
+            elif self.proc.poll() is not None:
+                break
+        raise RuntimeError(
+            f"serve {' '.join(self.args)} did not start (exit {self.proc.poll()}):\n"
+            f"stdout: {buf.decode('utf-8', 'replace')}\nstderr: {self.stderr_text()}"
+        )
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}/"
+
+    def stderr_text(self) -> str:
+        try:
+            self.stderr_file.seek(0)
+            return self.stderr_file.read().decode("utf-8", "replace")
+        except ValueError:  # closed
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Signal the master and wait for it; SIGKILL it (and known workers) if stuck.
+
+        Returns:
+            The master's exit code (negative: killed by that signal).
+        """
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate(timeout=timeout)
+        except ValueError:  # already communicated
+            out = b""
+        self.stdout_text += (out or b"").decode("utf-8", "replace")
+        # Never leave a worker behind, whatever happened to the master.
+        for pid in wait_gone(self.pids, 5.0):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return self.proc.returncode
+
+
+def client_context(
+    cafile: str | os.PathLike[str], tls_version: str | None = None
+) -> ssl.SSLContext:
+    """A verifying client context trusting ``cafile``, optionally pinned to a version."""
+    ctx = ssl.create_default_context(cafile=os.fspath(cafile))
+    if tls_version is not None:
+        ctx.minimum_version = ctx.maximum_version = TLS_VERSIONS[tls_version]
+    return ctx
+
+
+@dataclass
+class Response:
+    """One HTTP response as the client saw it."""
+
+    status_line: str
+    headers: dict[str, str]
+    body: bytes
+    resumed: bool
+    version: str | None
+    session: ssl.SSLSession | None
+    clean_close: bool  # the server ended with close_notify (not a bare TCP close)
+
+
+def parse_response(data: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Split raw response bytes into status line, headers (lower-case keys), body."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    return lines[0], headers, body
+
+
+def https_get(
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    *,
+    server_hostname: str = "localhost",
+    session: ssl.SSLSession | None = None,
+    request: bytes | None = None,
+    timeout: float = 10.0,
+) -> Response:
+    """Connect, send one request (default ``GET / HTTP/1.1``), read to the end.
+
+    The socket does not suppress ragged EOFs, so ``clean_close`` tells whether the
+    server sent close_notify before closing.
+    """
+    if request is None:
+        request = (
+            f"GET / HTTP/1.1\r\nHost: {server_hostname}\r\nConnection: close\r\n\r\n"
+        ).encode()
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(
+            raw, server_hostname=server_hostname, session=session, suppress_ragged_eofs=False
+        ) as tls:
+            tls.sendall(request)
+            data = bytearray()
+            clean = False
+            while True:
+                try:
+                    chunk = tls.recv(65536)
+                except ssl.SSLEOFError:
+                    break  # TCP closed without close_notify
+                except ssl.SSLZeroReturnError:
+                    clean = True
+                    break
+                if not chunk:
+                    clean = True  # recv returns b"" on close_notify
+                    break
+                data += chunk
+            status, headers, body = parse_response(bytes(data))
+            return Response(
+                status, headers, body, tls.session_reused, tls.version(), tls.session, clean
+            )
+
+
+class ResumeStats(NamedTuple):
+    """What :func:`resuming_client` saw."""
+
+    resumed: int
+    workers: set[str]
+
+
+def resuming_client(
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    reconnections: int,
+    *,
+    server_hostname: str = "localhost",
+    timeout: float = 10.0,
+) -> ResumeStats:
+    """One full handshake, then ``reconnections`` reconnections, each offering the
+    session the previous connection ended with.
+
+    Returns:
+        How many reconnections resumed, and the distinct ``X-Worker`` values of all
+        connections.
+    """
+    session = None
+    resumed = 0
+    workers: set[str] = set()
+    for i in range(reconnections + 1):
+        r = https_get(
+            host, port, ctx, server_hostname=server_hostname, session=session, timeout=timeout
+        )
+        assert r.status_line.endswith("200 OK"), r.status_line
+        if i > 0 and r.resumed:
+            resumed += 1
+        workers.add(r.headers["x-worker"])
+        session = r.session
+    return ResumeStats(resumed, workers)
+
+
+class BareCloseServer:
+    """A one-thread HTTPS server in this process that closes connections the way most
+    Python servers do: ``close()`` without ``unwrap()``, so no close_notify is sent.
+
+    The negative control for the close_notify tests. Use as a context manager; it
+    serves until closed, each connection bounded by a timeout.
+    """
+
+    def __init__(self, cert: str, key: str) -> None:
+        import threading
+
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.resumed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                conn.settimeout(5)
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = tls.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    self.resumed += tls.session_reused
+                    body = b"bare\n"
+                    tls.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n"
+                        b"X-Session-Reused: %s\r\n\r\n%s"
+                        % (len(body), b"yes" if tls.session_reused else b"no", body)
+                    )
+                # Leaving the with-block closes the socket: no close_notify.
+            except OSError:
+                conn.close()
+
+    def __enter__(self) -> BareCloseServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()

@@ -1,0 +1,446 @@
+"""``tlsresume serve``: a real pre-fork server in a subprocess, real clients.
+
+The resumption tests are the project's headline claim: four workers, each with its
+own ``SSLContext``, behind one socket; a resuming client lands on a different worker
+almost every time. With the shared ring nearly every reconnection resumes; with
+``--no-share`` (the negative control) almost none do, so a pass is not luck.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from tlsresume.serve import Request, build_response, parse_request_head
+
+from .support import (
+    BareCloseServer,
+    ServeProcess,
+    child_env,
+    client_context,
+    https_get,
+    pid_alive,
+    resuming_client,
+    tlsresume_cmd,
+    wait_gone,
+)
+
+TLS = ("1.2", "1.3")
+
+
+# --------------------------------------------------------------------------------------
+# Pure HTTP helpers
+# --------------------------------------------------------------------------------------
+
+
+def test_parse_request_head_accepts_http10_and_11() -> None:
+    """Request lines of HTTP/1.0 and 1.1 parse into method, target and version."""
+    assert parse_request_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == Request(
+        "GET", "/", "HTTP/1.1"
+    )
+    assert parse_request_head(b"HEAD /a?b HTTP/1.0\n\n") == Request("HEAD", "/a?b", "HTTP/1.0")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"", b"garbage", b"GET /\r\n", b"GET / HTTP/2.0\r\n", b"PRI * HTTP/2.0\r\n", b"\x16\x03\x01"],
+)
+def test_parse_request_head_rejects_garbage(head: bytes) -> None:
+    """Anything that is not METHOD TARGET HTTP/1.x is garbage (None), never an exception."""
+    assert parse_request_head(head) is None
+
+
+def test_build_response_names_worker_and_closes() -> None:
+    """A 200 names the worker in body and X-Worker, and says Connection: close."""
+    resp = build_response(Request("GET", "/", "HTTP/1.0"), 1234, reused=True)
+    head, body = resp.split(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.0 200 OK"
+    assert "Content-Type: text/plain" in lines
+    assert "Connection: close" in lines
+    assert "X-Worker: 1234" in lines
+    assert "X-Session-Reused: yes" in lines
+    assert f"Content-Length: {len(body)}" in lines
+    assert body == b"worker 1234\n"
+
+
+def test_build_response_head_and_garbage() -> None:
+    """HEAD gets headers only; garbage gets a 400; an oversized head a 431."""
+    assert build_response(Request("HEAD", "/", "HTTP/1.1"), 1).endswith(b"\r\n\r\n")
+    assert build_response(None, 1).startswith(b"HTTP/1.1 400 ")
+    assert build_response(None, 1, too_large=True).startswith(b"HTTP/1.1 431 ")
+
+
+# --------------------------------------------------------------------------------------
+# Serving
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def baseline(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
+    """Four forked workers without tlsresume (module-wide)."""
+    return serve_module("--workers", "4", "--no-share")
+
+
+@pytest.mark.parametrize("version", TLS)
+@pytest.mark.parametrize("http", ["HTTP/1.0", "HTTP/1.1"])
+def test_answers_http_with_worker_pid(baseline, server_cert, version, http) -> None:  # type: ignore[no-untyped-def]
+    """Every request gets 200, `worker <pid>` of one of the workers, then close_notify."""
+    ctx = client_context(server_cert.cafile, version)
+    request = f"GET / {http}\r\nHost: localhost\r\n\r\n".encode()
+    r = https_get(baseline.host, baseline.port, ctx, request=request)
+    assert r.version == f"TLSv{version}"
+    assert r.status_line == f"{http} 200 OK"
+    pid = int(r.headers["x-worker"])
+    assert pid in baseline.pids
+    assert r.body == f"worker {pid}\n".encode()
+    assert r.headers["content-type"] == "text/plain"
+    assert r.headers["connection"] == "close"
+    assert int(r.headers["content-length"]) == len(r.body)
+    assert r.clean_close, "server closed without close_notify"
+
+
+def test_connections_go_round_robin(baseline, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Sequential connections are spread over all workers by the blocking accept."""
+    ctx = client_context(server_cert.cafile)
+    seen = [https_get(baseline.host, baseline.port, ctx).headers["x-worker"] for _ in range(8)]
+    assert len(set(seen)) == 4, seen
+
+
+def _all_workers_answer(server: ServeProcess, cafile: str) -> set[int]:
+    ctx = client_context(cafile)
+    return {
+        int(https_get(server.host, server.port, ctx).headers["x-worker"])
+        for _ in range(3 * len(server.pids))
+    }
+
+
+def test_silent_and_garbage_clients_do_not_kill_workers(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Clients that close at once, send plaintext, or send a garbage request leave
+    every worker alive and serving."""
+    server = serve("--workers", "4", "--no-share")
+    ctx = client_context(server_cert.cafile)
+    for _ in range(8):
+        # TCP connect and close: no ClientHello at all.
+        socket.create_connection((server.host, server.port), timeout=5).close()
+        # Handshake, then close without a request (`openssl s_client < /dev/null`).
+        with socket.create_connection((server.host, server.port), timeout=5) as raw:
+            ctx.wrap_socket(raw, server_hostname="localhost").close()
+        # Plaintext HTTP on the TLS port.
+        with socket.create_connection((server.host, server.port), timeout=5) as raw:
+            raw.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            raw.settimeout(5)
+            try:
+                raw.recv(100)
+            except OSError:
+                pass
+    garbage = https_get(server.host, server.port, ctx, request=b"\x00\xffnot http\r\n\r\n")
+    assert garbage.status_line == "HTTP/1.1 400 Bad Request"
+    huge = https_get(server.host, server.port, ctx, request=b"GET / HTTP/1.1\r\nX: " + b"a" * 70000)
+    assert huge.status_line.startswith("HTTP/1.1 431")
+    assert _all_workers_answer(server, server_cert.cafile) == set(server.pids)
+    assert all(pid_alive(p) for p in server.pids)
+
+
+def test_slow_client_does_not_stall_a_worker(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """A client that connects and sends nothing ties up one thread, not its worker."""
+    server = serve("--workers", "2", "--no-share")
+    ctx = client_context(server_cert.cafile)
+    idle = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(4)]
+    try:
+        start = time.monotonic()
+        seen = {https_get(server.host, server.port, ctx).headers["x-worker"] for _ in range(6)}
+        assert time.monotonic() - start < 5.0
+        assert len(seen) == 2
+    finally:
+        for s in idle:
+            s.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_signal_stops_all_workers(serve, sig, mode) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM or SIGINT to the master stops every worker and exits 0."""
+    args = ["--workers", "3", "--no-share"] + (["--spawn"] if mode == "spawn" else [])
+    server = serve(*args)
+    assert len(server.pids) == 3 and all(pid_alive(p) for p in server.pids)
+    assert server.stop(sig) == 0
+    assert wait_gone(server.pids, 5.0) == []
+    assert f"stopped on {signal.Signals(sig).name}" in server.stdout_text
+
+
+def test_workers_exit_when_master_dies(serve) -> None:  # type: ignore[no-untyped-def]
+    """Workers notice a master killed with SIGKILL and exit by themselves."""
+    server = serve("--workers", "2", "--no-share")
+    server.proc.kill()
+    server.proc.wait(timeout=10)
+    assert wait_gone(server.pids, 10.0) == []
+
+
+def test_dead_worker_is_replaced(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """A worker that dies is replaced, and the pool keeps its size."""
+    server = serve("--workers", "2", "--no-share")
+    os.kill(server.pids[0], signal.SIGKILL)
+    # A connection the dying worker accepted in its last moments is reset; that is
+    # the kill, not the server. Connect only once it is gone.
+    assert wait_gone(server.pids[:1], 5.0) == []
+    deadline = time.monotonic() + 10
+    answering: set[int] = set()
+    while time.monotonic() < deadline:
+        answering = _all_workers_answer(server, server_cert.cafile)
+        if len(answering) == 2 and server.pids[0] not in answering:
+            break
+        time.sleep(0.2)
+    assert len(answering) == 2 and server.pids[0] not in answering
+
+
+def test_self_signed_when_no_cert(serve) -> None:  # type: ignore[no-untyped-def]
+    """Without --cert/--key it makes a throwaway certificate, says where, and removes
+    it on exit."""
+    server = serve("--workers", "1", "--no-share", cert=False)
+    line = next(x for x in server.stdout_text.splitlines() if "self-signed" in x)
+    cert = Path(line.split("certificate ", 1)[1].split()[0])
+    assert cert.exists()
+    assert (cert.parent.stat().st_mode & 0o777) == 0o700
+    assert ((cert.parent / "key.pem").stat().st_mode & 0o777) == 0o600
+    ctx = client_context(cert)  # it is its own trust anchor
+    assert https_get(server.host, server.port, ctx, server_hostname="127.0.0.1").body
+    server.stop()
+    assert not cert.parent.exists()
+
+
+def test_ciphers_and_tls_max(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """--tls-max 1.2 caps the version and --ciphers picks the TLS 1.2 cipher."""
+    server = serve(
+        "--workers",
+        "1",
+        "--no-share",
+        "--tls-max",
+        "1.2",
+        "--ciphers",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+    )
+    ctx = client_context(server_cert.cafile)
+    with socket.create_connection((server.host, server.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version() == "TLSv1.2"
+            cipher = tls.cipher()
+            assert cipher is not None and cipher[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+
+
+def test_bad_certificate_fails_fast(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A missing certificate file is one clear error and exit 1, not dying workers."""
+    missing = str(tmp_path / "nope.pem")
+    proc = subprocess.run(
+        tlsresume_cmd("serve", "--port", "0", "--no-share", "--cert", missing, "--key", missing),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=child_env(),
+    )
+    assert proc.returncode == 1
+    assert "error" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------
+# Resumption across workers: the headline
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("version", TLS)
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_shared_ring_resumes_across_workers(serve, server_cert, version, mode) -> None:  # type: ignore[no-untyped-def]
+    """With the shared ring, >= 39 of 40 reconnections resume across >= 3 workers."""
+    args = ["--workers", "4"] + (["--spawn"] if mode == "spawn" else [])
+    server = serve(*args)
+    assert server.fields["sharing"] != "off"
+    ctx = client_context(server_cert.cafile, version)
+    resumed, workers = resuming_client(server.host, server.port, ctx, 40)
+    assert resumed >= 39, (resumed, workers)
+    assert len(workers) >= 3, workers
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("version", TLS)
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_no_share_negative_control(serve, server_cert, version, mode) -> None:  # type: ignore[no-untyped-def]
+    """Without sharing, the same client resumes at most a quarter of 40 reconnections."""
+    args = ["--workers", "4", "--no-share"] + (["--spawn"] if mode == "spawn" else [])
+    server = serve(*args)
+    ctx = client_context(server_cert.cafile, version)
+    resumed, workers = resuming_client(server.host, server.port, ctx, 40)
+    assert resumed <= 10, (resumed, workers)
+    assert len(workers) >= 3, workers
+
+
+# --------------------------------------------------------------------------------------
+# Real peers: openssl s_client and curl
+# --------------------------------------------------------------------------------------
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl binary")
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="no curl binary")
+
+
+def _s_client(server: ServeProcess, cafile: str, version: str, sess: Path, flag: str) -> str:
+    """One `openssl s_client` request; returns its output (stdout + stderr)."""
+    proc = subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"{server.host}:{server.port}",
+            "-servername",
+            "localhost",
+            "-CAfile",
+            cafile,
+            "-verify_return_error",
+            f"-tls{version.replace('.', '_')}",
+            flag,
+            str(sess),
+            "-ign_eof",
+        ],
+        input=b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        capture_output=True,
+        timeout=20,
+    )
+    return (proc.stdout + proc.stderr).decode("utf-8", "replace")
+
+
+def _s_client_runs(
+    server: ServeProcess, cafile: str, version: str, tmp: Path
+) -> tuple[int, set[str]]:
+    """-sess_out once, then -sess_in 8 times; returns (Reused count, workers)."""
+    sess = tmp / f"sess-{version}.pem"
+    first = _s_client(server, cafile, version, sess, "-sess_out")
+    assert "worker " in first, first
+    assert sess.exists() and sess.stat().st_size > 0
+    reused, workers = 0, set()
+    for _ in range(8):
+        out = _s_client(server, cafile, version, sess, "-sess_in")
+        assert f"TLSv{version}" in out, out
+        reused += any(line.startswith("Reused,") for line in out.splitlines())
+        workers.update(line.split()[1] for line in out.splitlines() if line.startswith("worker "))
+    return reused, workers
+
+
+@pytest.mark.interop
+@needs_openssl
+@pytest.mark.parametrize("version", TLS)
+def test_openssl_s_client_reuses_across_workers(serve, server_cert, tmp_path, version) -> None:  # type: ignore[no-untyped-def]
+    """`s_client -sess_in` reports Reused on all 8 runs, across workers."""
+    server = serve("--workers", "4")
+    reused, workers = _s_client_runs(server, server_cert.cafile, version, tmp_path)
+    assert reused == 8
+    assert len(workers) >= 3, workers
+
+
+@pytest.mark.interop
+@needs_openssl
+@pytest.mark.parametrize("version", TLS)
+def test_openssl_s_client_no_share_control(serve, server_cert, tmp_path, version) -> None:  # type: ignore[no-untyped-def]
+    """Without sharing, s_client's saved session is reused only on its own worker."""
+    server = serve("--workers", "4", "--no-share")
+    reused, workers = _s_client_runs(server, server_cert.cafile, version, tmp_path)
+    assert reused <= 4, reused
+    assert len(workers) >= 3, workers
+
+
+def _curl(port: int, host: str, cafile: str, version: str, fetches: int) -> tuple[int, int, str]:
+    """curl fetching the same URL `fetches` times in one invocation.
+
+    Returns:
+        (fetches the server reports resumed, times curl offered a cached session,
+        curl's verbose output)
+    """
+    url = f"https://localhost:{port}/"
+    proc = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-v",
+            "--cacert",
+            cafile,
+            f"--tlsv{version}",
+            "--tls-max",
+            version,
+            "--resolve",
+            f"localhost:{port}:{host}",
+            "--max-time",
+            "20",
+            *[url] * fetches,
+        ],
+        capture_output=True,
+        timeout=30,
+    )
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, err
+    # "X-Session-Reused" is the server's word (serve sets it from session_reused):
+    # curl's own "re-using session ID" only says it offered one.
+    return err.count("X-Session-Reused: yes"), err.count("SSL re-using session ID"), err
+
+
+@pytest.mark.interop
+@needs_curl
+def test_curl_tls13_reuses_its_session_across_workers(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """curl (TLS 1.3) resumes every refetch although each lands on another worker."""
+    server = serve("--workers", "4")
+    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.3", 8)
+    assert offered == 7, err
+    assert resumed == 7, err
+    assert len(set(re.findall(r"X-Worker: (\d+)", err))) >= 3, err
+
+
+@pytest.mark.interop
+@needs_curl
+def test_curl_tls13_no_share_control(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Without sharing curl still offers its tickets, but other workers refuse them."""
+    server = serve("--workers", "4", "--no-share")
+    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.3", 8)
+    assert offered == 7, err
+    assert resumed <= 2, err
+
+
+@pytest.mark.interop
+@needs_curl
+def test_curl_tls12_resumes_because_server_sends_close_notify(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """curl (TLS 1.2) resumes every refetch from one worker: serve's close_notify
+    keeps curl's session resumable."""
+    server = serve("--workers", "1")
+    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 8)
+    assert offered == 7, err
+    assert resumed == 7, err
+
+
+@pytest.mark.interop
+@needs_curl
+def test_curl_tls12_drops_session_without_close_notify(server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Negative control: one server process that just closes the socket (no
+    close_notify) resumes none of curl's TLS 1.2 refetches."""
+    with BareCloseServer(server_cert.cert, server_cert.key) as bare:
+        resumed, _offered, err = _curl(bare.port, "127.0.0.1", server_cert.cafile, "1.2", 8)
+    # curl still offers the session here; OpenSSL's server evicts it from its cache
+    # when a connection is freed without close_notify (DESIGN.md, "Unclean close").
+    assert resumed == 0 and bare.resumed == 0, err
+
+
+@pytest.mark.interop
+@needs_curl
+@pytest.mark.xfail(
+    strict=True,
+    reason="curl 7.x/8.x turns TLS 1.2 tickets off (SSL_OP_NO_TICKET) and resumes by "
+    "session ID only; the key ring cannot help until workers share a session cache",
+)
+def test_curl_tls12_across_workers(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """curl (TLS 1.2) resumes across workers (needs a shared session-ID cache)."""
+    server = serve("--workers", "4")
+    resumed, _offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 8)
+    assert "Newsession Ticket" not in err  # curl asked for no ticket
+    assert resumed >= 6, err
