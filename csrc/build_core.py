@@ -13,12 +13,21 @@ import re
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ["ossl.c", "region.c", "keyring.c", "ctx.c", "bench.c"]
+# Every C file is part of the core; every header's CDEF block is part of the cdef
+# (tlsresume.h first: it declares the OpenSSL types the others use).
+SOURCES = sorted(p.name for p in HERE.glob("*.c"))
+HEADERS = ["tlsresume.h"] + sorted(
+    p.name for p in HERE.glob("*.h") if p.name != "tlsresume.h"
+)
 
 
 def _cdef() -> str:
-    header = (HERE / "tlsresume.h").read_text()
-    block = header.split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0]
+    blocks = []
+    for name in HEADERS:
+        text = (HERE / name).read_text()
+        if "/* CDEF-BEGIN */" in text:
+            blocks.append(text.split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0])
+    block = "\n".join(blocks)
     # cffi wants "#define X ..." for values it should take from the compiler.
     block = re.sub(r"^#define (\w+) .*$", r"#define \1 ...", block, flags=re.M)
     # Comments are fine for cffi, but drop them to keep its parser's errors readable.
@@ -29,7 +38,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "tlsresume._core",
-    '#include "tlsresume.h"',
+    "\n".join(f'#include "{h}"' for h in HEADERS),
     sources=[str((HERE / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(HERE.relative_to(HERE.parent))],
     libraries=["dl", "pthread", "rt"],

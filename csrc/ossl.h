@@ -32,11 +32,31 @@ typedef struct {
 
 typedef int (*tlsr_ticket_evp_cb)(SSL *s, unsigned char *key_name, unsigned char *iv,
                                   EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc);
+typedef int (*tlsr_new_session_cb)(SSL *s, SSL_SESSION *sess);
+typedef SSL_SESSION *(*tlsr_get_session_cb)(SSL *s, const unsigned char *id, int len,
+                                            int *copy);
+typedef void (*tlsr_remove_session_cb)(SSL_CTX *ctx, SSL_SESSION *sess);
+typedef void (*tlsr_info_cb)(const SSL *s, int where, int ret);
 typedef void (*tlsr_ex_free)(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
                              long argl, void *argp);
 
 /* Numeric values of OpenSSL macros we use (stable since 1.1.0). */
+#define TLSR_CRYPTO_EX_INDEX_SSL 0
 #define TLSR_CRYPTO_EX_INDEX_SSL_CTX 1
+#define TLSR_SSL_CTRL_SET_SESS_CACHE_MODE 44
+#define TLSR_SSL_CTRL_GET_SESS_CACHE_MODE 45
+#define TLSR_SSL_CTRL_SET_TLSEXT_HOSTNAME 55
+#define TLSR_SSL_SESS_CACHE_CLIENT 0x0001
+#define TLSR_SSL_SESS_CACHE_SERVER 0x0002
+#define TLSR_SSL_SESS_CACHE_NO_INTERNAL_LOOKUP 0x0100
+#define TLSR_SSL_SESS_CACHE_NO_INTERNAL_STORE 0x0200
+#define TLSR_SSL_CB_READ 0x04
+#define TLSR_SSL_CB_WRITE 0x08
+#define TLSR_SSL_CB_ALERT 0x4000
+#define TLSR_SSL_CB_HANDSHAKE_DONE 0x20
+#define TLSR_SSL_SENT_SHUTDOWN 1
+#define TLSR_SSL_RECEIVED_SHUTDOWN 2
+#define TLSR_TLSEXT_NAMETYPE_host_name 0
 #define TLSR_SSL_CTRL_SET_TLSEXT_TICKET_KEYS 59
 #define TLSR_TLS1_3_VERSION 0x0304
 #define TLSR_SSL_ERROR_WANT_READ 2
@@ -87,7 +107,37 @@ typedef void (*tlsr_ex_free)(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int id
     S(void, SSL_SESSION_free, (SSL_SESSION *sess))                                   \
     S(long, SSL_SESSION_get_time, (const SSL_SESSION *sess))                         \
     S(void, SSL_SESSION_get0_ticket, (const SSL_SESSION *s,                          \
-                                      const unsigned char **tick, size_t *len))
+                                      const unsigned char **tick, size_t *len))      \
+    S(void, SSL_CTX_sess_set_new_cb, (SSL_CTX *ctx, tlsr_new_session_cb cb))         \
+    S(void, SSL_CTX_sess_set_get_cb, (SSL_CTX *ctx, tlsr_get_session_cb cb))         \
+    S(void, SSL_CTX_sess_set_remove_cb, (SSL_CTX *ctx, tlsr_remove_session_cb cb))   \
+    S(void, SSL_CTX_set_info_callback, (SSL_CTX *ctx, tlsr_info_cb cb))              \
+    S(long, SSL_CTX_get_timeout, (const SSL_CTX *ctx))                               \
+    S(int, SSL_CTX_get_verify_mode, (const SSL_CTX *ctx))                            \
+    S(int, SSL_CTX_set_session_id_context, (SSL_CTX *ctx, const unsigned char *sid,  \
+                                            unsigned int len))                       \
+    S(long, SSL_ctrl, (SSL *s, int cmd, long larg, void *parg))                      \
+    S(void *, SSL_get_ex_data, (const SSL *s, int idx))                              \
+    S(int, SSL_set_ex_data, (SSL *s, int idx, void *data))                           \
+    S(SSL_SESSION *, SSL_get_session, (const SSL *s))                                \
+    S(int, SSL_get_shutdown, (const SSL *s))                                         \
+    S(int, SSL_is_server, (const SSL *s))                                            \
+    S(int, SSL_get_verify_mode, (const SSL *s))                                      \
+    S(long, SSL_get_verify_result, (const SSL *s))                                   \
+    S(const char *, SSL_get_servername, (const SSL *s, const int type))              \
+    S(const unsigned char *, SSL_SESSION_get_id, (const SSL_SESSION *s,              \
+                                                  unsigned int *len))                \
+    S(long, SSL_SESSION_get_timeout, (const SSL_SESSION *s))                         \
+    S(long, SSL_SESSION_set_timeout, (SSL_SESSION *s, long t))                       \
+    S(unsigned long, SSL_SESSION_get_ticket_lifetime_hint, (const SSL_SESSION *s))   \
+    S(int, SSL_SESSION_has_ticket, (const SSL_SESSION *s))                           \
+    S(int, SSL_SESSION_is_resumable, (const SSL_SESSION *s))                         \
+    S(int, SSL_SESSION_up_ref, (SSL_SESSION *s))                                     \
+    S(int, SSL_SESSION_get_protocol_version, (const SSL_SESSION *s))                 \
+    S(const char *, SSL_SESSION_get0_hostname, (const SSL_SESSION *s))               \
+    S(int, i2d_SSL_SESSION, (const SSL_SESSION *in, unsigned char **pp))             \
+    S(SSL_SESSION *, d2i_SSL_SESSION, (SSL_SESSION **a, const unsigned char **pp,    \
+                                       long length))
 
 #define TLSR_FIELD(ret, name, args) ret(*name) args;
 struct tlsr_ossl_table {
