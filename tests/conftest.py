@@ -12,9 +12,11 @@ import trustme
 
 from .support import PYSRC, ServeProcess
 
-# Test the source tree (with its in-place built core), whether or not the package is
-# also installed; subprocesses get the same through support.child_env().
-if str(PYSRC) not in sys.path:
+try:
+    import tlsresume  # noqa: F401  (installed: CI runs `pip install .[test]` first)
+except ModuleNotFoundError:
+    # A source checkout whose core was built in place (`setup.py build_ext
+    # --inplace`); subprocesses get the same through support.child_env().
     sys.path.insert(0, str(PYSRC))
 
 

@@ -41,9 +41,13 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a tlsresume subprocess: finds the source tree's package."""
+    """The environment for a tlsresume subprocess: it imports the same tlsresume as
+    the tests (the installed one, or the source tree when that is what we use)."""
+    import tlsresume
+
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PYSRC), env.get("PYTHONPATH", "")) if p)
+    if Path(tlsresume.__file__).resolve().parent.parent == PYSRC:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PYSRC), env.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env
 
@@ -320,21 +324,27 @@ def resuming_client(
     return ResumeStats(resumed, workers)
 
 
-class BareCloseServer:
-    """A one-thread HTTPS server in this process that closes connections the way most
-    Python servers do: ``close()`` without ``unwrap()``, so no close_notify is sent.
+class InProcessServer:
+    """A one-thread HTTPS server in this process, for controls ``serve`` cannot be.
 
-    The negative control for the close_notify tests. Use as a context manager; it
-    serves until closed, each connection bounded by a timeout.
+    Args:
+        ctx: the server context (e.g. with ``OP_NO_TICKET``, or a fixed version).
+        close_notify: end each connection with close_notify (non-blocking
+            ``unwrap()``) as ``serve`` does; ``False`` just closes the socket, as most
+            Python servers do.
+
+    Each connection gets ``worker 0`` and ``X-Session-Reused``. Use as a context
+    manager; every connection is bounded by a timeout.
     """
 
-    def __init__(self, cert: str, key: str) -> None:
+    def __init__(self, ctx: ssl.SSLContext, *, close_notify: bool = True) -> None:
         import threading
 
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
+        self.ctx = ctx
+        self.close_notify = close_notify
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
+        self.host = "127.0.0.1"
         self.port = self.sock.getsockname()[1]
         self.resumed = 0
         self._stop = threading.Event()
@@ -358,18 +368,24 @@ class BareCloseServer:
                         if not chunk:
                             break
                         data += chunk
-                    self.resumed += tls.session_reused
-                    body = b"bare\n"
+                    self.resumed += bool(tls.session_reused)
+                    body = b"worker 0\n"
                     tls.sendall(
                         b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n"
-                        b"X-Session-Reused: %s\r\n\r\n%s"
+                        b"X-Worker: 0\r\nX-Session-Reused: %s\r\n\r\n%s"
                         % (len(body), b"yes" if tls.session_reused else b"no", body)
                     )
-                # Leaving the with-block closes the socket: no close_notify.
+                    if self.close_notify:
+                        tls.setblocking(False)
+                        try:
+                            tls.unwrap()
+                        except (OSError, ValueError):
+                            pass
+                # Leaving the with-block closes the socket.
             except OSError:
                 conn.close()
 
-    def __enter__(self) -> BareCloseServer:
+    def __enter__(self) -> InProcessServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

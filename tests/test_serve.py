@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 from tlsresume.serve import Request, build_response, parse_request_head
 
 from .support import (
-    BareCloseServer,
+    InProcessServer,
     ServeProcess,
     child_env,
     client_context,
@@ -424,7 +425,9 @@ def test_curl_tls12_resumes_because_server_sends_close_notify(serve, server_cert
 def test_curl_tls12_drops_session_without_close_notify(server_cert) -> None:  # type: ignore[no-untyped-def]
     """Negative control: one server process that just closes the socket (no
     close_notify) resumes none of curl's TLS 1.2 refetches."""
-    with BareCloseServer(server_cert.cert, server_cert.key) as bare:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(server_cert.cert, server_cert.key)
+    with InProcessServer(ctx, close_notify=False) as bare:
         resumed, _offered, err = _curl(bare.port, "127.0.0.1", server_cert.cafile, "1.2", 8)
     # curl still offers the session here; OpenSSL's server evicts it from its cache
     # when a connection is freed without close_notify (DESIGN.md, "Unclean close").

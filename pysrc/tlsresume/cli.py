@@ -413,12 +413,12 @@ def run_demo(
 def format_demo(result: DemoResult) -> str:
     """The side-by-side table ``tlsresume demo`` prints."""
     left, right = "no-share", "shared"
-    col = 22
+    col, lead = 18, 9 + 25  # value columns; "TLS 1.x  " + row label
     rows = [
         f"{result.workers} workers per server, each building its own SSLContext; "
         f"{result.n} connections per check, each offering the previous session",
         "",
-        f"{'':<28}{'without sharing':<{col}}{'with tlsresume':<{col}}",
+        f"{'':<{lead}}{'without sharing':<{col}}{'with tlsresume'}",
     ]
 
     def names(r: Any) -> str:
@@ -433,14 +433,14 @@ def format_demo(result: DemoResult) -> str:
                 f"{a.by_ticket} / {a.by_session_id}",
                 f"{b.by_ticket} / {b.by_session_id}",
             ),
-            ("ticket key names seen", names(a), names(b)),
+            ("ticket key names", names(a), names(b)),
             ("workers answering", str(len(a.workers)), str(len(b.workers))),
         ]
         if a.errors or b.errors:
             table.append(("failed connections", str(a.errors), str(b.errors)))
         for i, (label, x, y) in enumerate(table):
             prefix = f"TLS {version}" if i == 0 else ""
-            rows.append(f"{prefix:<8}{label:<20}{x:<{col}}{y:<{col}}")
+            rows.append(f"{prefix:<9}{label:<25}{x:<{col}}{y}")
         rows.append("")
     for version, pair in result.checks.items():
         rows.append(f"TLS {version} without sharing: {pair[left].verdict}")

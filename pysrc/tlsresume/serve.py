@@ -180,15 +180,23 @@ def parse_listening_line(line: str) -> ListeningLine | None:
 
 
 def child_env() -> dict[str, str]:
-    """``os.environ`` plus a ``PYTHONPATH`` that finds this very copy of tlsresume.
+    """``os.environ``, plus a ``PYTHONPATH`` that finds this very copy of tlsresume.
 
     A child interpreter (a ``--spawn`` worker, the servers ``demo`` starts) must
     import the same tlsresume as its parent, wherever that came from: an installed
-    wheel, a source tree put on ``sys.path`` by a test, a ``PYTHONPATH``.
+    wheel, or a source tree put on ``sys.path`` by hand or by a test. A package in
+    site-packages needs nothing (and putting site-packages on ``PYTHONPATH`` would
+    rank it above the standard library).
     """
+    import site
+
     env = dict(os.environ)
-    pkg_parent = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p)
+    pkg_parent = os.path.realpath(Path(__file__).parent.parent)
+    site_dirs = {os.path.realpath(p) for p in site.getsitepackages()}
+    if site.ENABLE_USER_SITE:
+        site_dirs.add(os.path.realpath(site.getusersitepackages()))
+    if pkg_parent not in site_dirs:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p)
     return env
 
 

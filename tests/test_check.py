@@ -1,0 +1,243 @@
+"""``tlsresume check``: its counts and verdict against real servers, with controls.
+
+The shared server must show every reconnection resumed under one ticket key name;
+the ``--no-share`` server must show several key names (one per worker) and the
+"workers do not share ticket keys" verdict. A ticketless in-process server pins the
+ticket / session-ID classification.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+from tlsresume import check as check_module
+from tlsresume.check import CheckResult, parse_hostport, run_check, verdict
+
+from .support import InProcessServer, ServeProcess, child_env, tlsresume_cmd
+
+TLS = ("1.2", "1.3")
+
+
+@pytest.fixture(scope="module")
+def shared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
+    """Four forked workers sharing one key ring (module-wide)."""
+    return serve_module("--workers", "4")
+
+
+@pytest.fixture(scope="module")
+def unshared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
+    """Four forked workers, each with its own ticket keys (module-wide)."""
+    return serve_module("--workers", "4", "--no-share")
+
+
+# --------------------------------------------------------------------------------------
+# Against real servers
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("version", TLS)
+def test_shared_server_resumes_everything_under_one_key_name(shared, server_cert, version) -> None:  # type: ignore[no-untyped-def]
+    """Against shared keys: n-1 of n resumed by ticket, across workers, one key name."""
+    r = run_check(
+        shared.host, shared.port, 20, tls_version=version, cafile=server_cert.cafile,
+        servername="localhost",
+    )  # fmt: skip
+    assert r.errors == 0, r.attempts
+    assert r.protocol == f"TLSv{version}"
+    assert (r.possible, r.resumed, r.by_ticket, r.by_session_id) == (19, 19, 19, 0)
+    assert r.key_names is not None and len(r.key_names) == 1
+    assert len(r.workers) >= 3
+    assert set(r.workers) <= {str(p) for p in shared.pids}
+    assert r.ticket_lifetime_hint and r.ticket_lifetime_hint > 0
+    assert "resumption works" in r.verdict
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("version", TLS)
+def test_unshared_server_shows_one_key_name_per_worker(unshared, server_cert, version) -> None:  # type: ignore[no-untyped-def]
+    """Against --no-share: few resumptions, > 1 key names, and the verdict says why."""
+    r = run_check(
+        unshared.host, unshared.port, 20, tls_version=version, cafile=server_cert.cafile,
+        servername="localhost",
+    )  # fmt: skip
+    assert r.errors == 0, r.attempts
+    assert r.resumed <= 5
+    assert r.key_names is not None and len(r.key_names) >= 3
+    assert len(r.workers) >= 3
+    assert "do not share ticket keys" in r.verdict
+    assert f"{len(r.key_names)} different ticket key names" in r.verdict
+
+
+@pytest.mark.interop
+def test_rotation_shows_a_new_key_name_per_period(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """With --rotate 1, key names change between periods but stay one per period."""
+    server = serve("--workers", "4", "--rotate", "1")
+
+    def names() -> list[str]:
+        r = run_check(
+            server.host, server.port, 6, cafile=server_cert.cafile, servername="localhost"
+        )
+        assert r.errors == 0 and r.resumed == r.possible, r
+        assert r.key_names is not None and 1 <= len(r.key_names) <= 2  # 2 if one rolled
+        return r.key_names
+
+    first = names()
+    time.sleep(2.2)
+    second = names()
+    assert set(second) - set(first), (first, second)
+
+
+def test_ticketless_server_resumes_by_session_id(server_cert) -> None:  # type: ignore[no-untyped-def]
+    """A server that issues no tickets (TLS 1.2, OP_NO_TICKET) is counted as
+    resuming by session ID, with no ticket key names and no lifetime hint."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(server_cert.cert, server_cert.key)
+    ctx.options |= ssl.OP_NO_TICKET
+    with InProcessServer(ctx) as server:
+        r = run_check(
+            server.host, server.port, 5, tls_version="1.2", cafile=server_cert.cafile,
+            servername="localhost",
+        )  # fmt: skip
+    assert (r.resumed, r.by_ticket, r.by_session_id) == (4, 0, 4)
+    assert r.key_names == []
+    assert r.ticket_lifetime_hint is None
+    assert "session IDs" in r.verdict
+
+
+def test_verification_is_on_by_default(shared) -> None:  # type: ignore[no-untyped-def]
+    """Without --cafile or --insecure an untrusted certificate fails every connection;
+    --insecure gets through (so the failure is the verification, nothing else)."""
+    r = run_check(shared.host, shared.port, 2)
+    assert r.errors == 2 and "CERTIFICATE_VERIFY_FAILED" in (r.attempts[0].error or "")
+    assert "could not complete" in r.verdict
+    r = run_check(shared.host, shared.port, 2, insecure=True)
+    assert r.errors == 0 and r.resumed == 1
+
+
+def test_unreachable_port_is_reported_not_raised() -> None:
+    """A port nobody listens on gives errors == n and a clear verdict."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connection refused
+        r = run_check("127.0.0.1", port, 3, insecure=True, timeout=2)
+    assert r.errors == 3 and r.resumed == 0
+    assert "could not complete" in r.verdict
+
+
+def test_key_names_unknown_without_ticket_reader(shared, server_cert, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """If the core cannot read tickets, key names are reported as unknown, not 0."""
+    monkeypatch.setattr(check_module, "_ticket_reader", lambda: None)
+    r = run_check(shared.host, shared.port, 3, cafile=server_cert.cafile, servername="localhost")
+    assert r.key_names is None
+    assert "ticket key names unknown" in r.summary()
+    assert r.resumed == 2
+
+
+def test_result_is_json_serialisable(shared, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """CheckResult round-trips through JSON with its per-connection attempts."""
+    r = run_check(shared.host, shared.port, 3, cafile=server_cert.cafile, servername="localhost")
+    data = json.loads(r.to_json())
+    assert data["resumed"] == r.resumed == 2
+    assert len(data["attempts"]) == 3 and data["attempts"][0]["offered"] is False
+    assert data["attempts"][1]["resumed"] is True
+
+
+# --------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        tlsresume_cmd("check", *args), capture_output=True, text=True, timeout=60, env=child_env()
+    )
+
+
+@pytest.mark.interop
+def test_cli_check_json_against_both_servers(shared, unshared, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """`tlsresume check --json` tells the shared pool from the unshared one."""
+    out = {}
+    for name, server in (("shared", shared), ("unshared", unshared)):
+        proc = _cli(
+            f"localhost:{server.port}", "-n", "12", "--tls1.2", "--cafile", server_cert.cafile,
+            "--json",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        out[name] = json.loads(proc.stdout)
+    assert out["shared"]["resumed"] == 11 and len(out["shared"]["key_names"]) == 1
+    assert out["unshared"]["resumed"] <= 3 and len(out["unshared"]["key_names"]) >= 3
+    assert out["shared"]["tls_version"] == "1.2"
+
+
+def test_cli_check_text_output(shared, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """The human output names the counts and ends with the verdict."""
+    proc = _cli(f"localhost:{shared.port}", "-n", "4", "--tls1.3", "--cafile", server_cert.cafile)
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed          3/3 reconnections" in proc.stdout
+    assert "ticket key names 1" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("verdict")
+
+
+def test_cli_check_exit_codes(shared) -> None:  # type: ignore[no-untyped-def]
+    """Bad usage exits 2; a check where no connection succeeds exits 1."""
+    assert _cli("localhost:notaport").returncode == 2
+    assert _cli(f"localhost:{shared.port}", "-n", "0").returncode == 2
+    assert _cli(f"localhost:{shared.port}", "--tls1.2", "--tls1.3").returncode == 2
+    assert _cli(f"localhost:{shared.port}", "-n", "1").returncode == 1  # not trusted
+
+
+# --------------------------------------------------------------------------------------
+# Pure pieces
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("example.com:8443", ("example.com", 8443)),
+        ("127.0.0.1:1", ("127.0.0.1", 1)),
+        ("[::1]:443", ("::1", 443)),
+        ("[::1]", ("::1", 443)),
+        ("example.com", ("example.com", 443)),
+    ],
+)
+def test_parse_hostport(text: str, expected: tuple[str, int]) -> None:
+    """HOST:PORT, [IPv6]:PORT and bare hosts (port 443) parse."""
+    assert parse_hostport(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", ":443", "host:0", "host:99999", "host:x", "[::1", "[::1]x"])
+def test_parse_hostport_rejects(text: str) -> None:
+    """Malformed targets raise ValueError naming the input."""
+    with pytest.raises(ValueError):
+        parse_hostport(text)
+
+
+def _result(**kw: object) -> CheckResult:
+    base: dict[str, object] = dict(host="h", port=1, n=20, tls_version=None, possible=19)
+    base.update(kw)
+    return CheckResult(**base)  # type: ignore[arg-type]
+
+
+def test_verdict_rules() -> None:
+    """The verdict names the cause an operator needs, from the counts alone."""
+    assert "do not share ticket keys" in verdict(
+        _result(resumed=4, by_ticket=4, key_names=["a", "b", "c", "d"], workers=["1", "2"])
+    )
+    assert "resumption works" in verdict(
+        _result(resumed=19, by_ticket=19, key_names=["a"], workers=["1", "2", "3"])
+    )
+    assert "rotations" in verdict(_result(resumed=19, by_ticket=19, key_names=["a", "b"]))
+    assert "no session tickets" in verdict(_result(resumed=0, key_names=[]))
+    assert "could not complete" in verdict(_result(errors=20))
+    assert "-n 2" in verdict(_result(n=1, possible=0))
+    assert "same worker" in verdict(
+        _result(resumed=3, by_ticket=3, key_names=None, ticket_lifetime_hint=7200,
+                workers=["1", "2"])
+    )  # fmt: skip
