@@ -13,12 +13,17 @@
 
 #include "ossl.h"
 
+#include "store.h"
+
 tlsr_ring *tlsr_ring_retain(tlsr_ring *ring);
+tlsr_store *tlsr_store_retain(tlsr_store *st);
+int tlsr_store_install_callbacks(SSL_CTX *ctx);
 int tlsr_ticket_cb(SSL *s, unsigned char *key_name, unsigned char *iv,
                    EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc);
 
 typedef struct tlsr_ctx_state {
-    tlsr_ring *ring;
+    tlsr_ring *ring;            /* ticket keys, or NULL */
+    tlsr_store *store;          /* session store, or NULL */
     struct tlsr_ctx_state *prev;
 } tlsr_ctx_state;
 
@@ -29,6 +34,7 @@ void tlsr_ctx_state_free(void *ptr)
     while (st != NULL) {
         prev = st->prev;
         tlsr_ring_release(st->ring);
+        tlsr_store_release(st->store);
         free(st);
         st = prev;
     }
@@ -45,17 +51,32 @@ tlsr_ring *tlsr_ctx_ring(SSL_CTX *ctx)
     return st == NULL ? NULL : st->ring;
 }
 
-/* Publish a new state for ctx whose ring is `ring` (a new reference or NULL). */
-static int replace_state(SSL_CTX *ctx, tlsr_ring *ring)
+tlsr_store *tlsr_ctx_store(SSL_CTX *ctx)
 {
-    tlsr_ctx_state *st = calloc(1, sizeof *st);
+    tlsr_ctx_state *st = state_of(ctx);
+    return st == NULL ? NULL : st->store;
+}
 
+#define KEEP ((void *)1)
+
+/* Publish a new state for ctx. ring/store: a new reference, NULL to clear, or
+ * KEEP to carry over the current one (a fresh reference is taken). */
+static int replace_state(SSL_CTX *ctx, tlsr_ring *ring, tlsr_store *store)
+{
+    tlsr_ctx_state *st = calloc(1, sizeof *st), *old = state_of(ctx);
+
+    if (ring == KEEP)
+        ring = old != NULL && old->ring != NULL ? tlsr_ring_retain(old->ring) : NULL;
+    if (store == KEEP)
+        store = old != NULL && old->store != NULL ? tlsr_store_retain(old->store) : NULL;
     if (st == NULL) {
         tlsr_ring_release(ring);
+        tlsr_store_release(store);
         return -TLSR_E_NOMEM;
     }
     st->ring = ring;
-    st->prev = state_of(ctx);
+    st->store = store;
+    st->prev = old;
     if (OSSL(SSL_CTX_set_ex_data)(ctx, tlsr_ossl.ctx_index, st) != 1) {
         st->prev = NULL;
         tlsr_ctx_state_free(st);
@@ -72,7 +93,7 @@ int tlsr_ctx_use_ring(SSL_CTX *ctx, tlsr_ring *ring)
         return -TLSR_E_UNBOUND;
     if (ctx == NULL || ring == NULL)
         return -TLSR_E_ARG;
-    if ((rc = replace_state(ctx, tlsr_ring_retain(ring))) < 0)
+    if ((rc = replace_state(ctx, tlsr_ring_retain(ring), KEEP)) < 0)
         return rc;
     /* Returns 1 on success (a macro-free function since OpenSSL 3.0). */
     if (OSSL(SSL_CTX_set_tlsext_ticket_key_evp_cb)(ctx, tlsr_ticket_cb) != 1)
@@ -98,8 +119,21 @@ int tlsr_ctx_use_static_key(SSL_CTX *ctx, const uint8_t *key80)
     /* A callback would take precedence over the keys: remove ours. */
     OSSL(SSL_CTX_set_tlsext_ticket_key_evp_cb)(ctx, NULL);
     if (state_of(ctx) != NULL)
-        return replace_state(ctx, NULL);
+        return replace_state(ctx, NULL, KEEP);
     return 1;
+}
+
+int tlsr_ctx_use_store(SSL_CTX *ctx, tlsr_store *store)
+{
+    int rc;
+
+    if (!tlsr_ossl.bound)
+        return -TLSR_E_UNBOUND;
+    if (ctx == NULL || store == NULL)
+        return -TLSR_E_ARG;
+    if ((rc = replace_state(ctx, KEEP, tlsr_store_retain(store))) < 0)
+        return rc;
+    return tlsr_store_install_callbacks(ctx);
 }
 
 int tlsr_ctx_reset(SSL_CTX *ctx)
@@ -108,7 +142,7 @@ int tlsr_ctx_reset(SSL_CTX *ctx)
         return -TLSR_E_UNBOUND;
     OSSL(SSL_CTX_set_tlsext_ticket_key_evp_cb)(ctx, NULL);
     if (state_of(ctx) != NULL)
-        return replace_state(ctx, NULL);
+        return replace_state(ctx, NULL, KEEP);
     return 1;
 }
 

@@ -225,7 +225,7 @@ static int ring_write(tlsr_ring *ring, int timeout_ms, state_fn fn, void *arg)
     uint64_t sb;
     int recovered, rc;
 
-    if ((rc = tlsr_lock(&r->hdr.lock, timeout_ms, &recovered)) < 0)
+    if ((rc = tlsr_lock(&r->hdr.lock, (int64_t)timeout_ms * 1000, &recovered)) < 0)
         return rc;
     if (recovered)
         repair(r);
@@ -689,7 +689,7 @@ int tlsr_ring_debug_die_in_write(tlsr_ring *ring, int scribble)
     ring_shm *r = ring->shm;
     int recovered, rc;
 
-    if ((rc = tlsr_lock(&r->hdr.lock, 2000, &recovered)) < 0)
+    if ((rc = tlsr_lock(&r->hdr.lock, 2000000, &recovered)) < 0)
         return rc;
     if (scribble) {
         uint32_t b = 1 - atomic_load(&r->active);

@@ -84,14 +84,12 @@ int tlsr_region_create(const char *prefix, const char *name, size_t size,
     return 0;
 }
 
-int tlsr_region_attach(const char *prefix, const char *name, uint32_t kind,
-                       uint32_t version, int lock_in_ram, tlsr_map *out)
+int tlsr_region_map_existing(const char *prefix, const char *name, tlsr_map *out)
 {
     char path[256];
     struct stat st;
-    tlsr_region_hdr *h;
     void *base;
-    int fd, rc, i;
+    int fd, rc;
 
     memset(out, 0, sizeof *out);
     if ((rc = shm_path(prefix, name, path, sizeof path)) < 0)
@@ -119,7 +117,18 @@ int tlsr_region_attach(const char *prefix, const char *name, uint32_t kind,
     out->base = base;
     out->size = (size_t)st.st_size;
     out->named = 1;
-    h = base;
+    return 0;
+}
+
+int tlsr_region_attach(const char *prefix, const char *name, uint32_t kind,
+                       uint32_t version, int lock_in_ram, tlsr_map *out)
+{
+    tlsr_region_hdr *h;
+    int rc, i;
+
+    if ((rc = tlsr_region_map_existing(prefix, name, out)) < 0)
+        return rc;
+    h = out->base;
     /* The creator may still be initialising: wait up to ~2 s for "ready". */
     for (i = 0; i < 2000 && !atomic_load_explicit(&h->ready, memory_order_acquire); i++) {
         struct timespec ms = {0, 1000000};
@@ -183,18 +192,17 @@ int tlsr_lock_init(pthread_mutex_t *m)
     return rc ? -TLSR_E_SYS : 0;
 }
 
-int tlsr_lock(pthread_mutex_t *m, int timeout_ms, int *recovered)
+int tlsr_lock(pthread_mutex_t *m, int64_t timeout_us, int *recovered)
 {
     int rc;
 
     *recovered = 0;
-    if (timeout_ms <= 0) {
-        rc = pthread_mutex_trylock(m);
-    } else {
+    rc = pthread_mutex_trylock(m);
+    if (rc == EBUSY && timeout_us > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += timeout_ms / 1000;
-        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        ts.tv_sec += timeout_us / 1000000;
+        ts.tv_nsec += (long)(timeout_us % 1000000) * 1000L;
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;

@@ -50,9 +50,12 @@ void tlsr_region_unmap(tlsr_map *m);
 int tlsr_region_unlink(const char *kind_prefix, const char *name);
 
 int tlsr_lock_init(pthread_mutex_t *m);
-/* timeout_ms 0: try once; otherwise wait up to timeout_ms. Returns 0 when held
- * (*recovered = 1 if the previous owner died holding it), or -TLSR_E_BUSY. */
-int tlsr_lock(pthread_mutex_t *m, int timeout_ms, int *recovered);
+/* timeout_us 0: try once; otherwise wait up to timeout_us microseconds. Returns 0
+ * when held (*recovered = 1 if the previous owner died holding it), or
+ * -TLSR_E_BUSY. */
+int tlsr_lock(pthread_mutex_t *m, int64_t timeout_us, int *recovered);
+/* Map an existing named region whatever its content (owner and mode checked). */
+int tlsr_region_map_existing(const char *kind_prefix, const char *name, tlsr_map *out);
 void tlsr_unlock(pthread_mutex_t *m);
 
 #endif /* TLSR_REGION_H */

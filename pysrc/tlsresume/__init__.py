@@ -32,6 +32,7 @@ from .keyring import (  # noqa: I001  (binds the core: after the pure modules)
     TicketKeyRing,
 )
 from .inspect import session_ticket, ticket_key_name
+from .store import DEFAULT_STORE_SIZE, SessionStore, parse_size
 from .server import install, installed_ring, uninstall
 
 __version__ = "0.1.0"
@@ -49,6 +50,9 @@ __all__ = [
     "KeyStatus",
     "DEFAULT_ROTATION_PERIOD",
     "DEFAULT_ACCEPTANCE_WINDOW",
+    "SessionStore",
+    "DEFAULT_STORE_SIZE",
+    "parse_size",
     "install",
     "uninstall",
     "installed_ring",

@@ -10,6 +10,7 @@ from ._binding import lib
 from .errors import ContextError
 from .keyring import StaticTicketKey, TicketKeyRing
 from .keys import TicketKey
+from .store import SessionStore
 
 __all__ = ["install", "uninstall", "installed_ring"]
 
@@ -34,26 +35,38 @@ def _server_pointer(ctx: Any) -> Any:
 
 def install(
     ctx: Ctx,
-    keys: TicketKeyRing | StaticTicketKey | TicketKey | str,
+    keys: TicketKeyRing | StaticTicketKey | TicketKey | str | None = None,
+    *,
+    session_cache: SessionStore | int | str | None = None,
 ) -> Ctx:
-    """Make ``ctx`` issue and accept session tickets under shared keys.
+    """Make ``ctx`` resume sessions started by any worker.
 
     Args:
         ctx: a server-side ``ssl.SSLContext`` (plain, from
             ``create_default_context(Purpose.CLIENT_AUTH)``, or a subclass).
-        keys: a :class:`TicketKeyRing` (shared, rotating); the name of a ring to
-            attach to; or a :class:`StaticTicketKey` / 80-byte :class:`TicketKey`
-            installed through OpenSSL's own ticket path.
+        keys: session-ticket keys: a :class:`TicketKeyRing` (shared, rotating); the
+            name of a ring to attach to; or a :class:`StaticTicketKey` / 80-byte
+            :class:`TicketKey` installed through OpenSSL's own ticket path.
+        session_cache: a :class:`SessionStore` shared by the workers (made before
+            they fork, or opened by name), or a size (``"10M"``) for a store private
+            to this process, which still keeps sessions alive across connections
+            closed without close_notify (OpenSSL's own cache drops them).
 
     Returns:
         ``ctx`` itself, so ``ctx = install(ssl.SSLContext(...), ring)`` reads well.
 
     Raises:
-        TypeError: ``ctx`` is not an SSLContext or ``keys`` is of the wrong type.
-        ContextError: a client-side context, or tickets are turned off on it.
-        RingClosedError: the ring was closed.
+        TypeError: ``ctx`` is not an SSLContext or an argument has the wrong type.
+        ContextError: a client-side context, or keys given while tickets are off.
+        RingClosedError: the ring or store was closed.
     """
     pointer = _server_pointer(ctx)
+    if keys is None and session_cache is None:
+        raise TypeError("install() needs ticket keys, a session_cache, or both")
+    if session_cache is not None:
+        _install_store(pointer, session_cache)
+    if keys is None:
+        return ctx
     if ctx.options & ssl.OP_NO_TICKET:
         raise ContextError(
             "session tickets are turned off on this context (ssl.OP_NO_TICKET), so ticket "
@@ -77,6 +90,24 @@ def install(
             f"TicketKey, not {type(keys).__name__}"
         )
     return ctx
+
+
+def _install_store(pointer: Any, session_cache: SessionStore | int | str) -> None:
+    if isinstance(session_cache, SessionStore):
+        _binding.check(lib.tlsr_ctx_use_store(pointer, session_cache._handle()),
+                       "installing session store")
+    elif isinstance(session_cache, (int, str)) and not isinstance(session_cache, bool):
+        private = SessionStore(session_cache)
+        try:
+            _binding.check(lib.tlsr_ctx_use_store(pointer, private._handle()),
+                           "installing session store")
+        finally:
+            private.close()  # the context keeps its own reference
+    else:
+        raise TypeError(
+            "session_cache takes a SessionStore or a size like '10M', not "
+            f"{type(session_cache).__name__}"
+        )
 
 
 def uninstall(ctx: ssl.SSLContext) -> None:

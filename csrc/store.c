@@ -1,0 +1,960 @@
+/*
+ * store.c - the server-side session store in shared memory.
+ *
+ * Memory: a header, a bucket array (one uint32 per slot) and fixed 256-byte
+ * slots. An entry is the session ID followed by the session's DER, spread over a
+ * chain of slots; the first slot (the head) sits in its bucket's chain and in one
+ * LRU list (most recent first). Free slots form a free list. An ordinary session
+ * (ID + ~150-byte DER) fits one slot, so 1 MB holds ~4,000 sessions, as nginx's
+ * shared cache does.
+ *
+ * Concurrency: every operation takes the region's robust mutex, waiting at most
+ * lock_timeout_us (a handshake that cannot get it in time treats the lookup as a
+ * miss). Each operation does O(entry size / slot) work, plus evictions bounded by
+ * the slots a put needs. An entry carries a checksum and becomes visible only once
+ * fully written, so when a process dies holding the lock (EOWNERDEAD) or the index
+ * is found inconsistent, the next locker rebuilds the index from the slots,
+ * keeping every intact entry and dropping only what was half written.
+ */
+#define _GNU_SOURCE
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "ossl.h"
+#include "region.h"
+#include "store.h"
+
+#define STORE_KIND 2
+#define STORE_VERSION 1
+#define SLOT TLSR_STORE_SLOT_SIZE
+#define DEFAULT_LOCK_TIMEOUT_US 10000
+#define PY_LOCK_TIMEOUT_US 2000000
+
+enum { S_FREE = 0, S_HEAD = 1, S_CONT = 2 };
+#define E_TLS13 1
+
+typedef struct {
+    uint32_t hnext;        /* next head in the bucket (slot number, 0 = end) */
+    uint32_t prev, next;   /* LRU neighbours (heads); next doubles as free-list link */
+    uint32_t cont;         /* next slot of this entry's bytes (0 = last) */
+    uint32_t checksum;     /* over lengths, expiry, id and DER */
+    uint32_t stamp;        /* last use, for rebuilding the LRU order */
+    int64_t expires_ms;
+    uint16_t der_len;
+    uint8_t state;
+    uint8_t id_len;
+    uint8_t eflags;
+    uint8_t pad[3];
+} slot_hdr;
+
+#define PAYLOAD (SLOT - (int)sizeof(slot_hdr))
+
+typedef struct {
+    tlsr_region_hdr hdr;
+    uint32_t nslots;
+    uint32_t free_head, free_count;
+    uint32_t lru_head, lru_tail;
+    uint32_t entries, used_slots;
+    uint32_t flags, stamp;
+    int32_t lock_timeout_us;
+    uint64_t buckets_off, slots_off;
+    _Atomic uint64_t counters[TLSR_STORE_NCOUNTERS];
+} store_shm;
+
+struct tlsr_store {
+    _Atomic long refs;
+    tlsr_map map;
+    store_shm *shm;
+    int reinitialised;
+};
+
+/* ---- geometry -------------------------------------------------------------- */
+
+#define ALIGN64(x) (((x) + 63) & ~(uint64_t)63)
+
+static uint32_t slots_for_size(uint64_t size)
+{
+    uint64_t head = ALIGN64(sizeof(store_shm));
+    if (size < head + 2 * 64 + 16 * (SLOT + 4))
+        return 0;
+    return (uint32_t)((size - head - 128) / (SLOT + 4));
+}
+
+static uint32_t *buckets(store_shm *s) { return (uint32_t *)((char *)s + s->buckets_off); }
+
+static slot_hdr *slot_at(store_shm *s, uint32_t i) /* i in 1..nslots */
+{
+    return (slot_hdr *)((char *)s + s->slots_off + (uint64_t)(i - 1) * SLOT);
+}
+
+static uint8_t *payload(slot_hdr *h) { return (uint8_t *)(h + 1); }
+
+static int valid_index(store_shm *s, uint32_t i) { return i >= 1 && i <= s->nslots; }
+
+static void count(store_shm *s, int which)
+{
+    atomic_fetch_add_explicit(&s->counters[which], 1, memory_order_relaxed);
+}
+
+static uint32_t fnv1a(uint32_t h, const uint8_t *p, size_t n)
+{
+    while (n--)
+        h = (h ^ *p++) * 16777619u;
+    return h;
+}
+
+static uint32_t bucket_of(store_shm *s, const uint8_t *id, size_t len)
+{
+    /* Session IDs are random, but clients choose what they send: a keyed hash
+     * (hdr.reserved holds a per-region seed) keeps chains short regardless. */
+    return fnv1a(2166136261u ^ s->hdr.reserved, id, len) % s->nslots;
+}
+
+static uint32_t entry_checksum(const slot_hdr *h, const uint8_t *id, const uint8_t *der)
+{
+    uint32_t c = 2166136261u;
+    c = fnv1a(c, (const uint8_t *)&h->expires_ms, sizeof h->expires_ms);
+    c = fnv1a(c, (const uint8_t *)&h->der_len, sizeof h->der_len);
+    c = fnv1a(c, &h->id_len, 1);
+    c = fnv1a(c, &h->eflags, 1);
+    c = fnv1a(c, id, h->id_len);
+    return fnv1a(c, der, h->der_len);
+}
+
+static uint32_t slots_needed(size_t id_len, size_t der_len)
+{
+    return (uint32_t)((id_len + der_len + PAYLOAD - 1) / PAYLOAD);
+}
+
+/* ---- structure (called with the lock held) --------------------------------- */
+
+static void init_layout(store_shm *s, uint64_t size, uint32_t flags)
+{
+    uint32_t i, seed = 0;
+
+    s->nslots = slots_for_size(size);
+    s->buckets_off = ALIGN64(sizeof(store_shm));
+    s->slots_off = ALIGN64(s->buckets_off + (uint64_t)s->nslots * 4);
+    s->flags = flags;
+    s->lock_timeout_us = DEFAULT_LOCK_TIMEOUT_US;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        seed = (uint32_t)tlsr_now_ms();
+    s->hdr.reserved = seed;
+    memset(buckets(s), 0, (size_t)s->nslots * 4);
+    s->lru_head = s->lru_tail = 0;
+    s->entries = s->used_slots = 0;
+    s->free_head = 0;
+    s->free_count = s->nslots;
+    for (i = s->nslots; i >= 1; i--) {
+        slot_hdr *h = slot_at(s, i);
+        memset(h, 0, sizeof *h);
+        h->next = s->free_head;
+        s->free_head = i;
+    }
+}
+
+static void lru_unlink(store_shm *s, uint32_t i)
+{
+    slot_hdr *h = slot_at(s, i);
+    if (h->prev)
+        slot_at(s, h->prev)->next = h->next;
+    else
+        s->lru_head = h->next;
+    if (h->next)
+        slot_at(s, h->next)->prev = h->prev;
+    else
+        s->lru_tail = h->prev;
+    h->prev = h->next = 0;
+}
+
+static void lru_push_front(store_shm *s, uint32_t i)
+{
+    slot_hdr *h = slot_at(s, i);
+    h->prev = 0;
+    h->next = s->lru_head;
+    if (s->lru_head)
+        slot_at(s, s->lru_head)->prev = i;
+    s->lru_head = i;
+    if (!s->lru_tail)
+        s->lru_tail = i;
+    h->stamp = ++s->stamp;
+}
+
+static void free_slot(store_shm *s, uint32_t i)
+{
+    slot_hdr *h = slot_at(s, i);
+    memset(h, 0, SLOT); /* sessions hold master secrets: do not leave them behind */
+    h->next = s->free_head;
+    s->free_head = i;
+    s->free_count++;
+}
+
+/* Corruption found while walking the index: the caller rebuilds. */
+#define CORRUPT UINT32_MAX
+
+/* Find the head of id. *pprev gets the previous head in the bucket (0 = first).
+ * Returns 0 when absent, CORRUPT if the chain is broken. At most nslots steps. */
+static uint32_t find(store_shm *s, const uint8_t *id, size_t len, uint32_t *pprev)
+{
+    uint32_t i = buckets(s)[bucket_of(s, id, len)], prev = 0, steps = 0;
+
+    while (i) {
+        slot_hdr *h;
+        if (!valid_index(s, i) || ++steps > s->nslots)
+            return CORRUPT;
+        h = slot_at(s, i);
+        if (h->state != S_HEAD)
+            return CORRUPT;
+        if (h->id_len == len && memcmp(payload(h), id, len) == 0) {
+            *pprev = prev;
+            return i;
+        }
+        prev = i;
+        i = h->hnext;
+    }
+    return 0;
+}
+
+/* Remove the entry at head i (prev: previous head in its bucket). */
+static void drop_entry(store_shm *s, uint32_t i, uint32_t prev)
+{
+    slot_hdr *h = slot_at(s, i);
+    uint32_t n = 0, c, next;
+
+    if (prev)
+        slot_at(s, prev)->hnext = h->hnext;
+    else
+        buckets(s)[bucket_of(s, payload(h), h->id_len)] = h->hnext;
+    lru_unlink(s, i);
+    c = h->cont;
+    free_slot(s, i);
+    n++;
+    while (c && valid_index(s, c) && slot_at(s, c)->state == S_CONT && n < s->nslots) {
+        next = slot_at(s, c)->cont;
+        free_slot(s, c);
+        n++;
+        c = next;
+    }
+    s->entries--;
+    s->used_slots -= n;
+}
+
+static int drop_by_head(store_shm *s, uint32_t i)
+{
+    slot_hdr *h = slot_at(s, i);
+    uint32_t prev = 0, found = find(s, payload(h), h->id_len, &prev);
+    if (found != i)
+        return -1;
+    drop_entry(s, i, prev);
+    return 0;
+}
+
+/* Copy an entry's id+DER bytes into out (id_len + der_len bytes). 0 ok, -1 corrupt. */
+static int read_bytes(store_shm *s, uint32_t i, uint8_t *out)
+{
+    slot_hdr *h = slot_at(s, i);
+    size_t total = (size_t)h->id_len + h->der_len, done = 0;
+    uint32_t c = i, steps = 0;
+
+    while (done < total) {
+        size_t n = total - done < (size_t)PAYLOAD ? total - done : (size_t)PAYLOAD;
+        slot_hdr *x;
+        if (!valid_index(s, c) || ++steps > s->nslots)
+            return -1;
+        x = slot_at(s, c);
+        if (x->state != (c == i ? S_HEAD : S_CONT))
+            return -1;
+        memcpy(out + done, payload(x), n);
+        done += n;
+        c = x->cont;
+    }
+    return 0;
+}
+
+/* ---- rebuilding the index --------------------------------------------------- */
+
+typedef struct {
+    uint32_t head, stamp;
+} live_entry;
+
+static int by_stamp(const void *a, const void *b)
+{
+    uint32_t x = ((const live_entry *)a)->stamp, y = ((const live_entry *)b)->stamp;
+    return x < y ? -1 : x > y;
+}
+
+/* Keep every entry whose chain is intact and whose checksum matches; everything
+ * else becomes free. Returns the number of entries dropped. */
+static int rebuild(store_shm *s)
+{
+    uint32_t n = s->nslots, i, k, kept = 0, dropped = 0;
+    uint8_t *claimed = calloc(n + 1, 1);
+    live_entry *live = calloc(n + 1, sizeof *live);
+    uint8_t *buf = malloc(TLSR_STORE_MAX_ID + TLSR_STORE_MAX_DER);
+
+    count(s, TLSR_SC_REPAIRS);
+    if (claimed == NULL || live == NULL || buf == NULL) {
+        /* No memory to be careful with: start empty, which is always safe. */
+        for (i = 1; i <= n; i++)
+            dropped += slot_at(s, i)->state == S_HEAD;
+        init_layout(s, s->hdr.size, s->flags);
+        free(claimed), free(live), free(buf);
+        return (int)dropped;
+    }
+    for (i = 1; i <= n; i++) {
+        slot_hdr *h = slot_at(s, i);
+        uint32_t need, c, ok = 1;
+        if (h->state != S_HEAD)
+            continue;
+        need = slots_needed(h->id_len, h->der_len);
+        if (h->id_len == 0 || h->id_len > TLSR_STORE_MAX_ID || h->der_len == 0 ||
+            need == 0 || need > n || claimed[i]) {
+            dropped++;
+            continue;
+        }
+        claimed[i] = 1;
+        for (c = h->cont, k = 1; k < need; k++) {
+            if (!valid_index(s, c) || claimed[c] || slot_at(s, c)->state != S_CONT) {
+                ok = 0;
+                break;
+            }
+            claimed[c] = 1;
+            c = slot_at(s, c)->cont;
+        }
+        if (ok && read_bytes(s, i, buf) == 0 &&
+            entry_checksum(h, buf, buf + h->id_len) == h->checksum) {
+            live[kept].head = i;
+            live[kept].stamp = h->stamp;
+            kept++;
+        } else {
+            /* release what this entry claimed so other checks are not confused */
+            claimed[i] = 2;
+            dropped++;
+        }
+    }
+    /* Second pass: chains of dropped entries are not claimed by live ones. */
+    memset(claimed, 0, n + 1);
+    for (k = 0; k < kept; k++) {
+        uint32_t c = live[k].head;
+        while (c) {
+            claimed[c] = 1;
+            c = slot_at(s, c)->cont;
+        }
+    }
+    memset(buckets(s), 0, (size_t)n * 4);
+    s->lru_head = s->lru_tail = 0;
+    s->free_head = 0;
+    s->free_count = 0;
+    s->entries = s->used_slots = 0;
+    for (i = n; i >= 1; i--)
+        if (!claimed[i])
+            free_slot(s, i);
+    qsort(live, kept, sizeof *live, by_stamp);
+    for (k = 0; k < kept; k++) {
+        slot_hdr *h = slot_at(s, live[k].head);
+        uint32_t b = bucket_of(s, payload(h), h->id_len);
+        h->hnext = buckets(s)[b];
+        buckets(s)[b] = live[k].head;
+        lru_push_front(s, live[k].head);
+        s->entries++;
+        s->used_slots += slots_needed(h->id_len, h->der_len);
+    }
+    free(claimed), free(live), free(buf);
+    return (int)dropped;
+}
+
+/* Cheap consistency check of the header fields every operation relies on. */
+static int header_sane(tlsr_store *st)
+{
+    store_shm *s = st->shm;
+    return s->hdr.magic == TLSR_REGION_MAGIC && s->hdr.kind == STORE_KIND &&
+           s->hdr.version == STORE_VERSION && s->hdr.size == st->map.size &&
+           s->nslots == slots_for_size(st->map.size) &&
+           s->buckets_off == ALIGN64(sizeof(store_shm)) &&
+           s->slots_off == ALIGN64(s->buckets_off + (uint64_t)s->nslots * 4) &&
+           s->free_count <= s->nslots && s->used_slots <= s->nslots &&
+           (s->lru_head == 0 || valid_index(s, s->lru_head)) &&
+           (s->lru_tail == 0 || valid_index(s, s->lru_tail)) &&
+           (s->free_head == 0 || valid_index(s, s->free_head));
+}
+
+static int store_lock(tlsr_store *st, int64_t timeout_us)
+{
+    store_shm *s = st->shm;
+    int recovered, rc = tlsr_lock(&s->hdr.lock, timeout_us, &recovered);
+
+    if (rc < 0) {
+        count(s, TLSR_SC_LOCK_TIMEOUTS);
+        return rc;
+    }
+    if (!header_sane(st)) {
+        /* Scribbled header: rebuild geometry and start empty. */
+        uint32_t flags = s->flags & TLSR_STORE_SINGLE_USE;
+        s->hdr.magic = TLSR_REGION_MAGIC;
+        s->hdr.kind = STORE_KIND;
+        s->hdr.version = STORE_VERSION;
+        s->hdr.size = st->map.size;
+        init_layout(s, st->map.size, flags);
+        count(s, TLSR_SC_REPAIRS);
+    } else if (recovered) {
+        rebuild(s);
+    }
+    return 0;
+}
+
+static void store_unlock(tlsr_store *st)
+{
+    tlsr_unlock(&st->shm->hdr.lock);
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+static int64_t timeout_for_callbacks(tlsr_store *st)
+{
+    int32_t t = st->shm->lock_timeout_us;
+    return t > 0 && t <= 1000000 ? t : DEFAULT_LOCK_TIMEOUT_US;
+}
+
+static int put_locked(tlsr_store *st, const uint8_t *id, size_t id_len, const uint8_t *der,
+                      size_t der_len, int64_t expires_ms, int64_t now_ms, uint8_t eflags,
+                      int die_midway)
+{
+    store_shm *s = st->shm;
+    uint32_t need = slots_needed(id_len, der_len), prev = 0, old, head = 0, last = 0, k;
+    size_t done = 0, total = id_len + der_len;
+    slot_hdr *h;
+
+    old = find(s, id, id_len, &prev);
+    if (old == CORRUPT) {
+        rebuild(s);
+        old = find(s, id, id_len, &prev);
+        if (old == CORRUPT)
+            return -TLSR_E_BADREGION;
+    }
+    if (old)
+        drop_entry(s, old, prev);
+    /* Make room: drop from the cold end, expired or not (counted apart). */
+    while (s->free_count < need && s->lru_tail) {
+        slot_hdr *t = slot_at(s, s->lru_tail);
+        count(s, t->expires_ms <= now_ms ? TLSR_SC_EXPIRATIONS : TLSR_SC_EVICTIONS);
+        if (drop_by_head(s, s->lru_tail) < 0) {
+            rebuild(s);
+            return -TLSR_E_BADREGION;
+        }
+    }
+    if (s->free_count < need)
+        return 0;
+    for (k = 0; k < need; k++) {
+        uint32_t i = s->free_head;
+        size_t n = total - done < (size_t)PAYLOAD ? total - done : (size_t)PAYLOAD;
+        slot_hdr *x;
+        if (!valid_index(s, i)) {
+            rebuild(s);
+            return -TLSR_E_BADREGION;
+        }
+        x = slot_at(s, i);
+        s->free_head = x->next;
+        s->free_count--;
+        memset(x, 0, sizeof *x);
+        x->state = k == 0 ? S_FREE : S_CONT; /* the head becomes visible last */
+        /* copy this slot's share of id+DER */
+        if (done < id_len) {
+            size_t from_id = id_len - done < n ? id_len - done : n;
+            memcpy(payload(x), id + done, from_id);
+            memcpy(payload(x) + from_id, der, n - from_id);
+        } else {
+            memcpy(payload(x), der + (done - id_len), n);
+        }
+        done += n;
+        if (last)
+            slot_at(s, last)->cont = i;
+        else
+            head = i;
+        last = i;
+        if (die_midway && k == 0)
+            return 1; /* leave a half-built entry behind for the crash test */
+    }
+    h = slot_at(s, head);
+    h->id_len = (uint8_t)id_len;
+    h->der_len = (uint16_t)der_len;
+    h->expires_ms = expires_ms;
+    h->eflags = eflags;
+    h->checksum = entry_checksum(h, id, der);
+    h->state = S_HEAD;
+    {
+        uint32_t b = bucket_of(s, id, id_len);
+        h->hnext = buckets(s)[b];
+        buckets(s)[b] = head;
+    }
+    lru_push_front(s, head);
+    s->entries++;
+    s->used_slots += need;
+    count(s, TLSR_SC_STORES);
+    return 1;
+}
+
+static int put(tlsr_store *st, const uint8_t *id, size_t id_len, const uint8_t *der,
+               size_t der_len, int64_t expires_ms, int64_t now_ms, uint8_t eflags,
+               int64_t timeout_us)
+{
+    int rc;
+
+    if (id_len == 0 || id_len > TLSR_STORE_MAX_ID || der_len == 0)
+        return -TLSR_E_ARG;
+    /* Too big for this store (more than an eighth of it, or the hard cap):
+     * skip and count, never truncate. */
+    if (der_len > TLSR_STORE_MAX_DER || slots_needed(id_len, der_len) > st->shm->nslots / 8) {
+        count(st->shm, TLSR_SC_OVERSIZE);
+        return 0;
+    }
+    if ((rc = store_lock(st, timeout_us)) < 0)
+        return rc;
+    rc = put_locked(st, id, id_len, der, der_len, expires_ms, now_ms, eflags, 0);
+    store_unlock(st);
+    if (rc < 0)
+        count(st->shm, TLSR_SC_ERRORS);
+    return rc;
+}
+
+/* consume: 0 never, 1 always, 2 only TLS 1.3 entries (single-use tickets).
+ * The DER goes to buf if it fits in len bytes, else (when heap is not NULL) to a
+ * malloc'ed *heap the caller frees; else the lookup is a miss. */
+static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, size_t len,
+               uint8_t **heap, int consume, int64_t now_ms, int64_t timeout_us)
+{
+    store_shm *s = st->shm;
+    uint32_t i, prev = 0;
+    slot_hdr *h;
+    int rc;
+
+    count(s, TLSR_SC_LOOKUPS);
+    if (id_len == 0 || id_len > TLSR_STORE_MAX_ID) {
+        count(s, TLSR_SC_MISSES);
+        return 0;
+    }
+    if ((rc = store_lock(st, timeout_us)) < 0) {
+        count(s, TLSR_SC_MISSES);
+        return rc;
+    }
+    i = find(s, id, id_len, &prev);
+    if (i == CORRUPT) {
+        rebuild(s);
+        store_unlock(st);
+        count(s, TLSR_SC_ERRORS);
+        count(s, TLSR_SC_MISSES);
+        return 0;
+    }
+    if (i == 0) {
+        store_unlock(st);
+        count(s, TLSR_SC_MISSES);
+        return 0;
+    }
+    h = slot_at(s, i);
+    if (h->expires_ms <= now_ms) {
+        drop_entry(s, i, prev);
+        store_unlock(st);
+        count(s, TLSR_SC_EXPIRATIONS);
+        count(s, TLSR_SC_MISSES);
+        return 0;
+    }
+    {
+        size_t total = (size_t)h->id_len + h->der_len;
+        uint8_t local[1024], *tmp = total <= sizeof local ? local : malloc(total);
+        uint8_t *dst = buf;
+        int ok = tmp != NULL && read_bytes(s, i, tmp) == 0 &&
+                 entry_checksum(h, tmp, tmp + h->id_len) == h->checksum;
+        if (ok && h->der_len > len) {
+            dst = heap != NULL ? malloc(h->der_len) : NULL;
+            if (dst == NULL) {
+                /* The caller cannot take it: a miss, but the entry is fine. */
+                if (tmp != local)
+                    free(tmp);
+                store_unlock(st);
+                count(s, TLSR_SC_MISSES);
+                return 0;
+            }
+            *heap = dst;
+        }
+        rc = ok ? h->der_len : 0;
+        if (ok)
+            memcpy(dst, tmp + h->id_len, h->der_len);
+        if (tmp != NULL && tmp != local) {
+            tlsr_wipe(tmp, total);
+            free(tmp);
+        } else {
+            tlsr_wipe(local, total < sizeof local ? total : sizeof local);
+        }
+        if (!ok) {
+            drop_entry(s, i, prev); /* corrupt: never serve it */
+            store_unlock(st);
+            count(s, TLSR_SC_ERRORS);
+            count(s, TLSR_SC_MISSES);
+            return 0;
+        }
+    }
+    if (consume == 1 || (consume == 2 && (h->eflags & E_TLS13))) {
+        drop_entry(s, i, prev);
+        count(s, TLSR_SC_CONSUMED);
+    } else {
+        lru_unlink(s, i);
+        lru_push_front(s, i);
+    }
+    store_unlock(st);
+    count(s, TLSR_SC_HITS);
+    return rc;
+}
+
+static int remove_id(tlsr_store *st, const uint8_t *id, size_t id_len, int64_t timeout_us)
+{
+    uint32_t i, prev = 0;
+    int rc;
+
+    if (id_len == 0 || id_len > TLSR_STORE_MAX_ID)
+        return 0;
+    if ((rc = store_lock(st, timeout_us)) < 0)
+        return rc;
+    i = find(st->shm, id, id_len, &prev);
+    if (i == CORRUPT) {
+        rebuild(st->shm);
+        i = 0;
+    }
+    if (i)
+        drop_entry(st->shm, i, prev);
+    store_unlock(st);
+    if (i)
+        count(st->shm, TLSR_SC_REMOVALS);
+    return i ? 1 : 0;
+}
+
+/* ---- public API ------------------------------------------------------------ */
+
+static tlsr_store *fresh_handle(void)
+{
+    tlsr_store *st = calloc(1, sizeof *st);
+    if (st != NULL)
+        atomic_store(&st->refs, 1);
+    return st;
+}
+
+static int init_region(tlsr_store *st, uint32_t flags)
+{
+    store_shm *s = st->shm;
+    if (tlsr_lock_init(&s->hdr.lock) < 0)
+        return -TLSR_E_SYS;
+    s->hdr.size = st->map.size;
+    init_layout(s, st->map.size, flags);
+    tlsr_region_publish(&s->hdr, STORE_KIND, STORE_VERSION, st->map.size);
+    return 0;
+}
+
+static int create_region(tlsr_store *st, const char *name, uint64_t size, uint32_t flags)
+{
+    int rc = tlsr_region_create("store", name, size, 0, &st->map);
+    if (rc < 0)
+        return rc;
+    st->shm = st->map.base;
+    if ((rc = init_region(st, flags)) < 0) {
+        if (name != NULL)
+            tlsr_region_unlink("store", name);
+        tlsr_region_unmap(&st->map);
+    }
+    return rc;
+}
+
+tlsr_store *tlsr_store_open(const char *name, uint64_t size, uint32_t flags, int create,
+                            int *err)
+{
+    tlsr_store *st;
+    int rc = 0, attempt;
+
+    if (!tlsr_ossl.bound) {
+        *err = TLSR_E_UNBOUND;
+        return NULL;
+    }
+    if (create && slots_for_size(size) < 16) {
+        *err = TLSR_E_ARG;
+        return NULL;
+    }
+    if ((st = fresh_handle()) == NULL) {
+        *err = TLSR_E_NOMEM;
+        return NULL;
+    }
+    if (name == NULL) {
+        rc = create_region(st, NULL, size, flags);
+        goto done;
+    }
+    for (attempt = 0; attempt < 4; attempt++) {
+        rc = tlsr_region_attach("store", name, STORE_KIND, STORE_VERSION, 0, &st->map);
+        if (rc == 0) {
+            st->shm = st->map.base;
+            if (!header_sane(st)) {
+                rc = -TLSR_E_BADREGION;
+                tlsr_region_unmap(&st->map);
+            }
+        }
+        if (rc == 0)
+            break;
+        if (rc == -TLSR_E_BADREGION || rc == -TLSR_E_NOTREADY) {
+            if (!create)
+                break;
+            /* Another version, or scribbled: replace it under the same name. The
+             * processes still mapping the old one keep it until they re-attach. */
+            tlsr_region_unlink("store", name);
+            st->reinitialised = 1;
+            rc = -TLSR_E_NOTFOUND;
+        }
+        if (rc != -TLSR_E_NOTFOUND || !create)
+            break;
+        rc = create_region(st, name, size, flags);
+        if (rc != -TLSR_E_EXISTS)
+            break; /* created (or failed for real); on EXISTS someone beat us: attach */
+    }
+done:
+    if (rc < 0) {
+        free(st);
+        *err = -rc;
+        return NULL;
+    }
+    return st;
+}
+
+tlsr_store *tlsr_store_retain(tlsr_store *st)
+{
+    atomic_fetch_add(&st->refs, 1);
+    return st;
+}
+
+void tlsr_store_release(tlsr_store *st)
+{
+    if (st != NULL && atomic_fetch_sub(&st->refs, 1) == 1) {
+        tlsr_region_unmap(&st->map);
+        free(st);
+    }
+}
+
+int tlsr_store_unlink(const char *name)
+{
+    return tlsr_region_unlink("store", name);
+}
+
+int tlsr_store_put(tlsr_store *st, const uint8_t *id, size_t id_len, const uint8_t *der,
+                   size_t der_len, int64_t expires_ms, int64_t now_ms)
+{
+    return put(st, id, id_len, der, der_len, expires_ms, now_ms, 0, PY_LOCK_TIMEOUT_US);
+}
+
+int tlsr_store_get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf,
+                   size_t len, int consume, int64_t now_ms)
+{
+    return get(st, id, id_len, buf, len, NULL, consume, now_ms, PY_LOCK_TIMEOUT_US);
+}
+
+int tlsr_store_remove(tlsr_store *st, const uint8_t *id, size_t id_len)
+{
+    return remove_id(st, id, id_len, PY_LOCK_TIMEOUT_US);
+}
+
+int tlsr_store_clear(tlsr_store *st)
+{
+    int rc = store_lock(st, PY_LOCK_TIMEOUT_US);
+    if (rc < 0)
+        return rc;
+    init_layout(st->shm, st->map.size, st->shm->flags);
+    store_unlock(st);
+    return 0;
+}
+
+int tlsr_store_get_meta(tlsr_store *st, tlsr_store_meta *out)
+{
+    store_shm *s = st->shm;
+    memset(out, 0, sizeof *out);
+    out->size = st->map.size;
+    out->slots = s->nslots;
+    out->used_slots = s->used_slots;
+    out->entries = s->entries;
+    out->flags = s->flags;
+    out->lock_timeout_us = s->lock_timeout_us;
+    out->named = st->map.named;
+    out->reinitialised = st->reinitialised;
+    return 0;
+}
+
+void tlsr_store_stats(tlsr_store *st, uint64_t *out, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n && i < TLSR_STORE_NCOUNTERS; i++)
+        out[i] = atomic_load_explicit(&st->shm->counters[i], memory_order_relaxed);
+}
+
+int tlsr_store_set_lock_timeout(tlsr_store *st, int32_t microseconds)
+{
+    if (microseconds <= 0 || microseconds > 1000000)
+        return -TLSR_E_ARG;
+    st->shm->lock_timeout_us = microseconds;
+    return 0;
+}
+
+int tlsr_store_verify(tlsr_store *st)
+{
+    int rc = store_lock(st, PY_LOCK_TIMEOUT_US);
+    if (rc < 0)
+        return rc;
+    rc = rebuild(st->shm);
+    store_unlock(st);
+    return rc;
+}
+
+int tlsr_store_debug_die_in_put(tlsr_store *st, const uint8_t *id, size_t id_len)
+{
+    static const uint8_t der[300] = {0x30};
+    int rc = store_lock(st, PY_LOCK_TIMEOUT_US);
+    if (rc < 0)
+        return rc;
+    return put_locked(st, id, id_len, der, sizeof der, INT64_MAX, 0, 0, 1);
+}
+
+/* ---- OpenSSL callbacks ------------------------------------------------------ */
+
+tlsr_store *tlsr_ctx_store(SSL_CTX *ctx); /* ctx.c */
+
+static tlsr_store *store_of_ssl(const SSL *s)
+{
+    return tlsr_ctx_store(OSSL(SSL_get_SSL_CTX)(s));
+}
+
+/* OpenSSL's contract: called with a new session the server may cache; return 1
+ * if we kept a reference to sess, 0 if not. We copy it (DER), so always 0. */
+static int new_session_cb(SSL *s, SSL_SESSION *sess)
+{
+    tlsr_store *st = store_of_ssl(s);
+    unsigned int id_len = 0;
+    const unsigned char *id;
+    uint8_t local[2048], *der = local;
+    unsigned char *p;
+    int len;
+    int64_t now = tlsr_now_ms(), expires;
+
+    if (st == NULL)
+        return 0;
+    id = OSSL(SSL_SESSION_get_id)(sess, &id_len);
+    len = OSSL(i2d_SSL_SESSION)(sess, NULL);
+    if (id == NULL || id_len == 0 || len <= 0) {
+        count(st->shm, TLSR_SC_ERRORS);
+        return 0;
+    }
+    if (len > TLSR_STORE_MAX_DER) {
+        count(st->shm, TLSR_SC_OVERSIZE);
+        return 0;
+    }
+    if ((size_t)len > sizeof local && (der = malloc((size_t)len)) == NULL) {
+        count(st->shm, TLSR_SC_ERRORS);
+        return 0;
+    }
+    p = der;
+    if (OSSL(i2d_SSL_SESSION)(sess, &p) == len) {
+        expires = (int64_t)OSSL(SSL_SESSION_get_time)(sess) * 1000 +
+                  (int64_t)OSSL(SSL_SESSION_get_timeout)(sess) * 1000;
+        put(st, id, id_len, der, (size_t)len, expires, now,
+            OSSL(SSL_SESSION_get_protocol_version)(sess) == TLSR_TLS1_3_VERSION ? E_TLS13 : 0,
+            timeout_for_callbacks(st));
+    } else {
+        count(st->shm, TLSR_SC_ERRORS);
+    }
+    tlsr_wipe(der, (size_t)len);
+    if (der != local)
+        free(der);
+    return 0;
+}
+
+/* OpenSSL's contract: return a session for this ID or NULL; *copy = 0 hands
+ * OpenSSL our only reference. Anything that goes wrong is a miss. */
+static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, int *copy)
+{
+    tlsr_store *st = store_of_ssl(s);
+    uint8_t local[2048], *heap = NULL, *der;
+    const unsigned char *p;
+    SSL_SESSION *sess;
+    unsigned int got_len = 0;
+    const unsigned char *got;
+    int len;
+
+    *copy = 0;
+    if (st == NULL || id_len <= 0)
+        return NULL;
+    len = get(st, id, (size_t)id_len, local, sizeof local, &heap,
+              (st->shm->flags & TLSR_STORE_SINGLE_USE) ? 2 : 0, tlsr_now_ms(),
+              timeout_for_callbacks(st));
+    if (len <= 0)
+        return NULL;
+    der = heap != NULL ? heap : local;
+    p = der;
+    OSSL(ERR_set_mark)();
+    sess = OSSL(d2i_SSL_SESSION)(NULL, &p, len);
+    OSSL(ERR_pop_to_mark)();
+    tlsr_wipe(der, (size_t)len);
+    free(heap);
+    if (sess == NULL) {
+        count(st->shm, TLSR_SC_ERRORS);
+        return NULL;
+    }
+    /* Belt and braces: the session must be the one asked for. */
+    got = OSSL(SSL_SESSION_get_id)(sess, &got_len);
+    if (got == NULL || got_len != (unsigned int)id_len || memcmp(got, id, got_len) != 0) {
+        OSSL(SSL_SESSION_free)(sess);
+        count(st->shm, TLSR_SC_ERRORS);
+        return NULL;
+    }
+    return sess;
+}
+
+/* OpenSSL calls this when it drops a session from a cache, including on every
+ * SSL_free of a connection that closed without close_notify. Most Python
+ * servers close that way, so we keep the session (it is still good): eviction
+ * is by expiry, LRU and fatal alerts only. */
+static void remove_session_cb(SSL_CTX *ctx, SSL_SESSION *sess)
+{
+    tlsr_store *st = tlsr_ctx_store(ctx);
+    (void)sess;
+    if (st != NULL)
+        count(st->shm, TLSR_SC_KEPT_ON_UNCLEAN_CLOSE);
+}
+
+/* Info callback: a fatal alert, sent or received, means the session must not be
+ * resumed again; drop it from the store. */
+static void info_cb(const SSL *s, int where, int ret)
+{
+    tlsr_store *st;
+    SSL_SESSION *sess;
+    const unsigned char *id;
+    unsigned int id_len = 0;
+
+    if (!(where & TLSR_SSL_CB_ALERT) || ((ret >> 8) & 0xff) != 2 /* fatal */)
+        return;
+    if ((st = store_of_ssl(s)) == NULL || (sess = OSSL(SSL_get_session)(s)) == NULL)
+        return;
+    id = OSSL(SSL_SESSION_get_id)(sess, &id_len);
+    if (id != NULL && id_len > 0)
+        remove_id(st, id, id_len, timeout_for_callbacks(st));
+}
+
+int tlsr_store_install_callbacks(SSL_CTX *ctx)
+{
+    long mode = OSSL(SSL_CTX_ctrl)(ctx, TLSR_SSL_CTRL_GET_SESS_CACHE_MODE, 0, NULL);
+
+    /* Server caching on, OpenSSL's own (per-process) cache off. */
+    mode |= TLSR_SSL_SESS_CACHE_SERVER | TLSR_SSL_SESS_CACHE_NO_INTERNAL_LOOKUP |
+            TLSR_SSL_SESS_CACHE_NO_INTERNAL_STORE;
+    OSSL(SSL_CTX_ctrl)(ctx, TLSR_SSL_CTRL_SET_SESS_CACHE_MODE, mode, NULL);
+    OSSL(SSL_CTX_sess_set_new_cb)(ctx, new_session_cb);
+    OSSL(SSL_CTX_sess_set_get_cb)(ctx, get_session_cb);
+    OSSL(SSL_CTX_sess_set_remove_cb)(ctx, remove_session_cb);
+    OSSL(SSL_CTX_set_info_callback)(ctx, info_cb);
+    return 1;
+}
+
+int tlsr_session_der_size(SSL_SESSION *sess)
+{
+    return tlsr_ossl.bound && sess != NULL ? OSSL(i2d_SSL_SESSION)(sess, NULL) : -1;
+}
