@@ -621,7 +621,6 @@ class _Master:
         self.ring_name: str | None = None
         self.cert_dir: Any = None
         self.stop_signal: int | None = None
-        self.stopping = False
         self.respawns: list[float] = []
         self._death_r = self._death_w = self._ready_r = self._ready_w = -1
 
@@ -804,7 +803,6 @@ class _Master:
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after ``grace`` s) and clean up."""
-        self.stopping = True
         for pid in list(self.workers):
             try:
                 os.kill(pid, signal.SIGTERM)
