@@ -13,11 +13,13 @@ import re
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-# Every C file is part of the core; every header's CDEF block is part of the cdef
-# (tlsresume.h first: it declares the OpenSSL types the others use).
+# Every C file is part of the core. The cdef is tlsresume.h's CDEF block (it
+# declares the OpenSSL types the others use) followed by that of each header whose
+# C file (same stem) is present: a header describes its own C file.
 SOURCES = sorted(p.name for p in HERE.glob("*.c"))
 HEADERS = ["tlsresume.h"] + sorted(
-    p.name for p in HERE.glob("*.h") if p.name != "tlsresume.h"
+    p.name for p in HERE.glob("*.h")
+    if p.name != "tlsresume.h" and (HERE / (p.stem + ".c")).exists()
 )
 
 

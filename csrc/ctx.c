@@ -151,6 +151,16 @@ uint64_t tlsr_ctx_options(SSL_CTX *ctx)
     return tlsr_ossl.bound ? OSSL(SSL_CTX_get_options)(ctx) : 0;
 }
 
+long tlsr_ctx_set_timeout(SSL_CTX *ctx, long seconds)
+{
+    return tlsr_ossl.bound ? OSSL(SSL_CTX_set_timeout)(ctx, seconds) : -TLSR_E_UNBOUND;
+}
+
+long tlsr_ctx_get_timeout(SSL_CTX *ctx)
+{
+    return tlsr_ossl.bound ? OSSL(SSL_CTX_get_timeout)(ctx) : -TLSR_E_UNBOUND;
+}
+
 int tlsr_ctx_has_ring(SSL_CTX *ctx)
 {
     return tlsr_ossl.bound && tlsr_ctx_ring(ctx) != NULL;

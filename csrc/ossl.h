@@ -113,6 +113,7 @@ typedef void (*tlsr_ex_free)(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int id
     S(void, SSL_CTX_sess_set_remove_cb, (SSL_CTX *ctx, tlsr_remove_session_cb cb))   \
     S(void, SSL_CTX_set_info_callback, (SSL_CTX *ctx, tlsr_info_cb cb))              \
     S(long, SSL_CTX_get_timeout, (const SSL_CTX *ctx))                               \
+    S(long, SSL_CTX_set_timeout, (SSL_CTX *ctx, long t))                             \
     S(int, SSL_CTX_get_verify_mode, (const SSL_CTX *ctx))                            \
     S(int, SSL_CTX_set_session_id_context, (SSL_CTX *ctx, const unsigned char *sid,  \
                                             unsigned int len))                       \
@@ -137,7 +138,11 @@ typedef void (*tlsr_ex_free)(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int id
     S(const char *, SSL_SESSION_get0_hostname, (const SSL_SESSION *s))               \
     S(int, i2d_SSL_SESSION, (const SSL_SESSION *in, unsigned char **pp))             \
     S(SSL_SESSION *, d2i_SSL_SESSION, (SSL_SESSION **a, const unsigned char **pp,    \
-                                       long length))
+                                       long length))                                 \
+    S(void, SSL_set_shutdown, (SSL *s, int mode))                                    \
+    S(int, SSL_is_init_finished, (const SSL *s))                                     \
+    S(void *, SSL_CTX_get0_certificate, (const SSL_CTX *ctx))                        \
+    L(int, i2d_X509, (const void *x509, unsigned char **pp))
 
 #define TLSR_FIELD(ret, name, args) ret(*name) args;
 struct tlsr_ossl_table {

@@ -145,6 +145,10 @@ int tlsr_ctx_use_static_key(SSL_CTX *ctx, const uint8_t *key80);
 int tlsr_ctx_reset(SSL_CTX *ctx);
 /* Sanity probe used when reading the SSL_CTX pointer out of a Python object. */
 uint64_t tlsr_ctx_options(SSL_CTX *ctx);
+/* Session lifetime in seconds (also the ticket lifetime hint). CPython has no
+ * API for it and fixes 7200 s. Returns the previous value. */
+long tlsr_ctx_set_timeout(SSL_CTX *ctx, long seconds);
+long tlsr_ctx_get_timeout(SSL_CTX *ctx);
 /* 1 if ctx carries a tlsresume ring. */
 int tlsr_ctx_has_ring(SSL_CTX *ctx);
 

@@ -71,9 +71,12 @@ class Fleet:
 
 
 @contextmanager
-def prefork(make_context: Callable[[], ssl.SSLContext], workers: int = 4) -> Iterator[Fleet]:
+def prefork(make_context: Callable[[], ssl.SSLContext], workers: int = 4,
+            clean_close: bool = True) -> Iterator[Fleet]:
     """Fork ``workers`` processes behind one loopback socket; each calls
-    ``make_context()`` itself and answers every connection with its pid."""
+    ``make_context()`` itself and answers every connection with its pid.
+    ``clean_close=False`` closes the socket without close_notify, as most Python
+    servers do."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -91,7 +94,8 @@ def prefork(make_context: Callable[[], ssl.SSLContext], workers: int = 4) -> Ite
                     try:
                         with ctx.wrap_socket(conn, server_side=True) as tls:
                             tls.sendall(b"%d\n" % os.getpid())
-                            tls.unwrap()
+                            if clean_close:
+                                tls.unwrap()
                     except (OSError, ssl.SSLError):
                         pass
             except BaseException:
@@ -110,9 +114,10 @@ def prefork(make_context: Callable[[], ssl.SSLContext], workers: int = 4) -> Ite
             os.waitpid(pid, 0)
 
 
-def fetch(port: int, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
-          ) -> tuple[ssl.SSLSession, bool, int]:
-    """Connect, read the worker's pid, close cleanly. Returns (session, resumed, pid)."""
+def fetch(port: int, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None = None,
+          clean_close: bool = True) -> tuple[ssl.SSLSession, bool, int]:
+    """Connect, read the worker's pid, close (cleanly unless told not to).
+    Returns (session, resumed, pid)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with client_ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
             data = b""
@@ -123,20 +128,22 @@ def fetch(port: int, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None 
                 data += chunk
             resumed = tls.session_reused
             sess = tls.session
-            try:
-                tls.unwrap()
-            except (OSError, ssl.SSLError):
-                pass
+            if clean_close:
+                try:
+                    tls.unwrap()
+                except (OSError, ssl.SSLError):
+                    pass
     assert sess is not None
     return sess, resumed, int(data)
 
 
-def reconnect(port: int, client_ctx: ssl.SSLContext, n: int) -> tuple[int, set[int]]:
+def reconnect(port: int, client_ctx: ssl.SSLContext, n: int, clean_close: bool = True
+              ) -> tuple[int, set[int]]:
     """Connect n+1 times reusing the latest session; (resumed count, worker pids)."""
-    session, _, pid = fetch(port, client_ctx)
+    session, _, pid = fetch(port, client_ctx, clean_close=clean_close)
     resumed, pids = 0, {pid}
     for _ in range(n):
-        session, was_resumed, pid = fetch(port, client_ctx, session)
+        session, was_resumed, pid = fetch(port, client_ctx, session, clean_close)
         resumed += was_resumed
         pids.add(pid)
     return resumed, pids
@@ -149,3 +156,29 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
+
+
+def s_client_reconnect(port: int, n: int, cafile: str, *extra: str) -> tuple[int, set[int]]:
+    """``openssl s_client -sess_out`` once, then ``-sess_in`` n times.
+
+    Returns (reconnections that printed "Reused", worker pids seen)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = os.path.join(tmp, "sess.pem")
+        resumed, pids = 0, set()
+        for i in range(n + 1):
+            args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                    "-servername", "localhost", "-CAfile", cafile, "-ign_eof", "-sess_out", sess,
+                    *extra]
+            if i:
+                args += ["-sess_in", sess]
+            out = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
+                                 text=True, timeout=20).stdout
+            for line in out.splitlines():
+                if line.strip().isdigit():
+                    pids.add(int(line))
+            if i and "Reused," in out:
+                resumed += 1
+        return resumed, pids

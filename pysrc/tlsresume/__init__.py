@@ -33,7 +33,7 @@ from .keyring import (  # noqa: I001  (binds the core: after the pure modules)
 )
 from .inspect import session_ticket, ticket_key_name
 from .store import DEFAULT_STORE_SIZE, SessionStore, parse_size
-from .server import install, installed_ring, uninstall
+from .server import install, installed_ring, session_timeout, set_session_timeout, uninstall
 
 __version__ = "0.1.0"
 
@@ -55,6 +55,8 @@ __all__ = [
     "parse_size",
     "install",
     "uninstall",
+    "set_session_timeout",
+    "session_timeout",
     "installed_ring",
     "session_ticket",
     "ticket_key_name",

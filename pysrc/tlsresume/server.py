@@ -12,7 +12,7 @@ from .keyring import StaticTicketKey, TicketKeyRing
 from .keys import TicketKey
 from .store import SessionStore
 
-__all__ = ["install", "uninstall", "installed_ring"]
+__all__ = ["install", "uninstall", "installed_ring", "set_session_timeout", "session_timeout"]
 
 Ctx = TypeVar("Ctx", bound=ssl.SSLContext)
 
@@ -118,3 +118,22 @@ def uninstall(ctx: ssl.SSLContext) -> None:
 def installed_ring(ctx: ssl.SSLContext) -> bool:
     """Whether ``ctx`` carries a tlsresume key ring."""
     return bool(lib.tlsr_ctx_has_ring(_server_pointer(ctx)))
+
+
+def set_session_timeout(ctx: ssl.SSLContext, seconds: int) -> None:
+    """Set how long sessions made on ``ctx`` stay resumable (OpenSSL's
+    ``SSL_CTX_set_timeout``; CPython fixes it at 7200 s and has no setter).
+
+    It bounds session-ID resumption, stateful tickets, and ticket lifetimes (the
+    hint sent to clients); a ring's acceptance window should cover it.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise TypeError(f"seconds must be an int, not {type(seconds).__name__}")
+    if not 1 <= seconds <= 7 * 86400:
+        raise ValueError(f"session timeout must be 1 s to 7 days (RFC 8446), got {seconds}")
+    lib.tlsr_ctx_set_timeout(_binding.ssl_ctx_pointer(ctx), seconds)
+
+
+def session_timeout(ctx: ssl.SSLContext) -> int:
+    """The session lifetime of ``ctx`` in seconds."""
+    return int(lib.tlsr_ctx_get_timeout(_binding.ssl_ctx_pointer(ctx)))

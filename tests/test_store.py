@@ -1,0 +1,351 @@
+"""The shared server session store: resumption by ID and stateful tickets across
+workers, correct eviction, capacity, expiry, concurrency, crash and corruption."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import ssl
+import time
+import uuid
+
+import pytest
+import trustme
+
+import tlsresume
+from tlsresume import SessionStore, SharedMemoryError
+from tlsresume._binding import lib
+
+from .handshake import memory_pair, prefork, reconnect, s_client_reconnect, server_context
+
+TLS12 = ssl.TLSVersion.TLSv1_2
+TLS13 = ssl.TLSVersion.TLSv1_3
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def cert(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert("localhost")
+
+
+@pytest.fixture(scope="module")
+def cafile(ca: trustme.CA, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def id_client(ca: trustme.CA) -> ssl.SSLContext:
+    """A client that resumes by session ID only (sends no ticket extension)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(ctx)
+    ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+@pytest.fixture
+def store_name() -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield name
+    lib.tlsr_store_unlink(name.encode())
+
+
+def no_ticket_server(cert, version, store=None, clean=True):  # type: ignore[no-untyped-def]
+    ctx = server_context(cert, None, version)
+    ctx.options |= ssl.OP_NO_TICKET
+    if store is not None:
+        tlsresume.install(ctx, session_cache=store)
+    return ctx
+
+
+# ---- across workers, real peers ------------------------------------------------------
+
+
+def test_s_client_resumes_by_id_across_four_workers(cert, cafile) -> None:
+    """openssl s_client -no_ticket reconnects resume across workers through the store."""
+    with SessionStore("1M") as store:
+        with prefork(lambda: no_ticket_server(cert, TLS12, store), workers=4) as fleet:
+            resumed, pids = s_client_reconnect(fleet.port, 40, cafile, "-no_ticket", "-tls1_2")
+        assert resumed >= 39 and len(pids) >= 3, (resumed, pids)
+        assert store.stats()["hits"] >= 39
+
+
+def test_s_client_without_store_resumes_at_most_a_quarter(cert, cafile) -> None:
+    """Negative control: per-worker OpenSSL caches, same fleet, same client."""
+    with prefork(lambda: no_ticket_server(cert, TLS12), workers=4) as fleet:
+        resumed, pids = s_client_reconnect(fleet.port, 40, cafile, "-no_ticket", "-tls1_2")
+    assert resumed <= 10 and len(pids) >= 3, (resumed, pids)
+
+
+@pytest.mark.parametrize("version", [TLS12, TLS13], ids=["tls1.2", "tls1.3"])
+def test_python_clients_resume_across_workers_tickets_off(cert, id_client, version) -> None:
+    """Tickets off: TLS 1.2 session IDs and TLS 1.3 stateful tickets resume on any worker."""
+    with SessionStore("1M") as store:
+        with prefork(lambda: no_ticket_server(cert, version, store), workers=4) as fleet:
+            resumed, pids = reconnect(fleet.port, id_client, 40)
+        assert resumed >= 39 and len(pids) >= 3, (resumed, pids)
+
+
+def test_unclean_close_keeps_sessions(cert, id_client) -> None:
+    """Server and client close without close_notify: sessions still resume."""
+    with SessionStore("1M") as store:
+        with prefork(lambda: no_ticket_server(cert, TLS12, store), workers=2,
+                     clean_close=False) as fleet:
+            resumed, _ = reconnect(fleet.port, id_client, 20, clean_close=False)
+        assert resumed == 20
+        assert store.stats()["kept_on_unclean_close"] >= 20
+
+
+def test_unclean_close_without_store_loses_sessions(cert, id_client) -> None:
+    """Negative control: one worker, OpenSSL's own cache, unclean closes: no resumption."""
+    with prefork(lambda: no_ticket_server(cert, TLS12), workers=1, clean_close=False) as fleet:
+        resumed, _ = reconnect(fleet.port, id_client, 10, clean_close=False)
+    assert resumed == 0
+
+
+def test_private_store_fixes_unclean_close_for_one_process(cert, id_client) -> None:
+    """session_cache="1M" alone (no sharing) keeps one process's sessions alive."""
+    def make() -> ssl.SSLContext:
+        ctx = no_ticket_server(cert, TLS12)
+        return tlsresume.install(ctx, session_cache="1M")
+
+    with prefork(make, workers=1, clean_close=False) as fleet:
+        resumed, _ = reconnect(fleet.port, id_client, 10, clean_close=False)
+    assert resumed == 10
+
+
+def test_single_use_ticket_cannot_be_replayed(cert, id_client) -> None:
+    """TLS 1.3 stateful ticket with single_use: first resumption works, a replay does not."""
+    with SessionStore("1M", single_use=True) as store:
+        a, b = no_ticket_server(cert, TLS13, store), no_ticket_server(cert, TLS13, store)
+        session, _ = memory_pair(a, id_client)
+        assert memory_pair(b, id_client, session)[1]
+        assert not memory_pair(a, id_client, session)[1]  # replayed on another context
+        assert store.stats()["consumed"] == 1
+
+
+def test_reusable_tickets_without_single_use(cert, id_client) -> None:
+    """Control for single-use: without it the same stateful ticket resumes twice."""
+    with SessionStore("1M") as store:
+        a = no_ticket_server(cert, TLS13, store)
+        session, _ = memory_pair(a, id_client)
+        assert memory_pair(a, id_client, session)[1]
+        assert memory_pair(a, id_client, session)[1]
+
+
+def test_fatal_alert_evicts_the_session(cert, id_client, ca) -> None:
+    """A connection of a stored session that ends in a fatal alert removes it."""
+    with SessionStore("1M") as store:
+        ctx = no_ticket_server(cert, TLS12, store)
+        session, _ = memory_pair(ctx, id_client)
+        assert len(store) == 1
+        # Resume, then have the client send a fatal alert (handshake_failure) by
+        # feeding the server garbage after the handshake.
+        c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+        client = id_client.wrap_bio(c_in, c_out, server_hostname="localhost", session=session)
+        server = ctx.wrap_bio(s_in, s_out, server_side=True)
+        for _ in range(10):
+            for obj, out, peer in ((client, c_out, s_in), (server, s_out, c_in)):
+                try:
+                    obj.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+                peer.write(out.read())
+        assert server.session_reused
+        s_in.write(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # record that fails its MAC
+        with pytest.raises(ssl.SSLError):
+            server.read(10)
+        assert len(store) == 0 and store.stats()["removals"] == 1
+
+
+# ---- capacity, LRU, expiry (time under the test's control) ----------------------------
+
+
+def ordinary_session_size(cert, id_client) -> int:
+    """The DER size of the session a real handshake stores (and proof it takes one slot)."""
+    with SessionStore("1M") as probe:
+        session, _ = memory_pair(no_ticket_server(cert, TLS12, probe), id_client)
+        assert probe.stats()["used_slots"] == 1
+        der = probe.get(session.id)
+        assert der is not None
+        return len(der)
+
+
+def test_a_megabyte_holds_over_4000_ordinary_sessions(cert, id_client) -> None:
+    """1 MB stores at least 4,000 sessions of the size real handshakes produce."""
+    size = ordinary_session_size(cert, id_client)
+    with SessionStore("1M") as store:
+        for i in range(5000):
+            store.put(i.to_bytes(32, "big"), b"s" * size, expires=time.time() + 60)
+        assert len(store) >= 4000
+        assert store.stats()["evictions"] == 5000 - len(store)
+
+
+def test_eviction_is_least_recently_used_first() -> None:
+    """Past capacity the oldest entries go first; a lookup refreshes an entry."""
+    with SessionStore("64K") as store:
+        cap, now = store.capacity, 1000.0
+        ids = [i.to_bytes(32, "big") for i in range(cap + 10)]
+        for sid in ids[:cap]:
+            store.put(sid, b"x" * 100, expires=now + 60, now=now)
+        assert store.get(ids[0], now=now) is not None  # touch the oldest
+        for sid in ids[cap:]:
+            store.put(sid, b"x" * 100, expires=now + 60, now=now)
+        assert store.get(ids[0], now=now) is not None  # refreshed: survived
+        assert all(store.get(sid, now=now) is None for sid in ids[1:11])  # oldest gone
+        assert all(store.get(sid, now=now) is not None for sid in ids[-10:])
+
+
+def test_expired_entries_are_never_served() -> None:
+    """An entry is served before its expiry and never after."""
+    with SessionStore("64K") as store:
+        store.put(b"a" * 32, b"der", expires=100.0, now=0)
+        assert store.get(b"a" * 32, now=99.9) == b"der"
+        assert store.get(b"a" * 32, now=100.0) is None
+        assert store.stats()["expirations"] == 1 and len(store) == 0
+
+
+def test_store_honours_session_timeout(cert, id_client) -> None:
+    """Entries expire with the context's session timeout, counted as expirations."""
+    with SessionStore("1M") as store:
+        ctx = no_ticket_server(cert, TLS12, store)
+        tlsresume.set_session_timeout(ctx, 1)
+        assert tlsresume.session_timeout(ctx) == 1
+        session, _ = memory_pair(ctx, id_client)
+        assert memory_pair(ctx, id_client, session)[1]
+        time.sleep(2.1)  # OpenSSL session times have one-second resolution
+        assert not memory_pair(ctx, id_client, session)[1]
+        assert store.stats()["expirations"] == 1
+
+
+def test_oversize_sessions_are_skipped_and_counted() -> None:
+    """A session larger than an eighth of the store is skipped whole, never truncated."""
+    with SessionStore("64K") as store:
+        assert store.put(b"b" * 32, b"y" * 12000, expires=time.time() + 60) is False
+        assert store.stats()["oversize"] == 1 and len(store) == 0
+        assert store.put(b"c" * 32, b"z" * 3000, expires=time.time() + 60) is True
+        assert store.get(b"c" * 32) == b"z" * 3000  # multi-slot entry intact
+
+
+# ---- concurrency, crashes, corruption --------------------------------------------------
+
+
+def _payload(sid: bytes) -> bytes:
+    return hashlib.sha256(sid).digest() * (1 + sid[0] % 8)
+
+
+def _hammer(store: SessionStore, worker: int, seconds: float, q) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(worker)
+    mine: list[bytes] = []
+    bad = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        # At most 6,000 puts each, so the store never fills and nothing is evicted:
+        # then every surviving put must still be there at the end.
+        if (rng.random() < 0.5 or not mine) and len(mine) < 6000:
+            sid = bytes([rng.randrange(256)]) + os.urandom(15) + worker.to_bytes(16, "big")
+            store.put(sid, _payload(sid), expires=time.time() + 600)
+            mine.append(sid)
+        else:
+            sid = rng.choice(mine)
+            got = store.get(sid)
+            if got is not None and got != _payload(sid):
+                bad += 1
+    q.put((worker, bad, mine))
+
+
+def test_four_processes_hammering_with_one_killed(store_name) -> None:
+    """4 processes put/get for seconds, one SIGKILLed mid-way: no corrupt entry, no
+    deadlock, no update of a surviving process lost."""
+    store = SessionStore("16M", name=store_name)
+    mp = multiprocessing.get_context("fork")
+    q = mp.Queue()
+    procs = [mp.Process(target=_hammer, args=(store, w, 3.0, q)) for w in range(4)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)
+    os.kill(procs[3].pid, signal.SIGKILL)
+    results = [q.get(timeout=30) for _ in range(3)]
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs[:3]] == [0, 0, 0]
+    assert all(bad == 0 for _, bad, _ in results)
+    stats = store.stats()
+    assert stats["evictions"] == 0
+    for _, _, mine in results:
+        assert all(store.get(sid) == _payload(sid) for sid in mine)
+    assert store.verify() <= 1  # at most the entry the killed process was writing
+    store.close()
+
+
+def test_writer_killed_mid_put_is_repaired(store_name) -> None:
+    """A process dies inside a put holding the lock: the next user repairs, and the
+    half-written entry is never served."""
+    with SessionStore("1M", name=store_name) as store:
+        store.put(b"k" * 32, b"keep", expires=time.time() + 60)
+        pid = os.fork()
+        if pid == 0:
+            lib.tlsr_store_debug_die_in_put(store._handle(), b"h" * 32, 32)
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert store.get(b"h" * 32) is None
+        assert store.get(b"k" * 32) == b"keep"
+        assert store.stats()["repairs"] == 1
+
+
+def test_corrupt_region_is_rebuilt_with_a_warning(store_name, caplog) -> None:
+    """A named store whose header was scribbled over is rebuilt empty, with a warning."""
+    first = SessionStore("1M", name=store_name)
+    first.put(b"q" * 32, b"v", expires=time.time() + 60)
+    first.close()
+    with open(f"/dev/shm/tlsresume.store.{store_name}", "r+b") as f:
+        f.write(b"\xde\xad\xbe\xef" * 16)
+    with caplog.at_level(logging.WARNING, logger="tlsresume"):
+        again = SessionStore.open(store_name, "1M")
+    assert "rebuilt" in caplog.text
+    assert again.get(b"q" * 32) is None
+    again.put(b"r" * 32, b"w", expires=time.time() + 60)
+    assert again.get(b"r" * 32) == b"w"
+    again.close()
+
+
+def test_garbage_entries_never_break_handshakes(cert, id_client) -> None:
+    """Entries that do not decode as sessions: lookups miss (full handshakes), counted."""
+    with SessionStore("1M") as store:
+        ctx = no_ticket_server(cert, TLS12, store)
+        sessions = [memory_pair(ctx, id_client)[0] for _ in range(5)]
+        # Overwrite every entry with bytes that are not a session.
+        for s in sessions:
+            assert store.put(s.id, b"\x30\x03\x02\x01\x01", expires=time.time() + 60)
+        for s in sessions:
+            _, resumed = memory_pair(ctx, id_client, s)
+            assert not resumed
+        assert store.stats()["errors"] >= 5
+
+
+def test_attach_missing_store_is_clear(store_name) -> None:
+    """Attaching to a store that does not exist says how to create it."""
+    with pytest.raises(SharedMemoryError, match="create it first"):
+        SessionStore.attach(store_name)
+
+
+@pytest.mark.parametrize("size", ["1x", "", "10", -5, 1.5, True])
+def test_bad_sizes_are_refused(size) -> None:
+    """Sizes must be bytes or 'NNK/M/G' strings of at least 64K."""
+    with pytest.raises((ValueError, TypeError)):
+        SessionStore(size)
+
+
+def test_install_needs_something(cert) -> None:
+    """install() with neither keys nor a session cache is a TypeError."""
+    with pytest.raises(TypeError, match="needs ticket keys, a session_cache"):
+        tlsresume.install(server_context(cert))
