@@ -83,3 +83,25 @@ def configurations() -> dict[str, Callable[[ssl.SSLContext], None] | None]:
         "tlsresume-static": lambda ctx: tlsresume.install(ctx, static) and None,
         "tlsresume-ring": lambda ctx: tlsresume.install(ctx, ring) and None,
     }
+
+
+def id_client(certs: Certs, version: str) -> ssl.SSLContext:
+    """A client that resumes by session ID (no ticket extension)."""
+    ctx = certs.client(version)
+    ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+def id_configurations() -> dict[str, Callable[[ssl.SSLContext], None] | None]:
+    """Server set-ups for session-ID resumption (tickets off on the server too):
+    OpenSSL's internal per-process cache (the baseline) and the shared store."""
+    store = tlsresume.SessionStore("16M")
+
+    def no_tickets(ctx: ssl.SSLContext) -> None:
+        ctx.options |= ssl.OP_NO_TICKET
+
+    def shared(ctx: ssl.SSLContext) -> None:
+        no_tickets(ctx)
+        tlsresume.install(ctx, session_cache=store)
+
+    return {"openssl-cache": no_tickets, "tlsresume-store": shared}

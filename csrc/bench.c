@@ -11,7 +11,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <stdlib.h>
+
 #include "ossl.h"
+#include "store.h"
 
 static int64_t mono_ns(void)
 {
@@ -123,4 +126,47 @@ int tlsr_bench_pairs(SSL_CTX *server, SSL_CTX *client, int n, int resume,
     if (sess != NULL)
         OSSL(SSL_SESSION_free)(sess);
     return 1;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int tlsr_bench_store(tlsr_store *st, int n, int der_len, int64_t *put_median_ns,
+                     int64_t *get_median_ns)
+{
+    int64_t *t = malloc(sizeof *t * (size_t)n), now = 0;
+    uint8_t id[32], *der = malloc((size_t)der_len), out[TLSR_STORE_MAX_DER];
+    int i, rc = 1;
+
+    if (t == NULL || der == NULL || n <= 0) {
+        free(t), free(der);
+        return -TLSR_E_ARG;
+    }
+    memset(der, 0x5a, (size_t)der_len);
+    memset(id, 0, sizeof id);
+    for (i = 0; i < n; i++) {
+        int64_t t0;
+        memcpy(id, &i, sizeof i);
+        t0 = mono_ns();
+        if (tlsr_store_put(st, id, sizeof id, der, (size_t)der_len, INT64_MAX, now) != 1)
+            rc = 0;
+        t[i] = mono_ns() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_i64);
+    *put_median_ns = t[n / 2];
+    for (i = 0; i < n; i++) {
+        int64_t t0;
+        memcpy(id, &i, sizeof i);
+        t0 = mono_ns();
+        if (tlsr_store_get(st, id, sizeof id, out, sizeof out, 0, now) != der_len)
+            rc = 0;
+        t[i] = mono_ns() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_i64);
+    *get_median_ns = t[n / 2];
+    free(t), free(der);
+    return rc;
 }

@@ -63,11 +63,28 @@ typedef struct {
     _Atomic uint64_t counters[TLSR_STORE_NCOUNTERS];
 } store_shm;
 
+/* Decoded sessions this process handed to OpenSSL recently, so a hit in the
+ * shared store can skip copying and decoding the DER. The shared entry stays the
+ * authority: a local copy is used only while the shared entry (checked under the
+ * lock) has the same checksum and expiry. Direct-mapped, guarded by a try-lock
+ * (a busy or, after fork, orphaned lock just means "decode"). */
+#define LOCAL_SLOTS 256
+
+typedef struct {
+    uint8_t id[TLSR_STORE_MAX_ID];
+    uint8_t id_len;
+    uint32_t checksum;
+    int64_t expires_ms;
+    SSL_SESSION *sess;
+} local_entry;
+
 struct tlsr_store {
     _Atomic long refs;
     tlsr_map map;
     store_shm *shm;
     int reinitialised;
+    pthread_mutex_t local_lock;
+    local_entry *local;
 };
 
 /* ---- geometry -------------------------------------------------------------- */
@@ -521,8 +538,17 @@ static int put(tlsr_store *st, const uint8_t *id, size_t id_len, const uint8_t *
 /* consume: 0 never, 1 always, 2 only TLS 1.3 entries (single-use tickets).
  * The DER goes to buf if it fits in len bytes, else (when heap is not NULL) to a
  * malloc'ed *heap the caller frees; else the lookup is a miss. */
+typedef struct {
+    uint32_t checksum;     /* in: what the caller holds (when have_local); out: the entry's */
+    int64_t expires_ms;
+    int have_local;
+    int unchanged;         /* out: the entry matches what the caller holds; nothing copied */
+    int consumed;          /* out: the entry was taken (single use) */
+} get_probe;
+
 static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, size_t len,
-               uint8_t **heap, int consume, int64_t now_ms, int64_t timeout_us)
+               uint8_t **heap, int consume, int64_t now_ms, int64_t timeout_us,
+               get_probe *probe)
 {
     store_shm *s = st->shm;
     uint32_t i, prev = 0;
@@ -558,6 +584,21 @@ static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, s
         count(s, TLSR_SC_EXPIRATIONS);
         count(s, TLSR_SC_MISSES);
         return 0;
+    }
+    if (probe != NULL && probe->have_local && probe->checksum == h->checksum &&
+        probe->expires_ms == h->expires_ms && !(consume == 1 || (consume == 2 &&
+                                                                 (h->eflags & E_TLS13)))) {
+        rc = h->der_len;
+        probe->unchanged = 1;
+        lru_unlink(s, i);
+        lru_push_front(s, i);
+        store_unlock(st);
+        count(s, TLSR_SC_HITS);
+        return rc;
+    }
+    if (probe != NULL) {
+        probe->checksum = h->checksum;
+        probe->expires_ms = h->expires_ms;
     }
     {
         size_t total = (size_t)h->id_len + h->der_len;
@@ -597,6 +638,8 @@ static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, s
     if (consume == 1 || (consume == 2 && (h->eflags & E_TLS13))) {
         drop_entry(s, i, prev);
         count(s, TLSR_SC_CONSUMED);
+        if (probe != NULL)
+            probe->consumed = 1;
     } else {
         lru_unlink(s, i);
         lru_push_front(s, i);
@@ -633,9 +676,23 @@ static int remove_id(tlsr_store *st, const uint8_t *id, size_t id_len, int64_t t
 static tlsr_store *fresh_handle(void)
 {
     tlsr_store *st = calloc(1, sizeof *st);
-    if (st != NULL)
+    if (st != NULL) {
         atomic_store(&st->refs, 1);
+        pthread_mutex_init(&st->local_lock, NULL);
+    }
     return st;
+}
+
+static void local_free_all(tlsr_store *st)
+{
+    int i;
+    if (st->local == NULL)
+        return;
+    for (i = 0; i < LOCAL_SLOTS; i++)
+        if (st->local[i].sess != NULL && tlsr_ossl.bound)
+            OSSL(SSL_SESSION_free)(st->local[i].sess);
+    free(st->local);
+    st->local = NULL;
 }
 
 static int init_region(tlsr_store *st, uint32_t flags)
@@ -729,7 +786,9 @@ tlsr_store *tlsr_store_retain(tlsr_store *st)
 void tlsr_store_release(tlsr_store *st)
 {
     if (st != NULL && atomic_fetch_sub(&st->refs, 1) == 1) {
+        local_free_all(st);
         tlsr_region_unmap(&st->map);
+        pthread_mutex_destroy(&st->local_lock);
         free(st);
     }
 }
@@ -748,7 +807,7 @@ int tlsr_store_put(tlsr_store *st, const uint8_t *id, size_t id_len, const uint8
 int tlsr_store_get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf,
                    size_t len, int consume, int64_t now_ms)
 {
-    return get(st, id, id_len, buf, len, NULL, consume, now_ms, PY_LOCK_TIMEOUT_US);
+    return get(st, id, id_len, buf, len, NULL, consume, now_ms, PY_LOCK_TIMEOUT_US, NULL);
 }
 
 int tlsr_store_remove(tlsr_store *st, const uint8_t *id, size_t id_len)
@@ -870,22 +929,81 @@ static int new_session_cb(SSL *s, SSL_SESSION *sess)
 
 /* OpenSSL's contract: return a session for this ID or NULL; *copy = 0 hands
  * OpenSSL our only reference. Anything that goes wrong is a miss. */
+static local_entry *local_slot(tlsr_store *st, const uint8_t *id, size_t id_len)
+{
+    if (st->local == NULL && (st->local = calloc(LOCAL_SLOTS, sizeof *st->local)) == NULL)
+        return NULL;
+    return &st->local[fnv1a(2166136261u, id, id_len) % LOCAL_SLOTS];
+}
+
+/* A new reference to the local decoded copy of id, with its checksum and expiry. */
+static SSL_SESSION *local_take(tlsr_store *st, const uint8_t *id, size_t id_len,
+                               get_probe *probe)
+{
+    SSL_SESSION *sess = NULL;
+    local_entry *e;
+
+    if (pthread_mutex_trylock(&st->local_lock) != 0)
+        return NULL;
+    e = local_slot(st, id, id_len);
+    /* OpenSSL marks a session object not resumable when a connection using it
+     * closes without close_notify; the shared DER is still good, so decode anew. */
+    if (e != NULL && e->sess != NULL && e->id_len == id_len && memcmp(e->id, id, id_len) == 0 &&
+        OSSL(SSL_SESSION_is_resumable)(e->sess) == 1 && OSSL(SSL_SESSION_up_ref)(e->sess) == 1) {
+        sess = e->sess;
+        probe->have_local = 1;
+        probe->checksum = e->checksum;
+        probe->expires_ms = e->expires_ms;
+    }
+    pthread_mutex_unlock(&st->local_lock);
+    return sess;
+}
+
+static void local_put(tlsr_store *st, const uint8_t *id, size_t id_len, const get_probe *probe,
+                      SSL_SESSION *sess)
+{
+    local_entry *e;
+    SSL_SESSION *old = NULL;
+
+    if (pthread_mutex_trylock(&st->local_lock) != 0)
+        return;
+    e = local_slot(st, id, id_len);
+    if (e != NULL && OSSL(SSL_SESSION_up_ref)(sess) == 1) {
+        old = e->sess;
+        memcpy(e->id, id, id_len);
+        e->id_len = (uint8_t)id_len;
+        e->checksum = probe->checksum;
+        e->expires_ms = probe->expires_ms;
+        e->sess = sess;
+    }
+    pthread_mutex_unlock(&st->local_lock);
+    if (old != NULL)
+        OSSL(SSL_SESSION_free)(old);
+}
+
 static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, int *copy)
 {
     tlsr_store *st = store_of_ssl(s);
     uint8_t local[2048], *heap = NULL, *der;
     const unsigned char *p;
-    SSL_SESSION *sess;
+    SSL_SESSION *sess, *mine;
+    get_probe probe;
     unsigned int got_len = 0;
     const unsigned char *got;
     int len;
 
     *copy = 0;
-    if (st == NULL || id_len <= 0)
+    if (st == NULL || id_len <= 0 || id_len > TLSR_STORE_MAX_ID)
         return NULL;
+    memset(&probe, 0, sizeof probe);
+    mine = local_take(st, id, (size_t)id_len, &probe);
     len = get(st, id, (size_t)id_len, local, sizeof local, &heap,
               (st->shm->flags & TLSR_STORE_SINGLE_USE) ? 2 : 0, tlsr_now_ms(),
-              timeout_for_callbacks(st));
+              timeout_for_callbacks(st), &probe);
+    if (len > 0 && probe.unchanged)
+        return mine; /* our reference goes to OpenSSL (*copy = 0) */
+    if (mine != NULL)
+        OSSL(SSL_SESSION_free)(mine);
     if (len <= 0)
         return NULL;
     der = heap != NULL ? heap : local;
@@ -906,6 +1024,8 @@ static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, 
         count(st->shm, TLSR_SC_ERRORS);
         return NULL;
     }
+    if (!probe.consumed)
+        local_put(st, id, (size_t)id_len, &probe, sess);
     return sess;
 }
 

@@ -74,6 +74,10 @@ int tlsr_store_debug_die_in_put(tlsr_store *st, const uint8_t *id, size_t id_len
 /* Install on a server context: new/get/remove callbacks, an info callback that
  * evicts on fatal alerts, OpenSSL's internal cache turned off. */
 int tlsr_ctx_use_store(SSL_CTX *ctx, tlsr_store *st);
+/* Micro benchmark: n puts of der_len-byte sessions, then n gets, each timed;
+ * medians in nanoseconds. The store should hold n entries without evicting. */
+int tlsr_bench_store(tlsr_store *st, int n, int der_len, int64_t *put_median_ns,
+                     int64_t *get_median_ns);
 /* Measure a typical session: i2d size of the server session of a connection. */
 int tlsr_session_der_size(SSL_SESSION *sess);
 /* CDEF-END */
