@@ -1,0 +1,994 @@
+"""Client session cache: automatic TLS session resumption for Python clients.
+
+One call gives a client context that resumes sessions on every new connection to a
+server it has talked to before, with ``http.client``, urllib3/requests, httpx,
+aiohttp or asyncio, unchanged::
+
+    ctx = tlsresume.client_context()                 # an ssl.SSLContext
+    urllib3.PoolManager(ssl_context=ctx)             # or httpx.Client(verify=ctx), ...
+
+Sessions are OpenSSL session objects held by the C core, keyed by (namespace,
+server hostname, port). OpenSSL's client new-session callback stores them (TLS 1.3
+tickets too, which arrive after the handshake); wrapping a new connection sets the
+best one on it directly (no DER round trip, no "same context" restriction). TLS 1.3
+tickets are used once each; a TLS 1.2 session is reused until a newer one replaces
+it.
+
+**The safety rule.** A session is offered only to a connection with the same
+namespace, server hostname and port, made through a context with the same client
+certificate, and only if the connection that made the session authenticated the
+server at least as strictly as the new context demands (levels: not verified <
+chain verified < chain and hostname verified) under the same trust configuration
+(CA certificates, CA paths, verify flags). A session from an unverified connection
+is therefore never offered to a verifying context: resuming it would skip the
+certificate check the context asks for.
+
+**Ports.** ``wrap_socket`` takes the port from the socket's peer address.
+``wrap_bio`` (asyncio, aiohttp, anyio/httpx async) has no socket: the port is the
+``port=`` argument of :meth:`ClientContext.wrap_bio`, else the value set with
+:func:`session_port`, else 0, meaning "port unknown". Port-0 sessions are kept apart
+from every real port, so plain sockets and asyncio never share, but all ports of
+one host reached through ``wrap_bio`` share one bucket; give those contexts a
+namespace per service (``session_namespace``) or use :func:`session_port` when
+that matters.
+
+Defaults: 256 servers (rustls's choice; Go keeps 64, Node's agent 100,
+libwebsockets 10, all per client object, while one Python process often talks to
+hundreds of hosts through one pool; a session is a few hundred bytes plus
+certificates shared between tickets), 8 tickets per server (rustls; enough for a
+pool opening several connections at once, since each TLS 1.3 ticket is used once),
+and no TTL of our own: a session lives as long as its own lifetime and the server's
+ticket lifetime hint allow, at most 7 days (RFC 8446).
+"""
+
+from __future__ import annotations
+
+import _ssl
+import base64
+import contextlib
+import contextvars
+import hashlib
+import json
+import logging
+import os
+import socket
+import ssl
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ._binding import check, ffi, lib, ssl_ctx_pointer
+from .errors import ContextError, TLSResumeError
+
+__all__ = [
+    "ClientSessionCache",
+    "ClientContext",
+    "CachedSession",
+    "client_context",
+    "session_port",
+    "offered",
+    "generate_cache_key",
+    "read_cache_key",
+    "session_lifetime",
+    "session_deadline",
+    "may_offer",
+    "Profile",
+    "VERIFY_NONE",
+    "VERIFY_CHAIN",
+    "VERIFY_HOSTNAME",
+    "DEFAULT_MAX_ENTRIES",
+    "DEFAULT_TICKETS_PER_HOST",
+]
+
+log = logging.getLogger("tlsresume.client")
+
+DEFAULT_MAX_ENTRIES = 256
+DEFAULT_TICKETS_PER_HOST = 8
+MAX_TICKETS_PER_HOST = lib.TLSR_CLIENT_MAX_TICKETS
+KEY_SIZE = 32
+
+#: Verification levels, weakest first.
+VERIFY_NONE: int = lib.TLSR_VERIFY_NONE
+VERIFY_CHAIN: int = lib.TLSR_VERIFY_CHAIN
+VERIFY_HOSTNAME: int = lib.TLSR_VERIFY_HOSTNAME
+_LEVEL_NAMES = {VERIFY_NONE: "none", VERIFY_CHAIN: "chain", VERIFY_HOSTNAME: "hostname"}
+_PROTOCOLS = {0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
+
+_COUNTERS = (
+    ("connections", lib.TLSR_CC_CONNECTIONS),
+    ("offered", lib.TLSR_CC_OFFERED),
+    ("resumed", lib.TLSR_CC_RESUMED),
+    ("rejected", lib.TLSR_CC_REJECTED),
+    ("incomplete", lib.TLSR_CC_INCOMPLETE),
+    ("misses", lib.TLSR_CC_MISSES),
+    ("withheld_unsafe", lib.TLSR_CC_UNSAFE),
+    ("stored", lib.TLSR_CC_STORED),
+    ("captured_at_close", lib.TLSR_CC_AT_CLOSE),
+    ("loaded", lib.TLSR_CC_LOADED),
+    ("replaced", lib.TLSR_CC_REPLACED),
+    ("evicted", lib.TLSR_CC_EVICTED),
+    ("expired", lib.TLSR_CC_EXPIRED),
+    ("unusable", lib.TLSR_CC_UNUSABLE),
+    ("disabled", lib.TLSR_CC_DISABLED),
+)
+
+# _ssl._SSLSocket: PyObject_HEAD, the socket weakref, then SSL * (DESIGN.md §3).
+_SSL_OFFSET = object.__basicsize__ + ffi.sizeof("void *")
+_NAME_MAX = lib.TLSR_CLIENT_NAME_MAX
+_ZERO_FP = bytes(64)
+
+# The raw C-level getters: the Python properties wrap them in enums on every read.
+_get_verify_mode: Callable[[Any], int] = _ssl._SSLContext.__dict__["verify_mode"].__get__
+_get_verify_flags: Callable[[Any], int] = _ssl._SSLContext.__dict__["verify_flags"].__get__
+_get_check_hostname: Callable[[Any], bool] = _ssl._SSLContext.__dict__["check_hostname"].__get__
+
+_FILE_MAGIC = b"TLSRCC1"
+_MAGIC_SEALED = _FILE_MAGIC + b"E"
+_MAGIC_PLAIN = _FILE_MAGIC + b"P"
+_NONCE_SIZE = 12
+_FORMAT = 1
+
+# ---- policy (pure; the C core enforces exactly these) ---------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a session's server was authenticated, or what a context demands.
+
+    Attributes:
+        level: ``VERIFY_NONE``, ``VERIFY_CHAIN`` or ``VERIFY_HOSTNAME``.
+        trust: SHA-256 fingerprint of the trust configuration.
+        ident: SHA-256 fingerprint of the client certificate (zeros: none).
+    """
+
+    level: int
+    trust: bytes = bytes(32)
+    ident: bytes = bytes(32)
+
+
+def _fp(profile: Profile) -> Any:
+    fp = ffi.new("tlsr_client_fp *")
+    ffi.memmove(fp.trust, profile.trust, 32)
+    ffi.memmove(fp.ident, profile.ident, 32)
+    return fp
+
+
+def may_offer(session: Profile, context: Profile) -> bool:
+    """The safety rule: may a session made under ``session`` be offered to a
+    connection of a context demanding ``context``?
+
+    Same client identity always; a level at least the context's; and, when the
+    context verifies at all, the same trust configuration.
+    """
+    return bool(lib.tlsr_client_may_offer(session.level, _fp(session), context.level,
+                                          _fp(context)))
+
+
+def session_lifetime(now: float, time_: float, timeout: float, hint: float = 0) -> float:
+    """Seconds a session still has at ``now``, from its own start ``time_`` and
+    ``timeout`` and the server's ticket lifetime ``hint`` (0: none), at most 7 days."""
+    life: int = lib.tlsr_client_session_life(int(now * 1000), int(time_), int(timeout),
+                                             int(hint))
+    return life / 1000
+
+
+def session_deadline(stored: float, expires: float, ttl: float | None) -> float:
+    """When a session stored at ``stored`` whose own lifetime ends at ``expires`` stops
+    being offered under a cache TTL of ``ttl`` seconds (``None``: no TTL)."""
+    ttl_ms = -1 if ttl is None else int(ttl * 1000)
+    deadline: int = lib.tlsr_client_deadline(int(stored * 1000), int(expires * 1000), ttl_ms)
+    return deadline / 1000
+
+
+# ---- keys --------------------------------------------------------------------------
+
+
+def generate_cache_key() -> bytes:
+    """A fresh random 32-byte key for :meth:`ClientSessionCache.save`."""
+    return os.urandom(KEY_SIZE)
+
+
+def read_cache_key(path: str | os.PathLike[str]) -> bytes:
+    """Read a cache key file: 32 raw bytes, or 64 hexadecimal digits (whitespace ignored).
+
+    Raises:
+        ValueError: the file holds neither.
+        OSError: it cannot be read.
+    """
+    with open(path, "rb") as f:
+        data = f.read(4096)
+    if len(data) == KEY_SIZE:
+        return data
+    text = b"".join(data.split())
+    try:
+        key = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) != KEY_SIZE:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a cache key: expected 32 bytes or 64 hex digits "
+            "(make one with: python -c \"import os; print(os.urandom(32).hex())\")"
+        )
+    return key
+
+
+def _check_key(key: bytes | None, insecure_plaintext: bool) -> bytes | None:
+    if key is None:
+        if not insecure_plaintext:
+            raise ValueError(
+                "a session cache file holds the sessions' master secrets: give key= (32 "
+                "bytes, e.g. generate_cache_key()) or, knowingly, insecure_plaintext=True"
+            )
+        return None
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        raise TypeError(f"key must be bytes, not {type(key).__name__}")
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key must be {KEY_SIZE} bytes (AES-256-GCM), not {len(key)}")
+    return bytes(key)
+
+
+# ---- the cache ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CachedSession:
+    """One session in the cache, as :meth:`ClientSessionCache.sessions` shows it.
+
+    Times are in the cache's clock (seconds since the epoch by default).
+    """
+
+    namespace: str
+    host: str
+    port: int
+    protocol: str
+    verification: str  # "none", "chain" or "hostname"
+    single_use: bool
+    stored: float
+    expires: float  # end of the session's own lifetime
+    deadline: float  # when it stops being offered (lifetime and TTL)
+
+
+class ClientSessionCache:
+    """TLS sessions of the servers a client talked to, for resuming new connections.
+
+    Keyed by (namespace, server hostname, port); servers are kept most recently used
+    first and the least recently used is dropped when there are ``max_entries``.
+    Thread-safe: the structure lives in C behind a mutex, and OpenSSL fills it from
+    whatever thread reads the connection.
+
+    Use it through :func:`client_context` (or :class:`ClientContext`); see the module
+    documentation for the safety rule and how the port is found.
+
+    Args:
+        max_entries: servers kept (default 256).
+        ttl: seconds after which a cached session is no longer offered, on top of
+            the session's own lifetime and the server's ticket lifetime hint
+            (``None``: those alone, at most 7 days).
+        tickets_per_host: TLS 1.3 tickets kept per server, each used once (default
+            8, at most 64).
+        clock: a function returning seconds since the epoch, for tests that drive
+            time. Sessions captured inside OpenSSL are then stamped with the clock's
+            value at the latest cache operation (the wrap that started the
+            connection).
+
+    Raises:
+        ValueError: a limit is out of range.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        ttl: float | None = None,
+        *,
+        tickets_per_host: int = DEFAULT_TICKETS_PER_HOST,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        _check_max_entries(max_entries)
+        _check_ttl(ttl)
+        if not isinstance(tickets_per_host, int) or not (
+            1 <= tickets_per_host <= MAX_TICKETS_PER_HOST
+        ):
+            raise ValueError(
+                f"tickets_per_host must be an int from 1 to {MAX_TICKETS_PER_HOST}, "
+                f"not {tickets_per_host!r}"
+            )
+        ptr = lib.tlsr_client_cache_new(max_entries, tickets_per_host, int(clock is not None))
+        if ptr == ffi.NULL:
+            raise TLSResumeError("cannot create a client session cache (out of memory?)")
+        self._ptr = ffi.gc(ptr, lib.tlsr_client_cache_release)
+        self._clock: Callable[[], float] = clock if clock is not None else time.time
+        self._max_entries = max_entries
+        self._ttl = ttl
+        self._tickets = tickets_per_host
+        self._configure()
+
+    # ---- configuration -----------------------------------------------------------
+
+    def _now_ms(self, now: float | None = None) -> int:
+        return int((self._clock() if now is None else now) * 1000)
+
+    def _configure(self) -> None:
+        ttl_ms = -1 if self._ttl is None else int(self._ttl * 1000)
+        lib.tlsr_client_cache_configure(self._ptr, self._max_entries, ttl_ms, self._now_ms())
+
+    @property
+    def max_entries(self) -> int:
+        """Servers kept; lowering it drops the least recently used at once."""
+        return self._max_entries
+
+    @max_entries.setter
+    def max_entries(self, value: int) -> None:
+        _check_max_entries(value)
+        self._max_entries = value
+        self._configure()
+
+    @property
+    def ttl(self) -> float | None:
+        """Seconds a session is offered after it was stored (``None``: no TTL of our own)."""
+        return self._ttl
+
+    @ttl.setter
+    def ttl(self, value: float | None) -> None:
+        _check_ttl(value)
+        self._ttl = value
+        self._configure()
+
+    @property
+    def tickets_per_host(self) -> int:
+        """TLS 1.3 tickets kept per server (fixed at creation)."""
+        return self._tickets
+
+    def disable(self, namespace: str) -> None:
+        """Stop caching for ``namespace``: its sessions are dropped, and its
+        connections are neither offered nor store sessions until :meth:`enable`."""
+        lib.tlsr_client_cache_disable(self._ptr, _name(namespace, "namespace"), 1)
+
+    def enable(self, namespace: str) -> None:
+        """Undo :meth:`disable` for ``namespace``."""
+        lib.tlsr_client_cache_disable(self._ptr, _name(namespace, "namespace"), 0)
+
+    def is_enabled(self, namespace: str) -> bool:
+        """Whether ``namespace`` caches sessions."""
+        return not lib.tlsr_client_cache_is_disabled(self._ptr, _name(namespace, "namespace"))
+
+    # ---- looking at it -----------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counters since creation, plus the current ``servers`` and ``sessions``.
+
+        ``offered``: sessions set on new connections; ``resumed`` / ``rejected``:
+        of those, accepted by the server or answered with a full handshake (counted
+        when the outcome is known: at the first ticket, or when the connection is
+        freed); ``incomplete``: offered but the handshake never finished;
+        ``misses``: connections with nothing to offer; ``withheld_unsafe``:
+        lookups that held a session back under the safety rule; ``stored``,
+        ``captured_at_close`` (the fallback), ``loaded``: sessions in; ``replaced``,
+        ``evicted``, ``expired``, ``unusable`` (OpenSSL marked them not resumable,
+        e.g. after a fatal alert): sessions out; ``disabled``: connections in a
+        disabled namespace; ``connections``: connections registered.
+        """
+        out = ffi.new("uint64_t[]", lib.TLSR_CC_NCOUNTERS)
+        lib.tlsr_client_stats(self._ptr, out, lib.TLSR_CC_NCOUNTERS)
+        stats = {name: int(out[index]) for name, index in _COUNTERS}
+        servers, sessions = ffi.new("size_t *"), ffi.new("size_t *")
+        lib.tlsr_client_cache_size(self._ptr, servers, sessions)
+        stats["servers"] = int(servers[0])
+        stats["sessions"] = int(sessions[0])
+        return stats
+
+    def __len__(self) -> int:
+        """The number of servers with at least one session."""
+        return self.stats()["servers"]
+
+    def _snapshot(self) -> list[_EntryRef]:
+        n = self.stats()["sessions"] + 16
+        while True:
+            out = ffi.new("tlsr_client_entry[]", n)
+            got = lib.tlsr_client_cache_snapshot(self._ptr, out, n)
+            if got < n:
+                return [_EntryRef(out, i) for i in range(max(got, 0))]
+            for i in range(got):  # it grew meanwhile: try again, larger
+                lib.tlsr_client_session_release(out[i].session)
+            n *= 2
+
+    def sessions(self) -> list[CachedSession]:
+        """Every cached session: servers most recently used first, each server's
+        sessions newest first."""
+        result = []
+        for ref in self._snapshot():
+            e = ref.entry
+            stored, expires = e.stored_ms / 1000, e.expires_ms / 1000
+            result.append(CachedSession(
+                namespace=ffi.string(e.ns).decode(),
+                host=ffi.string(e.host).decode(),
+                port=e.port,
+                protocol=_PROTOCOLS.get(e.protocol, hex(e.protocol)),
+                verification=_LEVEL_NAMES.get(e.level, str(e.level)),
+                single_use=bool(e.single_use),
+                stored=stored,
+                expires=expires,
+                deadline=session_deadline(stored, expires, self._ttl),
+            ))
+            ref.release()
+        return result
+
+    def servers(self) -> list[tuple[str, str, int]]:
+        """The (namespace, host, port) keys, most recently used first."""
+        seen: dict[tuple[str, str, int], None] = {}
+        for s in self.sessions():
+            seen.setdefault((s.namespace, s.host, s.port), None)
+        return list(seen)
+
+    def purge(self, now: float | None = None) -> int:
+        """Drop expired sessions now (lookups drop them as they meet them anyway).
+        Returns how many."""
+        return int(lib.tlsr_client_cache_purge(self._ptr, self._now_ms(now)))
+
+    def clear(self) -> None:
+        """Drop every session (counters are kept)."""
+        lib.tlsr_client_cache_clear(self._ptr)
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        return (f"<ClientSessionCache servers={s['servers']}/{self._max_entries} "
+                f"sessions={s['sessions']} ttl={self._ttl}>")
+
+    # ---- connections ---------------------------------------------------------------
+
+    def _attach(self, ctx: ClientContext, sslobj: Any, host: str, port: int, offer: bool,
+                level: int) -> int:
+        ssl_ptr = ffi.cast("SSL **", id(sslobj) + _SSL_OFFSET)[0]
+        rc: int = lib.tlsr_client_attach(
+            self._ptr, ctx._tlsr_pointer(), ssl_ptr, ctx._tlsr_ns, host.encode("ascii"), port,
+            level, ctx._tlsr_fingerprints(), int(offer), int(self._clock() * 1000),
+        )
+        if rc < 0:
+            raise ContextError(
+                "could not register the connection with the session cache (the SSL object "
+                f"was not where this CPython {sys.version.split()[0]} was expected to keep it)"
+            )
+        return rc
+
+    # ---- save and load ---------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str], key: bytes | None = None, *,
+             insecure_plaintext: bool = False) -> int:
+        """Write every live session to ``path``, atomically, mode 0600.
+
+        The file holds each session's master secret: anyone who reads it can decrypt
+        traffic of those sessions, and anyone who can write it can make this client
+        resume a session they know, i.e. impersonate the server. So it is sealed with
+        AES-256-GCM under ``key`` (32 bytes you keep elsewhere); plaintext needs the
+        explicit ``insecure_plaintext=True``.
+
+        Returns:
+            The number of sessions written.
+
+        Raises:
+            ValueError, TypeError: no key (without the opt-in), or a bad key.
+            OSError: the file cannot be written (the old file, if any, stays).
+        """
+        key = _check_key(key, insecure_plaintext)
+        self.purge()
+        records = []
+        for ref in self._snapshot():
+            e = ref.entry
+            try:
+                der = _session_der(e.session)
+            finally:
+                ref.release()
+            if der is None:
+                continue
+            records.append({
+                "ns": ffi.string(e.ns).decode(),
+                "host": ffi.string(e.host).decode(),
+                "port": e.port,
+                "level": e.level,
+                "stored_ms": e.stored_ms,
+                "expires_ms": e.expires_ms,
+                "trust": bytes(e.fp.trust).hex(),
+                "ident": bytes(e.fp.ident).hex(),
+                "der": base64.b64encode(der).decode("ascii"),
+            })
+        payload = json.dumps({"format": _FORMAT, "saved_ms": self._now_ms(),
+                              "sessions": records}, separators=(",", ":")).encode()
+        if key is None:
+            blob = _MAGIC_PLAIN + payload
+        else:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            nonce = os.urandom(_NONCE_SIZE)
+            blob = _MAGIC_SEALED + nonce + AESGCM(key).encrypt(nonce, payload, _MAGIC_SEALED)
+        _write_atomic(os.fspath(path), blob)
+        return len(records)
+
+    def load(self, path: str | os.PathLike[str], key: bytes | None = None, *,
+             insecure_plaintext: bool = False) -> int:
+        """Add the sessions saved in ``path`` (expired ones are dropped).
+
+        Never raises for the file's content: a missing file loads nothing; a
+        corrupt, truncated or tampered file, the wrong key, or a plaintext file
+        without ``insecure_plaintext=True`` logs a warning and loads nothing.
+
+        Returns:
+            The number of sessions added.
+
+        Raises:
+            ValueError, TypeError: no key (without the opt-in), or a bad key.
+        """
+        key = _check_key(key, insecure_plaintext)
+        where = os.fspath(path)
+        try:
+            records = _read_records(where, key, insecure_plaintext)
+        except FileNotFoundError:
+            log.debug("no session cache file at %s", where)
+            return 0
+        except (OSError, ValueError) as exc:
+            log.warning("session cache %s not loaded: %s", where, exc)
+            return 0
+        now = self._now_ms()
+        added = 0
+        entry = ffi.new("tlsr_client_entry *")
+        for r in reversed(records):  # oldest first, so the newest ends up in front
+            entry.ns = r["ns"]
+            entry.host = r["host"]
+            entry.port = r["port"]
+            entry.level = r["level"]
+            entry.stored_ms = r["stored_ms"]
+            entry.expires_ms = r["expires_ms"]
+            ffi.memmove(entry.fp.trust, r["trust"], 32)
+            ffi.memmove(entry.fp.ident, r["ident"], 32)
+            der = r["der"]
+            added += lib.tlsr_client_cache_insert(self._ptr, entry, der, len(der), now) == 1
+        log.debug("loaded %d of %d sessions from %s", added, len(records), where)
+        return added
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], key: bytes | None = None, *,
+                  insecure_plaintext: bool = False, **kwargs: Any) -> ClientSessionCache:
+        """A new cache (``kwargs`` as for the constructor) filled by :meth:`load`."""
+        cache = cls(**kwargs)
+        cache.load(path, key, insecure_plaintext=insecure_plaintext)
+        return cache
+
+    # ---- contexts ----------------------------------------------------------------------
+
+    def attach(self, ctx: ssl.SSLContext, namespace: str | None = None) -> ClientContext:
+        """Make an existing client ``ssl.SSLContext`` use this cache, in place.
+
+        For contexts a library builds itself (e.g. urllib3's
+        ``create_urllib3_context()``): the object becomes a :class:`ClientContext`
+        with every setting kept. Returns it.
+
+        Raises:
+            TypeError: ``ctx`` is not an ``ssl.SSLContext``, or is another subclass.
+            ContextError: ``ctx`` is a server context.
+        """
+        if type(ctx) is ssl.SSLContext:
+            ctx.__class__ = ClientContext
+        elif not isinstance(ctx, ClientContext):
+            raise TypeError(
+                "attach() converts plain ssl.SSLContext objects; for a subclass "
+                f"({type(ctx).__qualname__}) use ClientContext or client_context()"
+            )
+        assert isinstance(ctx, ClientContext)
+        if namespace is not None:
+            ctx.session_namespace = namespace
+        ctx.session_cache = self
+        return ctx
+
+
+class _EntryRef:
+    """One snapshot entry whose session reference must be released once."""
+
+    __slots__ = ("_array", "entry")
+
+    def __init__(self, array: Any, index: int) -> None:
+        self._array = array
+        self.entry = array[index]
+
+    def release(self) -> None:
+        if self.entry.session != ffi.NULL:
+            lib.tlsr_client_session_release(self.entry.session)
+            self.entry.session = ffi.NULL
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _check_max_entries(value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 24:
+        raise ValueError(f"max_entries must be an int from 1 to {1 << 24}, not {value!r}; "
+                         "to stop caching, use disable(namespace)")
+
+
+def _check_ttl(value: float | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not value > 0):
+        raise ValueError(f"ttl must be a positive number of seconds or None, not {value!r}")
+
+
+def _name(value: str, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    raw = value.encode("utf-8")
+    if len(raw) > _NAME_MAX or "\0" in value:
+        raise ValueError(f"{what} must be at most {_NAME_MAX} bytes without NUL: {value!r}")
+    return raw
+
+
+def _session_der(session: Any) -> bytes | None:
+    n = lib.tlsr_client_session_der(session, ffi.NULL, 0)
+    if n == 0:
+        return None
+    buf = ffi.new("uint8_t[]", n)
+    if lib.tlsr_client_session_der(session, buf, n) != n:
+        return None
+    return bytes(ffi.buffer(buf, n))
+
+
+def _write_atomic(path: str, blob: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tlsresume-", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _read_records(path: str, key: bytes | None, insecure_plaintext: bool
+                  ) -> list[dict[str, Any]]:
+    """Read, authenticate and validate a cache file. Raises ValueError with the reason."""
+    with open(path, "rb") as f:
+        blob = f.read(64 << 20)
+    if blob.startswith(_MAGIC_SEALED):
+        if key is None:
+            raise ValueError("the file is encrypted and no key was given")
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        head = len(_MAGIC_SEALED)
+        nonce, sealed = blob[head:head + _NONCE_SIZE], blob[head + _NONCE_SIZE:]
+        if len(nonce) != _NONCE_SIZE or len(sealed) < 16:
+            raise ValueError("the file is truncated")
+        try:
+            payload = AESGCM(key).decrypt(nonce, sealed, _MAGIC_SEALED)
+        except InvalidTag:
+            raise ValueError("wrong key, or the file was truncated or tampered with") from None
+    elif blob.startswith(_MAGIC_PLAIN):
+        if not insecure_plaintext:
+            raise ValueError("the file is not encrypted; load it only with "
+                             "insecure_plaintext=True (anyone who could write it could "
+                             "impersonate the servers in it)")
+        st = os.stat(path)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise ValueError("the plaintext file is writable by others or owned by another "
+                             "user; refusing it")
+        payload = blob[len(_MAGIC_PLAIN):]
+    else:
+        raise ValueError("not a tlsresume session cache file (bad header)")
+    try:
+        doc = json.loads(payload)
+        if doc.get("format") != _FORMAT:
+            raise ValueError(f"unsupported format {doc.get('format')!r}")
+        return [_validate(r) for r in doc["sessions"]]
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed content ({type(exc).__name__}: {exc})") from None
+
+
+def _validate(r: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "ns": _name(r["ns"], "namespace"),
+        "host": _name(r["host"], "host"),
+        "port": r["port"],
+        "level": r["level"],
+        "stored_ms": r["stored_ms"],
+        "expires_ms": r["expires_ms"],
+        "trust": bytes.fromhex(r["trust"]),
+        "ident": bytes.fromhex(r["ident"]),
+        "der": base64.b64decode(r["der"], validate=True),
+    }
+    ints = ("port", "level", "stored_ms", "expires_ms")
+    if not all(type(out[k]) is int for k in ints) or not 0 <= out["port"] <= 65535 \
+            or out["level"] not in _LEVEL_NAMES or len(out["trust"]) != 32 \
+            or len(out["ident"]) != 32 or not out["der"]:
+        raise ValueError("malformed session record")
+    return out
+
+
+# ---- the client context -------------------------------------------------------------
+
+_bio_port: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "tlsresume_session_port", default=None)
+
+
+@contextlib.contextmanager
+def session_port(port: int) -> Iterator[None]:
+    """Within this block, connections made through ``wrap_bio`` (asyncio, aiohttp,
+    anyio) are keyed under ``port`` instead of 0 ("port unknown")::
+
+        with tlsresume.session_port(8443):
+            reader, writer = await asyncio.open_connection(host, 8443, ssl=ctx)
+    """
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
+    token = _bio_port.set(port)
+    try:
+        yield
+    finally:
+        _bio_port.reset(token)
+
+
+def _peer_port(sock: Any) -> int | None:
+    try:
+        peer = socket.socket.getpeername(sock)
+    except (OSError, TypeError):
+        peer = getattr(sock, "_tlsr_addr", None)  # SSLSocket.connect() wraps first
+    if isinstance(peer, tuple) and len(peer) >= 2 and isinstance(peer[1], int):
+        return int(peer[1])
+    return None
+
+
+def _peer_host(sock: Any) -> str | None:
+    try:
+        peer = socket.socket.getpeername(sock)
+    except (OSError, TypeError):
+        peer = getattr(sock, "_tlsr_addr", None)
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return None
+
+
+class _CacheSSLSocket(ssl.SSLSocket):
+    """SSLSocket that remembers the address it is connecting to: ``connect()`` on an
+    unconnected SSLSocket wraps before the TCP connection exists."""
+
+    def _real_connect(self, addr: Any, connect_ex: bool) -> Any:
+        self._tlsr_addr = addr
+        return super()._real_connect(addr, connect_ex)  # type: ignore[misc]
+
+
+class ClientContext(ssl.SSLContext):
+    """An ``ssl.SSLContext`` for clients that resumes sessions from a
+    :class:`ClientSessionCache` on every new connection, through ``wrap_socket``
+    and ``wrap_bio`` alike. Everything else is ``ssl.SSLContext``.
+
+    Usually made by :func:`client_context`. Direct use::
+
+        ctx = ClientContext(cache=ClientSessionCache())   # PROTOCOL_TLS_CLIENT
+        ctx.load_verify_locations("ca.pem")
+
+    Attributes:
+        session_cache: the cache, or ``None`` (no caching).
+        session_namespace: the namespace of this context's sessions (default ``""``).
+            Contexts that should never share sessions with each other although they
+            talk to the same servers get different namespaces.
+    """
+
+    sslsocket_class = _CacheSSLSocket
+
+    _tlsr_cache: ClientSessionCache | None = None
+    _tlsr_ns: bytes = b""
+    _tlsr_ptr: Any = None
+    _tlsr_fp: Any = None
+    _tlsr_fp_key: Any = None
+    _tlsr_generation = 0
+    _tlsr_trust_paths: frozenset[str] = frozenset()
+
+    def __new__(cls, protocol: int = ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any
+                ) -> ClientContext:
+        if protocol == ssl.PROTOCOL_TLS_SERVER:
+            raise ContextError("ClientContext is for clients; PROTOCOL_TLS_SERVER was given")
+        return super().__new__(cls, protocol, *args)
+
+    def __init__(self, protocol: int = ssl.PROTOCOL_TLS_CLIENT, *,
+                 cache: ClientSessionCache | None = None, namespace: str = "") -> None:
+        self.session_namespace = namespace
+        self.session_cache = cache
+
+    # ---- configuration -----------------------------------------------------------
+
+    @property
+    def session_cache(self) -> ClientSessionCache | None:
+        return self._tlsr_cache
+
+    @session_cache.setter
+    def session_cache(self, cache: ClientSessionCache | None) -> None:
+        if cache is not None:
+            if not isinstance(cache, ClientSessionCache):
+                raise TypeError(f"session_cache must be a ClientSessionCache or None, not "
+                                f"{type(cache).__name__}")
+            if self.protocol == ssl.PROTOCOL_TLS_SERVER:
+                raise ContextError("a session cache is for client contexts")
+            check(lib.tlsr_client_ctx_enable(self._tlsr_pointer()), "enabling the session cache")
+        self._tlsr_cache = cache
+
+    @property
+    def session_namespace(self) -> str:
+        return self._tlsr_ns.decode("utf-8")
+
+    @session_namespace.setter
+    def session_namespace(self, namespace: str) -> None:
+        self._tlsr_ns = _name(namespace, "namespace")
+
+    def _tlsr_pointer(self) -> Any:
+        if self._tlsr_ptr is None:
+            self._tlsr_ptr = ssl_ctx_pointer(self)
+        return self._tlsr_ptr
+
+    def _tlsr_changed(self) -> None:
+        self._tlsr_generation += 1
+
+    def _tlsr_fingerprints(self) -> Any:
+        """The context's trust and identity fingerprints, recomputed only after a
+        trust or certificate load or a change of verify flags."""
+        key = (_get_verify_flags(self), self._tlsr_generation)
+        if self._tlsr_fp_key != key:
+            fp = ffi.new("tlsr_client_fp *")
+            trust = hashlib.sha256(b"tlsresume trust v1\0")
+            trust.update(key[0].to_bytes(8, "big"))
+            for der in sorted(self.get_ca_certs(binary_form=True)):
+                trust.update(len(der).to_bytes(4, "big") + der)
+            for path in sorted(self._tlsr_trust_paths):
+                trust.update(b"\0path\0" + path.encode("utf-8", "surrogateescape"))
+            ffi.memmove(fp.trust, trust.digest(), 32)
+            n = lib.tlsr_client_ctx_cert_der(self._tlsr_pointer(), ffi.NULL, 0)
+            if n:
+                buf = ffi.new("uint8_t[]", n)
+                lib.tlsr_client_ctx_cert_der(self._tlsr_pointer(), buf, n)
+                ffi.memmove(fp.ident, hashlib.sha256(ffi.buffer(buf, n)).digest(), 32)
+            self._tlsr_fp, self._tlsr_fp_key = fp, key
+        return self._tlsr_fp
+
+    def profile(self, server_hostname: str | None = "x") -> Profile:
+        """What this context demands of a session (for connections with a server
+        hostname unless ``server_hostname`` is ``None``)."""
+        fp = self._tlsr_fingerprints()
+        return Profile(self._tlsr_level(server_hostname), bytes(fp.trust), bytes(fp.ident))
+
+    def _tlsr_level(self, server_hostname: str | None) -> int:
+        if _get_verify_mode(self) == ssl.CERT_NONE:
+            return VERIFY_NONE
+        if server_hostname is not None and _get_check_hostname(self):
+            return VERIFY_HOSTNAME
+        return VERIFY_CHAIN
+
+    # Trust and identity changes invalidate the fingerprints.
+
+    def load_verify_locations(self, cafile: Any = None, capath: Any = None,
+                              cadata: Any = None) -> None:
+        super().load_verify_locations(cafile, capath, cadata)
+        if capath is not None:
+            self._tlsr_trust_paths = self._tlsr_trust_paths | {os.fsdecode(capath)}
+        self._tlsr_changed()
+
+    def set_default_verify_paths(self) -> None:
+        super().set_default_verify_paths()
+        self._tlsr_trust_paths = self._tlsr_trust_paths | {"<default verify paths>"}
+        self._tlsr_changed()
+
+    def load_default_certs(self, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
+        super().load_default_certs(purpose)
+        self._tlsr_trust_paths = self._tlsr_trust_paths | {"<default verify paths>"}
+        self._tlsr_changed()
+
+    def load_cert_chain(self, certfile: Any, keyfile: Any = None, password: Any = None) -> None:
+        super().load_cert_chain(certfile, keyfile, password)
+        self._tlsr_changed()
+
+    # ---- the hooks: what SSLContext.wrap_socket / wrap_bio call ----------------------
+
+    def _wrap_socket(self, sock: Any, server_side: bool, server_hostname: str | None = None,
+                     *, owner: Any = None, session: Any = None) -> Any:
+        sslobj = super()._wrap_socket(sock, server_side, server_hostname,  # type: ignore[misc]
+                                      owner=owner, session=session)
+        cache = self._tlsr_cache
+        if cache is not None and not server_side:
+            port = _peer_port(sock)
+            host = server_hostname if server_hostname is not None else _peer_host(sock)
+            if port is not None and host is not None:
+                self._tlsr_register(cache, sslobj, host, port, session is None,
+                                    server_hostname)
+        return sslobj
+
+    def _wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool,
+                  server_hostname: str | None = None, *, owner: Any = None,
+                  session: Any = None) -> Any:
+        sslobj = super()._wrap_bio(incoming, outgoing, server_side,  # type: ignore[misc]
+                                   server_hostname, owner=owner, session=session)
+        cache = self._tlsr_cache
+        if cache is not None and not server_side and server_hostname is not None:
+            port = _bio_port.get()
+            self._tlsr_register(cache, sslobj, server_hostname, 0 if port is None else port,
+                                session is None, server_hostname)
+        return sslobj
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+                 server_side: bool = False, server_hostname: str | bytes | None = None,
+                 session: ssl.SSLSession | None = None, *, port: int | None = None
+                 ) -> ssl.SSLObject:
+        """``ssl.SSLContext.wrap_bio``, plus ``port``: the server's port, for keying
+        the session cache (default: :func:`session_port`'s value, else 0)."""
+        if port is None:
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        with session_port(port):
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+    def _tlsr_register(self, cache: ClientSessionCache, sslobj: Any, host: str, port: int,
+                       offer: bool, server_hostname: str | None) -> None:
+        key_host = host.lower().rstrip(".")
+        if not key_host or len(key_host) > _NAME_MAX or not key_host.isascii():
+            return
+        cache._attach(self, sslobj, key_host, port, offer, self._tlsr_level(server_hostname))
+
+
+def client_context(
+    cache: ClientSessionCache | None = None,
+    *,
+    purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH,
+    cafile: str | os.PathLike[str] | None = None,
+    capath: str | os.PathLike[str] | None = None,
+    cadata: str | bytes | None = None,
+    namespace: str = "",
+) -> ClientContext:
+    """``ssl.create_default_context()`` with a session cache: a drop-in client context.
+
+    The context is exactly what this Python's ``ssl.create_default_context`` makes
+    (verification, hostname check, minimum version, flags, ``SSLKEYLOGFILE``), as a
+    :class:`ClientContext`. It works unchanged with ``http.client``,
+    urllib3/requests (``ssl_context=``), httpx (``verify=``), aiohttp (``ssl=``)
+    and ``asyncio.open_connection(ssl=)``, and resumes from the second connection
+    to a server on.
+
+    Args:
+        cache: the cache to use; ``None`` makes a new one with the defaults. Share
+            one cache between contexts to share sessions (the safety rule applies).
+        purpose: must be ``ssl.Purpose.SERVER_AUTH`` (a client authenticating servers).
+        cafile, capath, cadata: as for ``ssl.create_default_context``.
+        namespace: the namespace of this context's sessions.
+
+    Raises:
+        ValueError: ``purpose`` is not SERVER_AUTH.
+    """
+    if purpose != ssl.Purpose.SERVER_AUTH:
+        raise ValueError("client_context() makes client contexts: purpose must be "
+                         "ssl.Purpose.SERVER_AUTH")
+    ctx = ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+    # The same object, every default of this Python's create_default_context kept.
+    ctx.__class__ = ClientContext
+    assert isinstance(ctx, ClientContext)
+    paths = set()
+    if capath is not None:
+        paths.add(os.fsdecode(capath))
+    if not (cafile or capath or cadata):
+        paths.add("<default verify paths>")
+    ctx._tlsr_trust_paths = frozenset(paths)
+    ctx.session_namespace = namespace
+    ctx.session_cache = cache if cache is not None else ClientSessionCache()
+    return ctx
+
+
+def offered(conn: ssl.SSLSocket | ssl.SSLObject) -> bool | None:
+    """Whether the session cache offered a session to this connection (``None``: the
+    connection is not registered with a cache)."""
+    sslobj = getattr(conn, "_sslobj", None)
+    if sslobj is None:
+        return None
+    rc = lib.tlsr_client_offered(ffi.cast("SSL **", id(sslobj) + _SSL_OFFSET)[0])
+    return None if rc < 0 else bool(rc)
