@@ -61,3 +61,24 @@ __all__ = [
     "session_ticket",
     "ticket_key_name",
 ]
+
+# Client side: the session cache and the drop-in client context.
+from .client import (  # noqa: E402
+    CachedSession,
+    ClientContext,
+    ClientSessionCache,
+    client_context,
+    generate_cache_key,
+    read_cache_key,
+    session_port,
+)
+
+__all__ += [
+    "ClientSessionCache",
+    "ClientContext",
+    "CachedSession",
+    "client_context",
+    "session_port",
+    "generate_cache_key",
+    "read_cache_key",
+]
