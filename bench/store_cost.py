@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         base = statistics.median(samples["openssl-cache"])
         for name in servers:
             med = statistics.median(samples[name])
-            row = {"server_us_per_pair": round(med, 2), "ratio_vs_openssl_cache": round(med / base, 3),
+            row = {"server_us_per_pair": round(med, 2),
+                   "ratio_vs_openssl_cache": round(med / base, 3),
                    "resumed_pct": round(100 * resumed[name] / (args.rounds * args.pairs), 1)}
             results[f"{version} resumed-by-id {name}"] = row
             print(f"{version} resumed-by-id {name:<16} {row['server_us_per_pair']:>8.2f} µs/pair "

@@ -23,7 +23,7 @@ from .errors import (
     SharedMemoryError,
     TLSResumeError,
 )
-from .keys import TicketKey
+from .inspect import session_ticket, ticket_key_name
 from .keyring import (  # noqa: I001  (binds the core: after the pure modules)
     DEFAULT_ACCEPTANCE_WINDOW,
     DEFAULT_ROTATION_PERIOD,
@@ -31,9 +31,9 @@ from .keyring import (  # noqa: I001  (binds the core: after the pure modules)
     StaticTicketKey,
     TicketKeyRing,
 )
-from .inspect import session_ticket, ticket_key_name
-from .store import DEFAULT_STORE_SIZE, SessionStore, parse_size
+from .keys import TicketKey
 from .server import install, installed_ring, session_timeout, set_session_timeout, uninstall
+from .store import DEFAULT_STORE_SIZE, SessionStore, parse_size
 
 __version__ = "0.1.0"
 

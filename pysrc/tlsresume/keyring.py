@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 from . import _binding
 from ._binding import ffi, lib
+from ._region import SharedRegion, check_region_name
 from .errors import KeyFileError, RingClosedError, TLSResumeError
 from .keys import TicketKey
 
@@ -42,7 +42,6 @@ DEFAULT_ROTATION_PERIOD = 3600.0
 DEFAULT_ACCEPTANCE_WINDOW = 7200.0
 MAX_RETIRED = lib.TLSR_RING_SLOTS - 2  # slots left once current and next are placed
 _LOCK_TIMEOUT_MS = 2000
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,%d}$" % lib.TLSR_RING_NAME_MAX)
 
 _ROLES = {
     lib.TLSR_KEY_NEXT: "next",
@@ -67,14 +66,7 @@ def _now_ms(now: float | None) -> int:
 
 
 def _check_name(name: str) -> bytes:
-    if not isinstance(name, str):
-        raise TypeError(f"ring name must be a str, not {type(name).__name__}")
-    if not _NAME_RE.match(name):
-        raise ValueError(
-            f"invalid ring name {name!r}: use 1-{lib.TLSR_RING_NAME_MAX} letters, digits, "
-            "'.', '_' or '-'"
-        )
-    return name.encode()
+    return check_region_name(name, "ring")
 
 
 @dataclass(frozen=True)
@@ -90,7 +82,7 @@ class KeyStatus:
     retired: float | None
 
 
-class TicketKeyRing:
+class TicketKeyRing(SharedRegion):
     """A ring of session-ticket keys in memory shared between processes.
 
     Args:
@@ -126,11 +118,13 @@ class TicketKeyRing:
             raise _binding.error_for(err[0], f"cannot create key ring {name or '(anonymous)'}")
         self._setup(ptr, name, owner=True)
 
+    _what = "key ring"
+    _release = staticmethod(lib.tlsr_ring_release)
+    _unlink = staticmethod(lib.tlsr_ring_unlink)
+
     def _setup(self, ptr: Any, name: str | None, owner: bool) -> None:
-        self._ptr = ptr
-        self._name = name
+        self._adopt(ptr, name)
         self._owner = owner
-        self._lock = threading.Lock()
         self._watcher: _FileWatcher | None = None
 
     # ---- joining -------------------------------------------------------------------
@@ -213,23 +207,6 @@ class TicketKeyRing:
         return ring
 
     # ---- properties ----------------------------------------------------------------
-
-    @property
-    def name(self) -> str | None:
-        """The shared-memory name, or ``None`` for an anonymous ring."""
-        return self._name
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def _handle(self) -> Any:
-        ptr = self._ptr
-        if ptr is None:
-            raise RingClosedError(
-                f"key ring {self._name or '(anonymous)'} is closed; create or attach a new one"
-            )
-        return ptr
 
     def _meta(self) -> Any:
         meta = ffi.new("tlsr_ring_meta *")
@@ -344,7 +321,8 @@ class TicketKeyRing:
         if not keys:
             raise ValueError("a key ring needs at least one key")
         if len(keys) > lib.TLSR_RING_SLOTS:
-            raise ValueError(f"a key ring holds at most {lib.TLSR_RING_SLOTS} keys, got {len(keys)}")
+            raise ValueError(
+                f"a key ring holds at most {lib.TLSR_RING_SLOTS} keys, got {len(keys)}")
         now = _now_ms(None)
         infos = ffi.new("tlsr_key_info[]", len(keys))
         for i, key in enumerate(keys):
@@ -405,45 +383,9 @@ class TicketKeyRing:
 
     # ---- lifetime ------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Drop this object's hold on the ring. Contexts it was installed on keep
-        working; the memory goes when the last of them is freed. Idempotent."""
-        with self._lock:
-            ptr, self._ptr = self._ptr, None
-            if self._watcher is not None:
-                self._watcher.stop()
-        if ptr is not None:
-            lib.tlsr_ring_release(ptr)
-
-    def unlink(self) -> None:
-        """Remove the ring's name so no new process can attach; those attached keep it."""
-        if self._name is None:
-            raise TLSResumeError("an anonymous ring has no name to unlink")
-        rc = lib.tlsr_ring_unlink(_check_name(self._name))
-        if rc < 0 and -rc != lib.TLSR_E_NOTFOUND:
-            _binding.check(rc, f"unlinking key ring {self._name!r}")
-
-    def __enter__(self) -> TicketKeyRing:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        # multiprocessing (spawn) pickles arguments: a named ring travels as its name.
-        if self._name is None:
-            raise TypeError(
-                "an anonymous TicketKeyRing is shared with processes forked after it was "
-                "made; give it a name (TicketKeyRing(name=...)) to share it with spawned "
-                "processes"
-            )
-        return (TicketKeyRing.attach, (self._name,))
+    def _on_close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
 
     def __repr__(self) -> str:
         if self._ptr is None:
@@ -492,7 +434,7 @@ class _FileWatcher:
             self._thread.start()
 
     def _fingerprint(self) -> tuple[Any, ...]:
-        stamps = []
+        stamps: list[tuple[int, int, int] | None] = []
         for path in self._paths:
             try:
                 st = os.stat(path)

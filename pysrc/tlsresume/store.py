@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _binding
 from ._binding import ffi, lib
-from .errors import RingClosedError, TLSResumeError
+from ._region import SharedRegion, check_region_name
 
 __all__ = ["SessionStore", "parse_size", "DEFAULT_STORE_SIZE"]
 
@@ -30,7 +30,6 @@ log = logging.getLogger("tlsresume")
 DEFAULT_STORE_SIZE = 10 * 1024 * 1024
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.I)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 _COUNTERS = (
     ("lookups", lib.TLSR_SC_LOOKUPS),
@@ -71,14 +70,10 @@ def parse_size(size: int | str) -> int:
 
 
 def _check_name(name: str) -> bytes:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ValueError(
-            f"invalid store name {name!r}: use 1-200 letters, digits, '.', '_' or '-'"
-        )
-    return name.encode()
+    return check_region_name(name, "store")
 
 
-class SessionStore:
+class SessionStore(SharedRegion):
     """Server sessions in memory shared by every worker.
 
     Args:
@@ -97,6 +92,10 @@ class SessionStore:
         ValueError: bad size or name.
         SharedMemoryError: the region could not be made.
     """
+
+    _what = "session store"
+    _release = staticmethod(lib.tlsr_store_release)
+    _unlink = staticmethod(lib.tlsr_store_unlink)
 
     def __init__(self, size: int | str = DEFAULT_STORE_SIZE, *, name: str | None = None,
                  single_use: bool = False, lock_timeout: float = 0.010) -> None:
@@ -121,8 +120,7 @@ class SessionStore:
                 raise _binding.error_for(err[0], f"cannot attach to {what} (create it first "
                                          f"with SessionStore(name={name!r}))")
             raise _binding.error_for(err[0], f"cannot open {what}")
-        self._ptr = ptr
-        self._name = name
+        self._adopt(ptr, name)
         meta = self._meta()
         if meta.reinitialised:
             log.warning("tlsresume: session store %r was corrupt or of another version; "
@@ -146,22 +144,10 @@ class SessionStore:
 
     # ---- properties ----------------------------------------------------------------
 
-    def _handle(self) -> Any:
-        ptr = getattr(self, "_ptr", None)
-        if ptr is None:
-            raise RingClosedError(
-                f"session store {getattr(self, '_name', None) or '(anonymous)'} is closed"
-            )
-        return ptr
-
     def _meta(self) -> Any:
         meta = ffi.new("tlsr_store_meta *")
         lib.tlsr_store_get_meta(self._handle(), meta)
         return meta
-
-    @property
-    def name(self) -> str | None:
-        return self._name
 
     @property
     def size(self) -> int:
@@ -238,44 +224,8 @@ class SessionStore:
         return bool(_binding.check(lib.tlsr_store_remove(self._handle(), session_id,
                                                          len(session_id)), "removing session"))
 
-    # ---- lifetime ------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Drop this object's hold; contexts using the store keep it alive."""
-        ptr, self._ptr = getattr(self, "_ptr", None), None
-        if ptr is not None:
-            lib.tlsr_store_release(ptr)
-
-    def unlink(self) -> None:
-        """Remove the store's name; processes attached keep their mapping."""
-        if self._name is None:
-            raise TLSResumeError("an anonymous store has no name to unlink")
-        rc = lib.tlsr_store_unlink(_check_name(self._name))
-        if rc < 0 and -rc != lib.TLSR_E_NOTFOUND:
-            _binding.check(rc, f"unlinking session store {self._name!r}")
-
-    def __enter__(self) -> SessionStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover
-            pass
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        if self._name is None:
-            raise TypeError(
-                "an anonymous SessionStore is shared with processes forked after it was "
-                "made; give it a name to share it with spawned processes"
-            )
-        return (SessionStore.attach, (self._name,))
-
     def __repr__(self) -> str:
-        if getattr(self, "_ptr", None) is None:
+        if self._ptr is None:
             return f"<SessionStore {self._name or '(anonymous)'} closed>"
         meta = self._meta()
         return (f"<SessionStore {self._name or '(anonymous)'} {meta.entries}/{meta.slots} "
