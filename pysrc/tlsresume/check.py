@@ -5,14 +5,28 @@ previous one ended with), sends ``GET / HTTP/1.1`` and reads the whole response
 (TLS 1.3 tickets arrive after the handshake, so only then is the session worth
 keeping), and reports:
 
-* how many of the ``n - 1`` reconnections resumed, by ticket or by session ID;
+* how many of the ``n - 1`` reconnections resumed, and how: by a (stateless)
+  ticket, by a TLS 1.3 stateful ticket, or by session ID (see below);
 * the ticket lifetime hint;
 * how many distinct ticket key names the server handed out: OpenSSL-style tickets
   begin with the 16-byte name of the key that encrypted them, so a pool whose
   workers each have their own keys shows one name per worker;
 * how many distinct workers answered (from the ``X-Worker`` header, if sent);
+* when the server is a ``tlsresume serve``, its own counters (key ring and session
+  store), read from ``/.well-known/tlsresume/stats`` before and after the check;
 
 and a one-line verdict an operator can read at a glance.
+
+How a resumption is classified, from the session the client offered:
+
+* no ticket: **by session ID**, looked up in the server's session cache (TLS 1.2);
+* a ticket of at most 32 bytes: **by stateful ticket**. Such a ticket is too short to
+  hold an encrypted session; it is an ID into the server's cache. OpenSSL sends these
+  in TLS 1.3 when tickets are turned off (``SSL_OP_NO_TICKET``), and Python's client
+  still reports ``SSLSession.has_ticket`` as true, so ``has_ticket`` alone would
+  call a cache hit a ticket resumption;
+* a longer ticket: **by ticket** (stateless: the session travels encrypted in it);
+  also any ticket whose bytes cannot be read (tlsresume's core unavailable).
 """
 
 from __future__ import annotations
@@ -24,10 +38,36 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Attempt", "CheckResult", "run_check", "parse_hostport", "verdict"]
+__all__ = [
+    "Attempt",
+    "CheckResult",
+    "run_check",
+    "parse_hostport",
+    "verdict",
+    "ticket_kind",
+    "fetch_server_stats",
+    "server_report",
+    "STATEFUL_TICKET_MAX",
+]
 
 _TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _MAX_RESPONSE = 1 << 20  # we only need the headers; never buffer an endless stream
+
+#: A ticket this short cannot carry an encrypted session: it is a session ID
+#: (OpenSSL's SSL_MAX_SSL_SESSION_ID_LENGTH) naming an entry in the server's cache.
+STATEFUL_TICKET_MAX = 32
+
+# The store counters shown in the summary, in order (all are in the JSON).
+_STORE_SHOWN = (
+    "lookups",
+    "hits",
+    "misses",
+    "stores",
+    "evictions",
+    "expirations",
+    "oversize",
+    "errors",
+)
 
 
 @dataclass
@@ -39,7 +79,11 @@ class Attempt:
         resumed: the server accepted the offered session.
         offered: a session was offered (every attempt but the first, unless the
             previous one failed).
-        offered_ticket: the offered session carried a ticket.
+        offered_ticket: the offered session carried a ticket (``has_ticket``), of
+            any kind.
+        offered_ticket_kind: ``"stateless"``, ``"stateful"`` (an ID into the
+            server's cache), ``"unknown"`` (bytes unreadable), or ``None`` without a
+            ticket.
         worker: the ``X-Worker`` header of the response, if any.
         key_name: hex of the first 16 bytes of the ticket this connection ended with,
             or ``None`` when there was no ticket or it could not be read.
@@ -51,6 +95,7 @@ class Attempt:
     resumed: bool = False
     offered: bool = False
     offered_ticket: bool = False
+    offered_ticket_kind: str | None = None
     worker: str | None = None
     key_name: str | None = None
     version: str | None = None
@@ -68,14 +113,22 @@ class CheckResult:
         protocol: the protocol(s) negotiated, e.g. ``"TLSv1.3"``.
         possible: reconnections that could have resumed (``n - 1``).
         resumed: reconnections that did resume.
-        by_ticket: resumptions whose offered session carried a ticket.
+        by_ticket: resumptions of a stateless ticket (or a ticket of unknown kind).
+        by_stateful_ticket: resumptions of a TLS 1.3 stateful ticket, i.e. an ID
+            looked up in the server's session cache.
         by_session_id: resumptions of sessions without a ticket (server cache).
         ticket_lifetime_hint: seconds, from the last session (``None`` without one).
-        key_names: distinct ticket key names in hex, in order first seen; ``None``
-            when ticket bytes cannot be read (tlsresume's core is not available).
+        ticket_kind: the kind of tickets the server issued: ``"stateless"``,
+            ``"stateful"``, ``"mixed"``, ``"unknown"`` (unreadable), or ``None``
+            when it issued none.
+        key_names: distinct ticket key names in hex, in order first seen, from
+            stateless tickets only; ``None`` when ticket bytes cannot be read
+            (tlsresume's core is not available).
         workers: distinct ``X-Worker`` values, in order first seen.
         errors: connections that failed.
         verdict: one line for an operator.
+        server: for a ``tlsresume serve``, its counters (see :func:`server_report`);
+            ``None`` for other servers or with ``server_stats=False``.
         attempts: per-connection details.
     """
 
@@ -87,12 +140,15 @@ class CheckResult:
     possible: int = 0
     resumed: int = 0
     by_ticket: int = 0
+    by_stateful_ticket: int = 0
     by_session_id: int = 0
     ticket_lifetime_hint: int | None = None
+    ticket_kind: str | None = None
     key_names: list[str] | None = None
     workers: list[str] = field(default_factory=list)
     errors: int = 0
     verdict: str = ""
+    server: dict[str, Any] | None = None
     attempts: list[Attempt] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,21 +162,74 @@ class CheckResult:
     def summary(self) -> str:
         """A few human-readable lines (what ``tlsresume check`` prints)."""
         names = "unknown" if self.key_names is None else str(len(self.key_names))
+        stateful_note = (
+            " (TLS 1.3 stateful tickets: IDs into the server's session cache)"
+            if self.by_stateful_ticket
+            else ""
+        )
         lines = [
             f"target           {self.host}:{self.port} ({self.protocol or 'no connection'})",
             f"resumed          {self.resumed}/{self.possible} reconnections",
             f"  by ticket      {self.by_ticket}",
+            f"  by ID ticket   {self.by_stateful_ticket}{stateful_note}",
             f"  by session ID  {self.by_session_id}",
             "ticket lifetime  "
             + ("none" if self.ticket_lifetime_hint is None else f"{self.ticket_lifetime_hint} s"),
+            f"ticket kind      {self.ticket_kind or 'no tickets'}",
             f"ticket key names {names}"
             + (f" ({', '.join(k[:8] + '…' for k in self.key_names)})" if self.key_names else ""),
             f"workers seen     {len(self.workers) if self.workers else 'unknown (no X-Worker)'}",
         ]
         if self.errors:
             lines.append(f"failed           {self.errors}/{self.n} connections")
+        if self.server is not None:
+            lines.extend(_server_lines(self.server))
         lines.append(f"verdict          {self.verdict}")
         return "\n".join(lines)
+
+
+def _store_text(values: dict[str, Any], single_use: bool) -> str:
+    text = ", ".join(f"{key} {values[key]}" for key in _STORE_SHOWN if key in values)
+    if single_use:
+        text += f", consumed {values.get('consumed', 0)} (single use)"
+    return text
+
+
+def _ring_text(values: dict[str, Any]) -> str:
+    def get(key: str) -> int:
+        return int(values.get(key, 0))
+
+    resumed = get("resumed_current") + get("resumed_renewed")
+    rejected = get("rejected_unknown") + get("rejected_expired")
+    return (
+        f"tickets issued {get('tickets_issued')}, resumed {resumed} "
+        f"(current key {get('resumed_current')}, renewed {get('resumed_renewed')}), "
+        f"rejected {rejected} (unknown {get('rejected_unknown')}, "
+        f"expired {get('rejected_expired')}), rotations {get('rotations')}, "
+        f"errors {get('errors')}"
+    )
+
+
+def _server_lines(server: dict[str, Any]) -> list[str]:
+    """The summary lines for a tlsresume serve's counters."""
+    store, ring = server.get("store"), server.get("ring")
+    head = (
+        f"server           tlsresume serve pid {server.get('pid')}, "
+        f"{server.get('workers')} workers, tickets {'on' if server.get('tickets') else 'off'}"
+    )
+    if ring is None and store is None:
+        return [head + ": shares nothing (no key ring, no session store)"]
+    during = all(r is None or r.get("during_check") is not None for r in (ring, store))
+    scope = "moved during this check" if during else "since the server started"
+    lines = [head + f"; counters {scope}:"]
+    if store is not None:
+        values = store["during_check"] if during else store["total"]
+        single_use = bool(store.get("settings", {}).get("single_use"))
+        lines.append(f"  store          {_store_text(values, single_use)}")
+    if ring is not None:
+        values = ring["during_check"] if during else ring["total"]
+        lines.append(f"  ring           {_ring_text(values)}")
+    return lines
 
 
 def parse_hostport(text: str, default_port: int = 443) -> tuple[str, int]:
@@ -196,6 +305,99 @@ def _header(response: bytes, name: str) -> str | None:
     return None
 
 
+def ticket_kind(ticket: bytes | None) -> str:
+    """``"stateful"`` for a ticket of at most :data:`STATEFUL_TICKET_MAX` bytes (an ID
+    into the server's cache), ``"stateless"`` for a longer one, ``"unknown"`` when
+    the bytes could not be read (``None``)."""
+    if ticket is None:
+        return "unknown"
+    return "stateful" if len(ticket) <= STATEFUL_TICKET_MAX else "stateless"
+
+
+def _https_get(
+    ctx: ssl.SSLContext, host: str, port: int, sni: str, path: str, timeout: float
+) -> bytes:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as tls:
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: {sni}\r\n"
+                "User-Agent: tlsresume-check\r\nConnection: close\r\n\r\n"
+            )
+            tls.sendall(request.encode("ascii"))
+            return _read_response(tls)
+
+
+def fetch_server_stats(
+    ctx: ssl.SSLContext, host: str, port: int, sni: str, timeout: float
+) -> dict[str, Any] | None:
+    """GET a ``tlsresume serve``'s counters (:data:`tlsresume.serve.STATS_PATH`).
+
+    Returns:
+        The parsed JSON object, or ``None`` for anything but a 200 answer whose body
+        is a tlsresume serve's stats object (other servers, errors, timeouts): the
+        check never fails because of it.
+    """
+    from tlsresume.serve import STATS_PATH, STATS_SERVER_ID
+
+    try:
+        response = _https_get(ctx, host, port, sni, STATS_PATH, timeout)
+    except (OSError, ValueError):
+        return None
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()
+    if len(status) < 2 or status[1] != b"200":
+        return None
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("server") != STATS_SERVER_ID:
+        return None
+    return payload
+
+
+def server_report(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """What the server's counters say about a check (a pure function of two snapshots).
+
+    Args:
+        before: the stats object fetched before the first connection, or ``None``.
+        after: the one fetched after the last.
+
+    Returns:
+        ``{"pid", "workers", "tickets", "version", "ring", "store"}`` where each
+        region is ``None`` or ``{"name", "settings", "total", "during_check"}``:
+        ``total`` is since the server started, ``during_check`` what moved between
+        the two snapshots (counters subtracted, gauges as after; ``None`` without
+        ``before`` or if the region changed name, i.e. the server restarted). All
+        clients of the server count, and ``during_check`` includes the full
+        handshake of the final stats request itself (tickets or a stored session),
+        but no lookup: that request offers no session.
+    """
+    from tlsresume.stats import counter_delta
+
+    out: dict[str, Any] = {key: after.get(key) for key in ("pid", "workers", "tickets", "version")}
+    for kind in ("ring", "store"):
+        region = after.get(kind)
+        if not isinstance(region, dict) or not isinstance(region.get("stats"), dict):
+            out[kind] = None
+            continue
+        previous = (before or {}).get(kind)
+        during = None
+        if (
+            isinstance(previous, dict)
+            and previous.get("name") == region.get("name")
+            and isinstance(previous.get("stats"), dict)
+        ):
+            during = counter_delta(kind, previous["stats"], region["stats"])
+        out[kind] = {
+            "name": region.get("name"),
+            "settings": region.get("settings", {}),
+            "total": region["stats"],
+            "during_check": during,
+        }
+    return out
+
+
 def run_check(
     host: str,
     port: int,
@@ -207,6 +409,7 @@ def run_check(
     servername: str | None = None,
     timeout: float = 10.0,
     path: str = "/",
+    server_stats: bool = True,
 ) -> CheckResult:
     """Connect ``n`` times as a resuming client and report what resumed.
 
@@ -220,6 +423,8 @@ def run_check(
         servername: SNI and the name to verify (default ``host``).
         timeout: seconds per connection for connect, handshake and response.
         path: request target.
+        server_stats: ask the server for its counters before and after (answered
+            by ``tlsresume serve`` only; one ignored request to any other server).
 
     Returns:
         The counts, names and verdict.
@@ -238,11 +443,15 @@ def run_check(
     if read_ticket is not None:
         result.key_names = []
     protocols: list[str] = []
+    kinds: list[str] = []
     session: ssl.SSLSession | None = None
+    session_kind: str | None = None
+    before = fetch_server_stats(ctx, host, port, sni, timeout) if server_stats else None
 
     for i in range(n):
         attempt = Attempt(index=i, offered=session is not None)
         attempt.offered_ticket = bool(session is not None and session.has_ticket)
+        attempt.offered_ticket_kind = session_kind if attempt.offered_ticket else None
         result.attempts.append(attempt)
         try:
             with socket.create_connection((host, port), timeout=timeout) as raw:
@@ -262,12 +471,14 @@ def run_check(
             # attempt starts over with a full handshake.
             attempt.error = f"{type(exc).__name__}: {exc}"
             result.errors += 1
-            session = None
+            session = session_kind = None
             continue
 
         if attempt.resumed and attempt.offered:
             result.resumed += 1
-            if attempt.offered_ticket:
+            if attempt.offered_ticket_kind == "stateful":
+                result.by_stateful_ticket += 1
+            elif attempt.offered_ticket:
                 result.by_ticket += 1
             else:
                 result.by_session_id += 1
@@ -275,18 +486,26 @@ def run_check(
             protocols.append(attempt.version)
         if attempt.worker and attempt.worker not in result.workers:
             result.workers.append(attempt.worker)
-        if new_session is not None:
-            if new_session.has_ticket:
-                result.ticket_lifetime_hint = new_session.ticket_lifetime_hint
-                if read_ticket is not None and result.key_names is not None:
-                    ticket = read_ticket(new_session)
-                    if ticket and len(ticket) >= 16:
-                        attempt.key_name = ticket[:16].hex()
-                        if attempt.key_name not in result.key_names:
-                            result.key_names.append(attempt.key_name)
+        session_kind = None
+        if new_session is not None and new_session.has_ticket:
+            result.ticket_lifetime_hint = new_session.ticket_lifetime_hint
+            ticket = read_ticket(new_session) if read_ticket is not None else None
+            session_kind = ticket_kind(ticket)
+            if session_kind not in kinds:
+                kinds.append(session_kind)
+            # Only a stateless ticket starts with the key name; a stateful one is an ID.
+            if session_kind == "stateless" and ticket is not None:
+                attempt.key_name = ticket[:16].hex()
+                if result.key_names is not None and attempt.key_name not in result.key_names:
+                    result.key_names.append(attempt.key_name)
         session = new_session
 
     result.protocol = "/".join(protocols) or None
+    result.ticket_kind = kinds[0] if len(kinds) == 1 else ("mixed" if kinds else None)
+    if before is not None:
+        after = fetch_server_stats(ctx, host, port, sni, timeout)
+        if after is not None:
+            result.server = server_report(before, after)
     result.verdict = verdict(result)
     return result
 
@@ -309,7 +528,15 @@ def verdict(result: CheckResult) -> str:
     workers = len(result.workers)
     across = f" across {workers} workers" if workers > 1 else ""
     if result.resumed == result.possible:
-        how = "tickets" if result.by_ticket else "session IDs"
+        how = " and ".join(
+            label
+            for count, label in (
+                (result.by_ticket, "tickets"),
+                (result.by_stateful_ticket, "stateful tickets (the server's session cache)"),
+                (result.by_session_id, "session IDs"),
+            )
+            if count
+        )
         if names is not None and len(names) > 1:
             return (
                 f"all {result.possible} reconnections resumed{across} by {how}; the "
@@ -323,6 +550,16 @@ def verdict(result: CheckResult) -> str:
         )
     if result.resumed == 0 and result.ticket_lifetime_hint is None:
         return "server issues no session tickets and resumed nothing"
+    if result.resumed == 0 and result.ticket_kind == "stateful":
+        if workers > 1:
+            return (
+                f"nothing resumed across {workers} workers: their TLS 1.3 tickets are "
+                "stateful (IDs into a session cache) and the cache is not shared"
+            )
+        return (
+            "server issues stateful TLS 1.3 tickets (IDs into its session cache) but "
+            "resumed none: its cache drops or never keeps the sessions"
+        )
     if result.resumed == 0:
         if workers > 1:
             return (

@@ -1,9 +1,9 @@
-"""The ``tlsresume`` command line: ``keygen``, ``serve``, ``check`` and ``demo``.
+"""The ``tlsresume`` command line: ``keygen``, ``serve``, ``check``, ``stats`` and ``demo``.
 
 Each subcommand is a pair of functions: ``_add_NAME(subparsers)`` declares its
 options and ``_cmd_NAME(args) -> int`` runs it. The work itself lives in importable
-modules (:mod:`tlsresume.serve`, :mod:`tlsresume.check`, :mod:`tlsresume.keyfile`);
-this file only translates arguments and exit codes.
+modules (:mod:`tlsresume.serve`, :mod:`tlsresume.check`, :mod:`tlsresume.stats`,
+:mod:`tlsresume.keyfile`); this file only translates arguments and exit codes.
 
 The C core is imported lazily, so ``keygen``, ``serve --no-share`` and ``check``
 work on a Python whose OpenSSL tlsresume cannot reach.
@@ -138,8 +138,13 @@ def _add_serve(sub: Any) -> None:
         description=(
             "A pre-fork HTTPS server: one listening socket, N worker processes, each "
             "with its own SSLContext (as gunicorn or uvicorn --workers run). Every "
-            "request is answered with 'worker <pid>'. By default the workers share one "
-            "tlsresume ticket key ring; --no-share is the baseline without tlsresume."
+            "request is answered with 'worker <pid>', and GET "
+            "/.well-known/tlsresume/stats with the shared counters as JSON. By default "
+            "the workers share one tlsresume ticket key ring; --session-cache adds a "
+            "shared session store (resumption by session ID, TLS 1.3 stateful tickets); "
+            "--no-share is the baseline without tlsresume. The ring and store are named "
+            "serve-<master pid> so 'tlsresume stats' can read them; they are removed "
+            "when the server stops."
         ),
     )
     p.add_argument("--cert", metavar="C", help="PEM certificate chain (default: throwaway)")
@@ -158,7 +163,27 @@ def _add_serve(sub: Any) -> None:
         "--no-share",
         dest="share",
         action="store_false",
-        help="do not use tlsresume: every worker keeps its own ticket keys (the baseline)",
+        help="do not use tlsresume at all: every worker keeps its own ticket keys and "
+        "session cache (the baseline); cannot be combined with --session-cache",
+    )
+    p.add_argument(
+        "--session-cache",
+        metavar="SIZE",
+        help="share a session store of SIZE bytes (e.g. 1M, 10M; about 4,000 sessions "
+        "per MB) for resumption by session ID and TLS 1.3 stateful tickets",
+    )
+    p.add_argument(
+        "--no-tickets",
+        dest="tickets",
+        action="store_false",
+        help="issue no session tickets (ssl.OP_NO_TICKET; no key ring): TLS 1.2 resumes "
+        "by session ID only, TLS 1.3 tickets become stateful (served from --session-cache)",
+    )
+    p.add_argument(
+        "--single-use",
+        action="store_true",
+        help="a TLS 1.3 stateful ticket resumes only once, on any worker (needs "
+        "--session-cache and --no-tickets)",
     )
     p.add_argument(
         "--rotate", type=float, metavar="SECONDS", help="ticket key rotation period in seconds"
@@ -185,6 +210,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         spawn=args.spawn,
         share=args.share,
+        tickets=args.tickets,
+        session_cache=args.session_cache,
+        single_use=args.single_use,
         rotate=args.rotate,
         ciphers=args.ciphers,
         tls_max=args.tls_max,
@@ -232,6 +260,14 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--servername", metavar="S", help="SNI and name to verify (default HOST)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per connection (10)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--no-server-stats",
+        dest="server_stats",
+        action="store_false",
+        help="do not ask the server for its counters (by default check fetches "
+        "/.well-known/tlsresume/stats before and after, which a 'tlsresume serve' answers; "
+        "other servers are left alone after one unanswered request)",
+    )
     p.set_defaults(func=_cmd_check)
 
 
@@ -253,6 +289,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         servername=args.servername,
         timeout=args.timeout,
+        server_stats=args.server_stats,
     )
     if args.json:
         print(result.to_json())
@@ -262,6 +299,53 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if first_error:
             print(f"first error      {first_error}")
     return EXIT_FAIL if result.errors == result.n else EXIT_OK
+
+
+# --------------------------------------------------------------------------------------
+# stats
+# --------------------------------------------------------------------------------------
+
+
+def _add_stats(sub: Any) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="show the counters of the key rings and session stores on this machine",
+        description=(
+            "List this user's tlsresume regions in /dev/shm (key rings and session "
+            "stores, e.g. those of a running 'tlsresume serve', named serve-<pid>), "
+            "attach to each and print its counters, which are totals over every "
+            "process using it. Regions that cannot be attached are skipped with a note."
+        ),
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="regions to show (a name such as serve-1234 means its ring and its store; "
+        "tlsresume.store.serve-1234 means just that one); default: all of this user's",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_stats)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from tlsresume.errors import TLSResumeError
+
+    try:
+        from tlsresume.stats import collect, render_text
+
+        report = collect(args.names or None)
+    except (ImportError, TLSResumeError) as exc:
+        return _fail(f"cannot read tlsresume regions: {exc}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_text(report))
+    if report["missing"]:
+        return EXIT_FAIL
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------------------
@@ -505,7 +589,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # Subcommands in the order `--help` lists them. A new one (`stats`, `bench`, ...) is an
 # `_add_NAME(sub)` that sets `func=_cmd_NAME`, appended here.
-_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_keygen, _add_serve, _add_check, _add_demo)
+_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_keygen,
+    _add_serve,
+    _add_check,
+    _add_stats,
+    _add_demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

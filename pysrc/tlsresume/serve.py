@@ -1,17 +1,35 @@
 """``tlsresume serve``: a pre-fork HTTPS server that behaves like real Python servers.
 
-One master process binds ONE listening socket, makes the ticket key ring, and starts
-N workers that all accept on that socket. Every worker builds its own
-``ssl.SSLContext`` (as gunicorn, uvicorn ``--workers`` or hypercorn do), so without
-tlsresume each worker has its own random ticket keys and its own session cache: a
-client that reconnects to another worker cannot resume. With tlsresume each worker
-installs the shared ring on its context and any worker resumes any ticket.
+One master process binds ONE listening socket, makes the shared state (the ticket
+key ring, and with ``--session-cache`` a session store), and starts N workers that
+all accept on that socket. Every worker builds its own ``ssl.SSLContext`` (as
+gunicorn, uvicorn ``--workers`` or hypercorn do), so without tlsresume each worker
+has its own random ticket keys and its own session cache: a client that reconnects
+to another worker cannot resume. With tlsresume each worker installs the shared ring
+(and store) on its context and any worker resumes any session.
+
+What is shared:
+
+* default: the key ring (stateless tickets, TLS 1.2 and 1.3).
+* ``--session-cache SIZE``: also one :class:`~tlsresume.SessionStore` of SIZE bytes,
+  for clients that resume by session ID (curl over TLS 1.2, ``s_client -no_ticket``).
+* ``--no-tickets``: ``ssl.OP_NO_TICKET`` on every worker context and no ring; TLS 1.3
+  tickets become stateful (IDs into the store), so only ``--session-cache`` shares
+  anything. ``--single-use`` makes those stateful tickets resume once.
+* ``--no-share``: no tlsresume at all, the baseline every Python pre-fork server
+  has today (``--no-tickets`` still applies; ``--session-cache`` is refused).
+
+The ring and store are always NAMED regions, ``serve-<master pid>``
+(``/dev/shm/tlsresume.ring.serve-<pid>``, ``tlsresume.store.serve-<pid>``), so that
+``tlsresume stats`` can read them from any process of the same user; the master
+removes the names when it stops. Workers also answer ``GET /.well-known/tlsresume/stats``
+(:data:`STATS_PATH`) with the counters as JSON.
 
 Two ways to start workers, matching the two ways real servers do it:
 
-* fork (default): the ring is an anonymous shared mapping made before ``fork``.
-* ``--spawn``: workers are fresh interpreters (``subprocess``) that attach to a named
-  ring and receive the listening socket by file-descriptor inheritance.
+* fork (default): workers inherit the master's mapping of the regions.
+* ``--spawn``: workers are fresh interpreters (``subprocess``) that attach to the
+  regions by name and receive the listening socket by file-descriptor inheritance.
 
 Each worker answers every HTTP/1.0 or 1.1 request with ``worker <pid>`` and closes
 the connection with close_notify, because an OpenSSL client (curl) refuses to reuse a
@@ -44,7 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # the core is imported lazily so --no-share works without it
-    from tlsresume import TicketKeyRing
+    from tlsresume import SessionStore, TicketKeyRing
 
 __all__ = [
     "ServerConfig",
@@ -54,6 +72,8 @@ __all__ = [
     "parse_request_head",
     "build_response",
     "LISTENING_PREFIX",
+    "STATS_PATH",
+    "stats_payload",
     "ListeningLine",
     "parse_listening_line",
     "child_env",
@@ -65,6 +85,12 @@ log = logging.getLogger("tlsresume.serve")
 #: The master prints one line starting with this once every worker is ready;
 #: scripts and tests parse the port and worker pids from it.
 LISTENING_PREFIX = "tlsresume serve: listening on "
+
+#: Workers answer this path with the shared counters as JSON (see :func:`stats_payload`).
+STATS_PATH = "/.well-known/tlsresume/stats"
+
+#: The ``server`` field of the stats JSON; ``tlsresume check`` looks for it.
+STATS_SERVER_ID = "tlsresume serve"
 
 #: At most this much unread client input is drained before closing (lingering close).
 _LINGER_BYTES = 1 << 18
@@ -89,10 +115,17 @@ class ServerConfig:
         host: address to bind (IPv4 or IPv6 literal, or a name).
         port: TCP port; 0 picks a free one (printed on the listening line).
         workers: number of worker processes.
-        spawn: start workers as separate interpreters attached to a named ring,
-            instead of forking them.
-        share: install the tlsresume key ring on every worker's context; ``False``
-            is the baseline every Python pre-fork server has today.
+        spawn: start workers as separate interpreters that attach to the named
+            regions, instead of forking them.
+        share: install tlsresume (the key ring, and the store if ``session_cache``)
+            on every worker's context; ``False`` is the baseline every Python
+            pre-fork server has today: no tlsresume at all.
+        tickets: issue session tickets; ``False`` sets ``ssl.OP_NO_TICKET`` on every
+            worker context (no key ring; TLS 1.3 tickets become stateful).
+        session_cache: size of the shared session store (``"10M"``, bytes); ``None``
+            shares no session cache.
+        single_use: a TLS 1.3 stateful ticket resumes only once (needs
+            ``session_cache`` and ``tickets=False``).
         rotate: ticket key rotation period in seconds; ``None`` keeps the ring default.
         ciphers: OpenSSL cipher string for TLS 1.2 (``SSLContext.set_ciphers``).
         tls_max: highest TLS version offered, ``"1.2"`` or ``"1.3"``; ``None`` = 1.3.
@@ -115,6 +148,9 @@ class ServerConfig:
     workers: int = 4
     spawn: bool = False
     share: bool = True
+    tickets: bool = True
+    session_cache: str | None = None
+    single_use: bool = False
     rotate: float | None = None
     ciphers: str | None = None
     tls_max: str | None = None
@@ -140,6 +176,32 @@ class ServerConfig:
             raise ValueError(f"--workers must be between 1 and 256, not {self.workers}")
         if self.rotate is not None and not self.rotate > 0:
             raise ValueError(f"--rotate must be a positive number of seconds, not {self.rotate}")
+        if self.rotate is not None and not self.tickets:
+            raise ValueError(
+                "--rotate sets ticket key rotation; with --no-tickets there are no keys"
+            )
+        if self.session_cache is not None:
+            if not self.share:
+                raise ValueError(
+                    "--session-cache is tlsresume's shared store; --no-share runs without "
+                    "tlsresume (drop one of them)"
+                )
+            try:
+                from tlsresume.store import parse_size
+            except ImportError:  # the core cannot load: start() reports that clearly
+                pass
+            else:
+                try:
+                    parse_size(self.session_cache)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"--session-cache: {exc}") from None
+        if self.single_use and self.session_cache is None:
+            raise ValueError("--single-use needs --session-cache (it is a property of the store)")
+        if self.single_use and self.tickets:
+            raise ValueError(
+                "--single-use applies to TLS 1.3 stateful tickets, which need --no-tickets "
+                "(stateless tickets from the key ring cannot be made single-use)"
+            )
         if self.tls_max is not None and self.tls_max not in _TLS_VERSIONS:
             raise ValueError(f"--tls-max must be 1.2 or 1.3, not {self.tls_max!r}")
         if self.threads < 1:
@@ -258,7 +320,13 @@ def parse_request_head(head: bytes) -> Request | None:
 
 
 def build_response(
-    request: Request | None, pid: int, *, too_large: bool = False, reused: bool | None = None
+    request: Request | None,
+    pid: int,
+    *,
+    too_large: bool = False,
+    reused: bool | None = None,
+    body: bytes | None = None,
+    content_type: str = "text/plain",
 ) -> bytes:
     """Build the complete response for one request.
 
@@ -268,6 +336,8 @@ def build_response(
         too_large: the head exceeded the limit (answered with 431).
         reused: whether the TLS session was resumed; sent as ``X-Session-Reused``
             so a client can see the server's side of it. ``None`` omits the header.
+        body: the body of a 200 answer instead of ``worker <pid>``.
+        content_type: the ``Content-Type`` of ``body``.
 
     Returns:
         Status line, headers and body, ready to send. The connection always closes
@@ -275,24 +345,83 @@ def build_response(
     """
     version = request.version if request is not None else "HTTP/1.1"
     if too_large:
-        status, body = "431 Request Header Fields Too Large", b"request header too large\n"
+        status, payload = "431 Request Header Fields Too Large", b"request header too large\n"
     elif request is None:
-        status, body = "400 Bad Request", b"bad request\n"
+        status, payload = "400 Bad Request", b"bad request\n"
     else:
-        status, body = "200 OK", f"worker {pid}\n".encode("ascii")
+        status = "200 OK"
+        payload = f"worker {pid}\n".encode("ascii") if body is None else body
+    custom = body is not None and status == "200 OK"
     headers = [
         f"{version} {status}",
-        "Content-Type: text/plain",
-        f"Content-Length: {len(body)}",
+        f"Content-Type: {content_type if custom else 'text/plain'}",
+        f"Content-Length: {len(payload)}",
         "Connection: close",
         f"X-Worker: {pid}",
     ]
+    if custom:
+        headers.append("Cache-Control: no-store")  # live counters, never cached
     if reused is not None:
         headers.append(f"X-Session-Reused: {'yes' if reused else 'no'}")
     head = ("\r\n".join(headers) + "\r\n\r\n").encode("ascii")
     if request is not None and request.method == "HEAD":
         return head
-    return head + body
+    return head + payload
+
+
+def stats_payload(
+    ring: TicketKeyRing | None,
+    store: SessionStore | None,
+    *,
+    master_pid: int,
+    workers: int,
+    tickets: bool,
+    worker_pid: int | None = None,
+) -> dict[str, Any]:
+    """The JSON object served at :data:`STATS_PATH`.
+
+    Args:
+        ring: the shared key ring, or ``None`` (``--no-tickets``, ``--no-share``).
+        store: the shared session store, or ``None``.
+        master_pid: the master's pid (the regions are named after it).
+        workers: configured worker count.
+        tickets: whether workers issue tickets.
+        worker_pid: the worker answering (default: this process).
+
+    Returns:
+        ``{"server": "tlsresume serve", "version", "pid", "worker", "workers",
+        "tickets", "ring": region | None, "store": region | None}``, each region as
+        :func:`tlsresume.stats.region_report` describes it: counters are totals over
+        every worker since the server started.
+    """
+    payload: dict[str, Any] = {
+        "server": STATS_SERVER_ID,
+        "version": _package_version(),
+        "pid": master_pid,
+        "worker": os.getpid() if worker_pid is None else worker_pid,
+        "workers": workers,
+        "tickets": tickets,
+        "ring": None,
+        "store": None,
+    }
+    if ring is not None or store is not None:
+        from tlsresume.stats import region_report
+
+        if ring is not None:
+            payload["ring"] = region_report("ring", ring)
+        if store is not None:
+            payload["store"] = region_report("store", store)
+    return payload
+
+
+def _package_version() -> str | None:
+    """tlsresume's version, without importing the core (``--no-share`` needs none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tlsresume")
+    except PackageNotFoundError:
+        return None
 
 
 def _find_head_end(buf: bytes | bytearray) -> int:
@@ -308,12 +437,16 @@ def _find_head_end(buf: bytes | bytearray) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def build_server_context(config: ServerConfig, ring: TicketKeyRing | None) -> ssl.SSLContext:
+def build_server_context(
+    config: ServerConfig, ring: TicketKeyRing | None, store: SessionStore | None = None
+) -> ssl.SSLContext:
     """The context one worker builds for itself, as real pre-fork servers do.
 
     Args:
-        config: certificate, ciphers and version limits.
-        ring: the shared key ring to install, or ``None`` for the baseline.
+        config: certificate, ciphers, version limits and ``tickets``.
+        ring: the shared key ring to install, or ``None``.
+        store: the shared session store to install, or ``None``. Both ``None`` is
+            the baseline.
 
     Returns:
         A fresh server-side context.
@@ -329,10 +462,14 @@ def build_server_context(config: ServerConfig, ring: TicketKeyRing | None) -> ss
         ctx.set_ciphers(config.ciphers)
     if config.tls_max:
         ctx.maximum_version = _TLS_VERSIONS[config.tls_max]
-    if ring is not None:
+    if not config.tickets:
+        # TLS 1.2: no tickets at all; TLS 1.3: stateful tickets (IDs into the cache).
+        ctx.options |= ssl.OP_NO_TICKET
+        ring = None  # install() refuses keys on a context that issues no tickets
+    if ring is not None or store is not None:
         import tlsresume
 
-        tlsresume.install(ctx, ring)
+        tlsresume.install(ctx, ring, session_cache=store)
     return ctx
 
 
@@ -402,8 +539,21 @@ def _close_notify(tls: ssl.SSLSocket, linger: float) -> None:
         pass
 
 
-def _serve_connection(conn: socket.socket, ctx: ssl.SSLContext, config: ServerConfig) -> None:
-    """Handshake, read one request, answer it, close cleanly; never raises."""
+def _target_path(target: str) -> str:
+    """The path of a request target, without query or fragment."""
+    return target.split("?", 1)[0].split("#", 1)[0]
+
+
+def _serve_connection(
+    conn: socket.socket,
+    ctx: ssl.SSLContext,
+    config: ServerConfig,
+    stats: Callable[[], dict[str, Any]] | None = None,
+) -> None:
+    """Handshake, read one request, answer it, close cleanly; never raises.
+
+    ``stats`` makes the JSON answered at :data:`STATS_PATH`.
+    """
     tls: ssl.SSLSocket | None = None
     try:
         conn.settimeout(config.handshake_timeout)
@@ -413,8 +563,23 @@ def _serve_connection(conn: socket.socket, ctx: ssl.SSLContext, config: ServerCo
         head, too_large = _read_head(tls, config.max_header_bytes)
         if head or too_large:
             request = parse_request_head(head)
+            body = None
+            if (
+                stats is not None
+                and request is not None
+                and not too_large
+                and _target_path(request.target) == STATS_PATH
+            ):
+                body = (json.dumps(stats(), indent=2) + "\n").encode("utf-8")
             tls.sendall(
-                build_response(request, os.getpid(), too_large=too_large, reused=tls.session_reused)
+                build_response(
+                    request,
+                    os.getpid(),
+                    too_large=too_large,
+                    reused=tls.session_reused,
+                    body=body,
+                    content_type="application/json",
+                )
             )
         _close_notify(tls, config.shutdown_timeout)
     except Exception as exc:  # one bad client must never take a worker down
@@ -487,6 +652,8 @@ def _worker_main(
     sock: socket.socket,
     config: ServerConfig,
     ring: TicketKeyRing | None,
+    store: SessionStore | None,
+    master_pid: int,
     death_fd: int,
     ready_fd: int,
 ) -> int:
@@ -502,11 +669,23 @@ def _worker_main(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     pool: _ConnectionPool | None = None
     try:
-        ctx = build_server_context(config, ring)
+        ctx = build_server_context(config, ring, store)
+
+        def stats() -> dict[str, Any]:
+            return stats_payload(
+                ring,
+                store,
+                master_pid=master_pid,
+                workers=config.workers,
+                tickets=config.tickets,
+            )
+
         threading.Thread(
             target=_watch_master, args=(death_fd,), name="watch-master", daemon=True
         ).start()
-        pool = _ConnectionPool(config.threads, lambda conn: _serve_connection(conn, ctx, config))
+        pool = _ConnectionPool(
+            config.threads, lambda conn: _serve_connection(conn, ctx, config, stats)
+        )
         # Tell the master we are ready; one short line is an atomic pipe write.
         try:
             os.write(ready_fd, f"{os.getpid()}\n".encode("ascii"))
@@ -537,7 +716,8 @@ def _spawned_worker(spec_json: str) -> int:
     """Entry point of a ``--spawn`` worker (a fresh interpreter).
 
     Args:
-        spec_json: JSON with the config, the inherited fds and the ring name.
+        spec_json: JSON with the config, the inherited fds, the master's pid and
+            the names of the ring and store.
 
     Returns:
         The exit status.
@@ -546,12 +726,18 @@ def _spawned_worker(spec_json: str) -> int:
     config = ServerConfig(**spec["config"])
     logging.basicConfig(level=config.log_level, format=_LOG_FORMAT)
     ring: TicketKeyRing | None = None
-    if spec["ring"] is not None:
+    store: SessionStore | None = None
+    if spec["ring"] is not None or spec["store"] is not None:
         import tlsresume
 
-        ring = tlsresume.TicketKeyRing.attach(spec["ring"])
+        if spec["ring"] is not None:
+            ring = tlsresume.TicketKeyRing.attach(spec["ring"])
+        if spec["store"] is not None:
+            store = tlsresume.SessionStore.attach(spec["store"])
     sock = socket.socket(fileno=spec["listen_fd"])
-    return _worker_main(sock, config, ring, spec["death_fd"], spec["ready_fd"])
+    return _worker_main(
+        sock, config, ring, store, spec["master_pid"], spec["death_fd"], spec["ready_fd"]
+    )
 
 
 _LOG_FORMAT = "%(asctime)s tlsresume[%(process)d] %(levelname)s %(message)s"
@@ -610,15 +796,16 @@ def _url(sock: socket.socket) -> str:
 
 
 class _Master:
-    """Owns the socket, the ring, the worker processes and their lifecycle."""
+    """Owns the socket, the ring and store, the worker processes and their lifecycle."""
 
     def __init__(self, config: ServerConfig, out: TextIO) -> None:
         self.config = config
         self.out = out
         self.workers: dict[int, _WorkerProc] = {}
+        self.master_pid = os.getpid()
         self.sock: socket.socket | None = None
         self.ring: TicketKeyRing | None = None
-        self.ring_name: str | None = None
+        self.store: SessionStore | None = None
         self.cert_dir: Any = None
         self.stop_signal: int | None = None
         self.respawns: list[float] = []
@@ -630,7 +817,8 @@ class _Master:
     # -- start --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Make the certificate, socket, ring and workers; wait until all are ready.
+        """Make the certificate, socket, ring, store and workers; wait until all are
+        ready.
 
         Raises:
             ServeError: a worker died before it was ready.
@@ -653,17 +841,8 @@ class _Master:
         build_server_context(config, None)
 
         self.sock = _bind(config.host, config.port, config.backlog)
-        if config.share:
-            import tlsresume
-
-            kwargs: dict[str, Any] = {}
-            if config.rotate is not None:
-                kwargs["rotation_period"] = config.rotate
-            if config.spawn:
-                self.ring_name = f"tlsresume-serve-{os.getpid()}-{secrets.token_hex(4)}"
-            # Made BEFORE any worker exists: forked workers inherit the mapping,
-            # spawned ones attach to it by name.
-            self.ring = tlsresume.TicketKeyRing(name=self.ring_name, **kwargs)
+        if config.share and (config.tickets or config.session_cache is not None):
+            self._make_regions()
 
         self._death_r, self._death_w = os.pipe()
         self._ready_r, self._ready_w = os.pipe()
@@ -675,11 +854,44 @@ class _Master:
         os.set_blocking(self._ready_r, False)
 
         pids = ",".join(str(pid) for pid in self.workers)
-        sharing = "off" if self.ring is None else (self.ring_name or "fork-ring")
+        ring = self.ring.name if self.ring is not None else "none"
+        store = self.store.name if self.store is not None else "none"
         self.say(
             f"listening on {_url(self.sock)} workers={len(self.workers)} "
-            f"mode={'spawn' if config.spawn else 'fork'} sharing={sharing} pids={pids}"
+            f"mode={'spawn' if config.spawn else 'fork'} "
+            f"sharing={'on' if config.share else 'off'} ring={ring} store={store} "
+            f"tickets={'on' if config.tickets else 'off'} pids={pids}"
         )
+
+    def _make_regions(self) -> None:
+        """Make the named ring and store, BEFORE any worker exists: forked workers
+        inherit the mappings, spawned ones attach by name, ``tlsresume stats``
+        attaches from anywhere."""
+        import tlsresume
+        from tlsresume.stats import KINDS, region_path
+
+        config = self.config
+        name = f"serve-{os.getpid()}"
+        if any(os.path.exists(region_path(kind, name)) for kind in KINDS):
+            # No live process has our pid, so these are an earlier server's, killed
+            # before it could remove them. Leave them alone (they may be someone's
+            # evidence) and take a fresh name.
+            fresh = f"{name}-{secrets.token_hex(3)}"
+            self.say(
+                f"/dev/shm holds tlsresume regions named {name} left by an earlier server "
+                f"with this pid; using {fresh} (remove the old ones with "
+                f"rm /dev/shm/tlsresume.*.{name})"
+            )
+            name = fresh
+        if config.tickets:
+            kwargs: dict[str, Any] = {}
+            if config.rotate is not None:
+                kwargs["rotation_period"] = config.rotate
+            self.ring = tlsresume.TicketKeyRing(name=name, **kwargs)
+        if config.session_cache is not None:
+            self.store = tlsresume.SessionStore(
+                config.session_cache, name=name, single_use=config.single_use
+            )
 
     def _start_worker(self) -> int:
         if self.config.spawn:
@@ -700,7 +912,15 @@ class _Master:
             try:
                 os.close(self._death_w)
                 os.close(self._ready_r)
-                code = _worker_main(self.sock, self.config, self.ring, self._death_r, self._ready_w)
+                code = _worker_main(
+                    self.sock,
+                    self.config,
+                    self.ring,
+                    self.store,
+                    self.master_pid,
+                    self._death_r,
+                    self._ready_w,
+                )
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -718,7 +938,9 @@ class _Master:
             "listen_fd": self.sock.fileno(),
             "death_fd": self._death_r,
             "ready_fd": self._ready_w,
-            "ring": self.ring_name,
+            "master_pid": self.master_pid,
+            "ring": self.ring.name if self.ring is not None else None,
+            "store": self.store.name if self.store is not None else None,
         }
         sys.stdout.flush()
         sys.stderr.flush()
@@ -834,21 +1056,24 @@ class _Master:
         self._death_r = self._death_w = self._ready_r = self._ready_w = -1
         if self.sock is not None:
             self.sock.close()
-        if self.ring is not None:
+        # Counters first (the workers are gone, so they are final), then the names.
+        for kind, region in (("ring", self.ring), ("store", self.store)):
+            if region is None:
+                continue
             try:
-                stats = self.ring.stats()
-                self.say("ring stats: " + " ".join(f"{k}={v}" for k, v in stats.items()))
+                stats = region.stats()
+                self.say(f"{kind} stats: " + " ".join(f"{k}={v}" for k, v in stats.items()))
             except Exception as exc:  # stats are informative; never block shutdown
-                log.debug("could not read ring stats: %s", exc)
-            if self.ring_name is not None:
-                try:
-                    self.ring.unlink()
-                except Exception as exc:
-                    self.say(f"could not remove the named ring {self.ring_name}: {exc}")
+                log.debug("could not read %s stats: %s", kind, exc)
             try:
-                self.ring.close()
+                region.unlink()
             except Exception as exc:
-                log.debug("could not close the ring: %s", exc)
+                self.say(f"could not remove the {kind} named {region.name}: {exc}")
+            try:
+                region.close()
+            except Exception as exc:
+                log.debug("could not close the %s: %s", kind, exc)
+        self.ring = self.store = None
         if self.cert_dir is not None:
             self.cert_dir.cleanup()
 
