@@ -276,9 +276,16 @@ static int ns_disabled(tlsr_client_cache *c, const char *ns)
     return 0;
 }
 
+static int same_profile(const cc_sess *a, const cc_sess *b)
+{
+    return a->level == b->level && memcmp(&a->fp, &b->fp, sizeof a->fp) == 0;
+}
+
 /* Put *s (whose reference the cache takes) as the newest session of its server.
- * A TLS 1.2 session replaces the server's sessions; a TLS 1.3 ticket replaces
- * TLS 1.2 ones and pushes out the oldest ticket when the server is full.
+ * A TLS 1.2 session replaces the sessions made under the same profile (level and
+ * fingerprints); a TLS 1.3 ticket replaces TLS 1.2 sessions of its profile. The
+ * oldest session goes when the server holds tickets_per_host. Sessions of other
+ * profiles (contexts sharing the cache with other trust) are left alone.
  * O(tickets_per_host), plus evicting one server. Returns 0 (and takes nothing)
  * when the namespace is disabled or memory ran out. */
 static int store_locked(tlsr_client_cache *c, const char *ns, const char *host, int port,
@@ -300,7 +307,7 @@ static int store_locked(tlsr_client_cache *c, const char *ns, const char *host, 
     for (i = 0; i < e->nsess;) {
         if (e->sess[i].sess == s->sess) {          /* already held: keep one */
             sess_drop(c, e, i, -1);
-        } else if (!s->single_use || !e->sess[i].single_use) {
+        } else if ((!s->single_use || !e->sess[i].single_use) && same_profile(s, &e->sess[i])) {
             sess_drop(c, e, i, TLSR_CC_REPLACED);
         } else {
             i++;
