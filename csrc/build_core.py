@@ -36,8 +36,17 @@ def _cdef() -> str:
     return re.sub(r"/\*.*?\*/", "", block, flags=re.S)
 
 
+# Functions the C core calls back into Python (cffi takes the GIL around them).
+# Not in a header: `extern "Python"` is cffi syntax, not C.
+PYTHON_CALLBACKS = """
+extern "Python" int tlsr_py_remote_get(void *, const uint8_t *, size_t, uint8_t *, size_t);
+extern "Python" void tlsr_py_remote_put(void *, const uint8_t *, size_t, const uint8_t *,
+                                        size_t, int64_t);
+extern "Python" void tlsr_py_remote_remove(void *, const uint8_t *, size_t);
+"""
+
 ffibuilder = FFI()
-ffibuilder.cdef(_cdef())
+ffibuilder.cdef(_cdef() + PYTHON_CALLBACKS)
 ffibuilder.set_source(
     "tlsresume._core",
     "\n".join(f'#include "{h}"' for h in HEADERS),

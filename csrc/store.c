@@ -85,6 +85,11 @@ struct tlsr_store {
     int reinitialised;
     pthread_mutex_t local_lock;
     local_entry *local;
+    /* remote tier (process-local) */
+    tlsr_remote_get_fn remote_get;
+    tlsr_remote_put_fn remote_put;
+    tlsr_remote_remove_fn remote_remove;
+    void *remote_ctx;
 };
 
 /* ---- geometry -------------------------------------------------------------- */
@@ -825,6 +830,16 @@ int tlsr_store_clear(tlsr_store *st)
     return 0;
 }
 
+int tlsr_store_set_remote(tlsr_store *st, tlsr_remote_get_fn get, tlsr_remote_put_fn put,
+                          tlsr_remote_remove_fn remove, void *ctx)
+{
+    st->remote_get = get;
+    st->remote_put = put;
+    st->remote_remove = remove;
+    st->remote_ctx = ctx;
+    return 0;
+}
+
 int tlsr_store_get_meta(tlsr_store *st, tlsr_store_meta *out)
 {
     store_shm *s = st->shm;
@@ -918,6 +933,8 @@ static int new_session_cb(SSL *s, SSL_SESSION *sess)
         put(st, id, id_len, der, (size_t)len, expires, now,
             OSSL(SSL_SESSION_get_protocol_version)(sess) == TLSR_TLS1_3_VERSION ? E_TLS13 : 0,
             timeout_for_callbacks(st));
+        if (st->remote_put != NULL)
+            st->remote_put(st->remote_ctx, id, id_len, der, (size_t)len, expires);
     } else {
         count(st->shm, TLSR_SC_ERRORS);
     }
@@ -981,6 +998,27 @@ static void local_put(tlsr_store *st, const uint8_t *id, size_t id_len, const ge
         OSSL(SSL_SESSION_free)(old);
 }
 
+/* Store locally a session the remote tier returned, with the expiry it carries. */
+static void remote_backfill(tlsr_store *st, const uint8_t *id, size_t id_len,
+                            const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    SSL_SESSION *sess;
+    int64_t expires;
+
+    OSSL(ERR_set_mark)();
+    sess = OSSL(d2i_SSL_SESSION)(NULL, &p, (long)len);
+    OSSL(ERR_pop_to_mark)();
+    if (sess == NULL)
+        return;
+    expires = (int64_t)OSSL(SSL_SESSION_get_time)(sess) * 1000 +
+              (int64_t)OSSL(SSL_SESSION_get_timeout)(sess) * 1000;
+    put(st, id, id_len, der, len, expires, tlsr_now_ms(),
+        OSSL(SSL_SESSION_get_protocol_version)(sess) == TLSR_TLS1_3_VERSION ? E_TLS13 : 0,
+        timeout_for_callbacks(st));
+    OSSL(SSL_SESSION_free)(sess);
+}
+
 static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, int *copy)
 {
     tlsr_store *st = store_of_ssl(s);
@@ -1004,6 +1042,19 @@ static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, 
         return mine; /* our reference goes to OpenSSL (*copy = 0) */
     if (mine != NULL)
         OSSL(SSL_SESSION_free)(mine);
+    if (len == 0 && st->remote_get != NULL) {
+        /* Local miss: ask the remote tier (it bounds its own wait), and keep what it
+         * returns locally so the next lookup on this machine is local. The remote
+         * tier cannot honour single use across machines; it is not consulted for
+         * single-use stores. */
+        if (!(st->shm->flags & TLSR_STORE_SINGLE_USE))
+            len = st->remote_get(st->remote_ctx, id, (size_t)id_len, local, sizeof local);
+        count(st->shm, len > 0 ? TLSR_SC_REMOTE_HITS : TLSR_SC_REMOTE_MISSES);
+        if (len > 0 && (size_t)len <= sizeof local)
+            remote_backfill(st, id, (size_t)id_len, local, (size_t)len);
+        else
+            len = 0;
+    }
     if (len <= 0)
         return NULL;
     der = heap != NULL ? heap : local;
@@ -1055,8 +1106,11 @@ static void info_cb(const SSL *s, int where, int ret)
     if ((st = store_of_ssl(s)) == NULL || (sess = OSSL(SSL_get_session)(s)) == NULL)
         return;
     id = OSSL(SSL_SESSION_get_id)(sess, &id_len);
-    if (id != NULL && id_len > 0)
+    if (id != NULL && id_len > 0) {
         remove_id(st, id, id_len, timeout_for_callbacks(st));
+        if (st->remote_remove != NULL)
+            st->remote_remove(st->remote_ctx, id, id_len);
+    }
 }
 
 int tlsr_store_install_callbacks(SSL_CTX *ctx)

@@ -29,7 +29,9 @@
 #define TLSR_SC_CONSUMED 10         /* single-use tickets taken */
 #define TLSR_SC_REPAIRS 11          /* index rebuilt after a crash or corruption */
 #define TLSR_SC_LOCK_TIMEOUTS 12
-#define TLSR_STORE_NCOUNTERS 13
+#define TLSR_SC_REMOTE_HITS 13      /* local misses served by the remote tier */
+#define TLSR_SC_REMOTE_MISSES 14
+#define TLSR_STORE_NCOUNTERS 15
 
 typedef struct tlsr_store tlsr_store;
 
@@ -70,6 +72,19 @@ int tlsr_store_set_lock_timeout(tlsr_store *st, int32_t microseconds);
 int tlsr_store_verify(tlsr_store *st);
 /* Testing hook: die inside a put, leaving the lock held and a half-linked entry. */
 int tlsr_store_debug_die_in_put(tlsr_store *st, const uint8_t *id, size_t id_len);
+
+/* A second tier behind the store (Redis, ...), per process. The callbacks run
+ * inside handshakes: get on a local miss (it must bound its own wait and return
+ * the DER length copied into buf, 0 for a miss), put after a local store and
+ * remove after a fatal alert (both must not block: queue the work). ctx is passed
+ * back untouched. Passing NULL functions removes the tier. */
+typedef int (*tlsr_remote_get_fn)(void *ctx, const uint8_t *id, size_t id_len, uint8_t *buf,
+                                  size_t len);
+typedef void (*tlsr_remote_put_fn)(void *ctx, const uint8_t *id, size_t id_len,
+                                   const uint8_t *der, size_t der_len, int64_t expires_ms);
+typedef void (*tlsr_remote_remove_fn)(void *ctx, const uint8_t *id, size_t id_len);
+int tlsr_store_set_remote(tlsr_store *st, tlsr_remote_get_fn get, tlsr_remote_put_fn put,
+                          tlsr_remote_remove_fn remove, void *ctx);
 
 /* Install on a server context: new/get/remove callbacks, an info callback that
  * evicts on fatal alerts, OpenSSL's internal cache turned off. */

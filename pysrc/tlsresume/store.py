@@ -45,6 +45,8 @@ _COUNTERS = (
     ("consumed", lib.TLSR_SC_CONSUMED),
     ("repairs", lib.TLSR_SC_REPAIRS),
     ("lock_timeouts", lib.TLSR_SC_LOCK_TIMEOUTS),
+    ("remote_hits", lib.TLSR_SC_REMOTE_HITS),
+    ("remote_misses", lib.TLSR_SC_REMOTE_MISSES),
 )
 
 
@@ -218,6 +220,17 @@ class SessionStore(SharedRegion):
                                               buf, lib.TLSR_STORE_MAX_DER, int(consume),
                                               now_ms), "reading session")
         return bytes(ffi.buffer(buf, n)) if n else None
+
+    def set_remote(self, tier: Any) -> None:
+        """Put a second tier (e.g. Redis, see :mod:`tlsresume.remote`) behind this
+        store, in this process: local misses ask it, stored sessions are handed to
+        it. ``None`` removes it. Processes forked afterwards inherit it."""
+        from . import remote
+
+        if tier is None:
+            remote.detach_remote(self._handle())
+        else:
+            remote.attach_remote(self._handle(), tier)
 
     def remove(self, session_id: bytes) -> bool:
         _check_id(session_id)
