@@ -137,16 +137,34 @@ def fetch(port: int, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None 
     return sess, resumed, int(data)
 
 
+@dataclass
+class Reconnections:
+    resumed: int = 0
+    same_worker: int = 0          # reconnections that reached the session's own worker
+    cross_resumed: int = 0        # resumed on a worker other than the session's
+    pids: set[int] | None = None
+
+
+def reconnect_detail(port: int, client_ctx: ssl.SSLContext, n: int,
+                     clean_close: bool = True) -> Reconnections:
+    """Connect n+1 times, each offering the previous connection's session."""
+    session, _, last = fetch(port, client_ctx, clean_close=clean_close)
+    out = Reconnections(pids={last})
+    for _ in range(n):
+        session, was_resumed, pid = fetch(port, client_ctx, session, clean_close)
+        out.resumed += was_resumed
+        out.same_worker += pid == last
+        out.cross_resumed += was_resumed and pid != last
+        out.pids.add(pid)  # type: ignore[union-attr]
+        last = pid
+    return out
+
+
 def reconnect(port: int, client_ctx: ssl.SSLContext, n: int, clean_close: bool = True
               ) -> tuple[int, set[int]]:
     """Connect n+1 times reusing the latest session; (resumed count, worker pids)."""
-    session, _, pid = fetch(port, client_ctx, clean_close=clean_close)
-    resumed, pids = 0, {pid}
-    for _ in range(n):
-        session, was_resumed, pid = fetch(port, client_ctx, session, clean_close)
-        resumed += was_resumed
-        pids.add(pid)
-    return resumed, pids
+    r = reconnect_detail(port, client_ctx, n, clean_close)
+    return r.resumed, r.pids or set()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -158,27 +176,31 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     return predicate()
 
 
-def s_client_reconnect(port: int, n: int, cafile: str, *extra: str) -> tuple[int, set[int]]:
-    """``openssl s_client -sess_out`` once, then ``-sess_in`` n times.
-
-    Returns (reconnections that printed "Reused", worker pids seen)."""
+def s_client_reconnect(port: int, n: int, cafile: str, *extra: str) -> Reconnections:
+    """``openssl s_client -sess_out`` once, then ``-sess_in`` (and ``-sess_out`` again,
+    so each run offers the previous run's session) n times."""
     import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         sess = os.path.join(tmp, "sess.pem")
-        resumed, pids = 0, set()
+        out = Reconnections(pids=set())
+        last = None
         for i in range(n + 1):
             args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
-                    "-servername", "localhost", "-CAfile", cafile, "-ign_eof", "-sess_out", sess,
-                    *extra]
+                    "-servername", "localhost", "-CAfile", cafile, "-ign_eof",
+                    "-sess_out", sess, *extra]
             if i:
                 args += ["-sess_in", sess]
-            out = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
-                                 text=True, timeout=20).stdout
-            for line in out.splitlines():
-                if line.strip().isdigit():
-                    pids.add(int(line))
-            if i and "Reused," in out:
-                resumed += 1
-        return resumed, pids
+            text = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=20).stdout
+            pid = next((int(line) for line in text.splitlines() if line.strip().isdigit()), None)
+            if pid is not None:
+                out.pids.add(pid)  # type: ignore[union-attr]
+            if i:
+                was_resumed = "Reused," in text
+                out.resumed += was_resumed
+                out.same_worker += pid == last
+                out.cross_resumed += was_resumed and pid != last
+            last = pid
+        return out

@@ -27,6 +27,7 @@ from .inspect import session_ticket, ticket_key_name
 from .keyring import (  # noqa: I001  (binds the core: after the pure modules)
     DEFAULT_ACCEPTANCE_WINDOW,
     DEFAULT_ROTATION_PERIOD,
+    KeyRecord,
     KeyStatus,
     StaticTicketKey,
     TicketKeyRing,
@@ -48,6 +49,7 @@ __all__ = [
     "TicketKeyRing",
     "StaticTicketKey",
     "KeyStatus",
+    "KeyRecord",
     "DEFAULT_ROTATION_PERIOD",
     "DEFAULT_ACCEPTANCE_WINDOW",
     "SessionStore",

@@ -32,6 +32,7 @@ __all__ = [
     "TicketKeyRing",
     "StaticTicketKey",
     "KeyStatus",
+    "KeyRecord",
     "DEFAULT_ROTATION_PERIOD",
     "DEFAULT_ACCEPTANCE_WINDOW",
 ]
@@ -67,6 +68,17 @@ def _now_ms(now: float | None) -> int:
 
 def _check_name(name: str) -> bytes:
     return check_region_name(name, "ring")
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A key with its role and times (epoch seconds), as a ring holds it."""
+
+    key: TicketKey
+    role: str                      # "current", "next" or "retired"
+    created: float
+    activated: float | None = None
+    retired: float | None = None
 
 
 @dataclass(frozen=True)
@@ -279,19 +291,28 @@ class TicketKeyRing(SharedRegion):
             "reading key ring")
         return [out[i] for i in range(n)]
 
+    def records(self) -> list[KeyRecord]:
+        """The keys with their secrets, roles and times, retired (oldest first),
+        current, next. Handle with care; nothing else in tlsresume lets keys out."""
+        out = []
+        for info in self._key_infos(with_secrets=True):
+            n = info.secret_len
+            out.append(KeyRecord(
+                key=TicketKey(bytes(info.name), bytes(info.hmac)[:n], bytes(info.aes)[:n]),
+                role=_ROLES[info.role],
+                created=info.created_ms / 1000,
+                activated=info.activated_ms / 1000 if info.activated_ms else None,
+                retired=info.retired_ms / 1000 if info.retired_ms else None,
+            ))
+        return out
+
     def export_keys(self) -> tuple[list[TicketKey], int, int | None]:
         """The keys with their secrets: (keys oldest first, index of current, index of
-        next or None). Handle with care; nothing else in tlsresume lets keys out."""
-        keys: list[TicketKey] = []
-        current, nxt = -1, None
-        for i, info in enumerate(self._key_infos(with_secrets=True)):
-            n = info.secret_len
-            keys.append(TicketKey(bytes(info.name), bytes(info.hmac)[:n], bytes(info.aes)[:n]))
-            if info.role == lib.TLSR_KEY_CURRENT:
-                current = i
-            elif info.role == lib.TLSR_KEY_NEXT:
-                nxt = i
-        return keys, current, nxt
+        next or None)."""
+        records = self.records()
+        roles = [r.role for r in records]
+        return ([r.key for r in records], roles.index("current"),
+                roles.index("next") if "next" in roles else None)
 
     def export(self, path: str | os.PathLike[str], format: str) -> None:
         """Write the keys to ``path`` (mode 0600, atomically) in ``format``.
@@ -317,39 +338,70 @@ class TicketKeyRing(SharedRegion):
         self._load_keyset(KeySet(tuple(keys), encrypt, next), auto_rotate=auto_rotate)
 
     def _load_keyset(self, keyset: Any, *, auto_rotate: bool | None = None) -> None:
-        keys = list(keyset.keys)
-        if not keys:
-            raise ValueError("a key ring needs at least one key")
-        if len(keys) > lib.TLSR_RING_SLOTS:
-            raise ValueError(
-                f"a key ring holds at most {lib.TLSR_RING_SLOTS} keys, got {len(keys)}")
-        now = _now_ms(None)
-        infos = ffi.new("tlsr_key_info[]", len(keys))
-        for i, key in enumerate(keys):
+        now = time.time()
+        records = []
+        for i, key in enumerate(keyset.keys):
             if not isinstance(key, TicketKey):
                 raise TypeError(f"keys must be TicketKey objects, not {type(key).__name__}")
-            info = infos[i]
+            role = "current" if i == keyset.encrypt else "next" if i == keyset.next else "retired"
+            records.append(KeyRecord(key, role, now, now if role == "current" else None,
+                                     now if role == "retired" else None))
+        meta = self._meta()
+        rotating = bool(meta.flags & lib.TLSR_RING_AUTO_ROTATE) if auto_rotate is None \
+            else auto_rotate
+        # Keys given by the caller stay acceptable as long as they are in the ring,
+        # unless the ring rotates (and so expires retired keys) by itself.
+        window = meta.window_ms / 1000 if rotating else None
+        self.load_records(records, acceptance_window=window, auto_rotate=rotating)
+
+    def load_records(self, records: Sequence[KeyRecord], *,
+                     rotation_period: float | None = None,
+                     acceptance_window: float | None = None,
+                     auto_rotate: bool = False) -> None:
+        """Replace the ring's keys with ``records`` as they are (roles and times kept):
+        how a ring mirrors keys decided elsewhere (another machine, Redis).
+
+        Args:
+            records: exactly one ``current``, at most one ``next``, the rest ``retired``.
+            rotation_period: seconds (default: keep the ring's).
+            acceptance_window: seconds a retired key decrypts after its ``retired``
+                time; ``None``: retired keys never expire by time.
+            auto_rotate: let this ring rotate by itself from now on.
+
+        Raises:
+            ValueError: no current key, several, too many keys, or a bad role.
+        """
+        if not records:
+            raise ValueError("a key ring needs at least one key")
+        if len(records) > lib.TLSR_RING_SLOTS:
+            raise ValueError(
+                f"a key ring holds at most {lib.TLSR_RING_SLOTS} keys, got {len(records)}")
+        roles = [r.role for r in records]
+        if roles.count("current") != 1 or roles.count("next") > 1 or \
+                set(roles) - {"current", "next", "retired"}:
+            raise ValueError("key records need exactly one 'current', at most one 'next', "
+                             f"and otherwise 'retired'; got {roles}")
+        period = self._meta().period_ms if rotation_period is None else \
+            int(_check_periods(rotation_period, 0)[0] * 1000)
+        window = -1 if acceptance_window is None else int(acceptance_window * 1000)
+        infos = ffi.new("tlsr_key_info[]", len(records))
+        codes = {v: k for k, v in _ROLES.items()}
+        for info, rec in zip(infos, records, strict=True):
+            key = rec.key
             half = len(key.aes_key)
             ffi.memmove(info.name, key.name, 16)
             ffi.memmove(info.hmac, key.hmac_key, half)
             ffi.memmove(info.aes, key.aes_key, half)
             info.secret_len = half
-            info.created_ms = now
-            if i == keyset.encrypt:
-                info.role, info.activated_ms = lib.TLSR_KEY_CURRENT, now
-            elif i == keyset.next:
-                info.role = lib.TLSR_KEY_NEXT
-            else:
-                info.role, info.retired_ms = lib.TLSR_KEY_RETIRED, now
-        meta = self._meta()
-        flags = meta.flags if auto_rotate is None else (
-            lib.TLSR_RING_AUTO_ROTATE if auto_rotate else 0)
-        # Keys given by the caller stay acceptable as long as they are in the ring.
-        window = meta.window_ms if flags & lib.TLSR_RING_AUTO_ROTATE else -1
+            info.role = codes[rec.role]
+            info.created_ms = int(rec.created * 1000)
+            info.activated_ms = int((rec.activated or 0) * 1000)
+            info.retired_ms = int((rec.retired or 0) * 1000)
+        flags = lib.TLSR_RING_AUTO_ROTATE if auto_rotate else 0
         try:
-            _binding.check(lib.tlsr_ring_set_keys(self._handle(), infos, len(keys),
-                                                  meta.period_ms, window, flags,
-                                                  _LOCK_TIMEOUT_MS), "loading keys")
+            _binding.check(lib.tlsr_ring_set_keys(self._handle(), infos, len(records), period,
+                                                  window, flags, _LOCK_TIMEOUT_MS),
+                           "loading keys")
         finally:
             ffi.memmove(infos, b"\0" * ffi.sizeof(infos), ffi.sizeof(infos))
 
