@@ -54,6 +54,8 @@ typedef struct cc_host {
 struct tlsr_client_cache {
     _Atomic long refs;
     pthread_mutex_t lock;
+    struct tlsr_client_cache *next_cache;  /* registry of live caches (fork safety) */
+    struct tlsr_client_cache **prev_next;
     uint32_t max_entries;
     uint32_t tickets;
     int64_t ttl_ms;
@@ -83,6 +85,11 @@ typedef struct {
 
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 static int conn_index = -1;
+
+/* Every live cache, so that fork() can take all their locks first: a child must
+ * not inherit a cache locked by a thread that does not exist in it. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static tlsr_client_cache *registry;
 
 static void count(tlsr_client_cache *c, int which, uint64_t n)
 {
@@ -478,8 +485,27 @@ static int conn_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_
     return 1;
 }
 
+static void before_fork(void)
+{
+    tlsr_client_cache *c;
+
+    pthread_mutex_lock(&registry_lock);
+    for (c = registry; c != NULL; c = c->next_cache)
+        pthread_mutex_lock(&c->lock);
+}
+
+static void after_fork(void)
+{
+    tlsr_client_cache *c;
+
+    for (c = registry; c != NULL; c = c->next_cache)
+        pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&registry_lock);
+}
+
 static void alloc_index(void)
 {
+    pthread_atfork(before_fork, after_fork, after_fork);
     int i = OSSL(CRYPTO_get_ex_new_index)(TLSR_CRYPTO_EX_INDEX_SSL, 0, NULL, NULL,
                                           (void *)conn_dup, conn_free);
     /* Slot 0 is CPython's (SSL_set_app_data); OpenSSL never hands it out, but
@@ -634,6 +660,13 @@ tlsr_client_cache *tlsr_client_cache_new(uint32_t max_entries, uint32_t tickets_
     c->ttl_ms = -1;
     c->manual_clock = manual_clock;
     atomic_init(&c->manual_now, tlsr_now_ms());
+    pthread_mutex_lock(&registry_lock);
+    c->next_cache = registry;
+    c->prev_next = &registry;
+    if (registry != NULL)
+        registry->prev_next = &c->next_cache;
+    registry = c;
+    pthread_mutex_unlock(&registry_lock);
     return c;
 }
 
@@ -643,6 +676,11 @@ void tlsr_client_cache_release(tlsr_client_cache *c)
 
     if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
         return;
+    pthread_mutex_lock(&registry_lock);
+    *c->prev_next = c->next_cache;
+    if (c->next_cache != NULL)
+        c->next_cache->prev_next = c->prev_next;
+    pthread_mutex_unlock(&registry_lock);
     while (c->mru != NULL)
         host_free(c, c->mru, -1);
     for (i = 0; i < c->ndisabled; i++)
@@ -761,6 +799,9 @@ void tlsr_client_stats(tlsr_client_cache *c, uint64_t *out, size_t n)
 
 void tlsr_client_cache_size(tlsr_client_cache *c, size_t *servers, size_t *sessions)
 {
+    *servers = *sessions = 0;
+    if (c == NULL)
+        return;
     pthread_mutex_lock(&c->lock);
     *servers = c->nhosts;
     *sessions = c->nsessions;

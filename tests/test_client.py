@@ -727,3 +727,51 @@ def test_attach_converts_a_plain_context(leaf: trustme.LeafCert, ca: trustme.CA)
     assert pair(ctx, server).resumed and cache.sessions()[0].namespace == "lib"
     with pytest.raises(TypeError):
         cache.attach(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.filterwarnings("ignore:This process.*multi-threaded:DeprecationWarning")
+def test_forked_child_uses_the_inherited_cache(leaf: trustme.LeafCert, ca: trustme.CA
+                                               ) -> None:
+    """A child forked while other threads use the cache inherits it unlocked and
+    resumes from it; the parent carries on."""
+    server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
+    ctx = verifying(cache, ca)
+    pair(ctx, server)
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            pair(ctx, server, "b.test")
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        pids = []
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:  # child: must neither deadlock nor miss the session
+                code = 1
+                try:
+                    code = 0 if pair(ctx, server).resumed else 2
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        codes = []
+        deadline = time.monotonic() + 20
+        for pid in pids:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    codes.append(os.waitstatus_to_exitcode(status))
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    codes.append(-9)
+                    break
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert codes == [0] * 5
+    assert pair(ctx, server).resumed
