@@ -873,10 +873,16 @@ class ClientContext(ssl.SSLContext):
 
     def load_verify_locations(self, cafile: Any = None, capath: Any = None,
                               cadata: Any = None) -> None:
+        # urllib3 and requests call this on every connection with the same file;
+        # only a real change of the store (or a new CA path) costs a recomputation.
+        before = self.cert_store_stats()
         super().load_verify_locations(cafile, capath, cadata)
+        paths = self._tlsr_trust_paths
         if capath is not None:
-            self._tlsr_trust_paths = self._tlsr_trust_paths | {os.fsdecode(capath)}
-        self._tlsr_changed()
+            paths = paths | {os.fsdecode(capath)}
+        if paths != self._tlsr_trust_paths or self.cert_store_stats() != before:
+            self._tlsr_trust_paths = paths
+            self._tlsr_changed()
 
     def set_default_verify_paths(self) -> None:
         super().set_default_verify_paths()
