@@ -1,0 +1,107 @@
+"""Metrics export: the counters of key rings, session stores and client caches.
+
+``snapshot()`` gathers them as a plain dict; ``render_prometheus()`` turns that into
+Prometheus text exposition format without needing ``prometheus_client``; and
+:class:`Collector` plugs the same figures into a ``prometheus_client`` registry::
+
+    from prometheus_client import REGISTRY
+    REGISTRY.register(tlsresume.metrics.Collector(rings={"web": ring}, stores={"web": store}))
+
+Rings and stores live in shared memory, so any process that holds or attaches one
+reports the totals of all processes using it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+__all__ = ["snapshot", "render_prometheus", "Collector", "GAUGES"]
+
+
+class HasStats(Protocol):
+    def stats(self) -> Mapping[str, int]: ...
+
+
+# Figures that go up and down (everything else only counts up).
+GAUGES = frozenset({
+    "keys", "generation", "entries", "used_slots", "capacity", "size_bytes", "file_reloads",
+    "last_sync_age", "sessions", "max_entries",
+})
+
+_HELP = {
+    "ring": "tlsresume session-ticket key ring",
+    "store": "tlsresume shared server session store",
+    "client": "tlsresume client session cache",
+}
+
+
+def snapshot(rings: Mapping[str, HasStats] | None = None,
+             stores: Mapping[str, HasStats] | None = None,
+             client_caches: Mapping[str, HasStats] | None = None) -> dict[str, Any]:
+    """``{"ring": {name: stats}, "store": {...}, "client": {...}}`` for the given
+    objects (each mapped from a label of your choosing to the object)."""
+    out: dict[str, Any] = {}
+    for kind, objects in (("ring", rings), ("store", stores), ("client", client_caches)):
+        if objects:
+            out[kind] = {name: dict(obj.stats()) for name, obj in objects.items()}
+    return out
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _families(snap: Mapping[str, Any]) -> Iterator[tuple[str, str, str, list[tuple[str, int]]]]:
+    """(metric name, type, help, [(label value, number)]) per figure, in a stable order."""
+    for kind in ("ring", "store", "client"):
+        per_name = snap.get(kind) or {}
+        figures = sorted({f for stats in per_name.values() for f in stats})
+        for figure in figures:
+            samples = [(name, int(stats[figure])) for name, stats in sorted(per_name.items())
+                       if figure in stats and isinstance(stats[figure], (int, float))]
+            if not samples:
+                continue
+            gauge = figure in GAUGES
+            metric = f"tlsresume_{kind}_{figure}" + ("" if gauge else "_total")
+            yield metric, "gauge" if gauge else "counter", \
+                f"{_HELP[kind]}: {figure.replace('_', ' ')}", samples
+
+
+def render_prometheus(snap: Mapping[str, Any]) -> str:
+    """Prometheus text exposition format (version 0.0.4) of a :func:`snapshot`."""
+    lines: list[str] = []
+    for metric, kind, help_text, samples in _families(snap):
+        family = metric[: -len("_total")] if kind == "counter" else metric
+        lines.append(f"# HELP {family} {help_text}")
+        lines.append(f"# TYPE {family} {kind}")
+        label = metric.split("_")[1]
+        for name, value in samples:
+            lines.append(f'{metric}{{{label}="{_escape(name)}"}} {value}')
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+class Collector:
+    """A ``prometheus_client`` collector over rings, stores and client caches."""
+
+    def __init__(self, rings: Mapping[str, HasStats] | None = None,
+                 stores: Mapping[str, HasStats] | None = None,
+                 client_caches: Mapping[str, HasStats] | None = None) -> None:
+        self._sources = (rings, stores, client_caches)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        for metric, kind, help_text, samples in _families(snapshot(*self._sources)):
+            label = metric.split("_")[1]
+            if kind == "counter":
+                family: Any = CounterMetricFamily(metric[: -len("_total")], help_text,
+                                                  labels=[label])
+            else:
+                family = GaugeMetricFamily(metric, help_text, labels=[label])
+            for name, value in samples:
+                family.add_metric([name], value)
+            yield family
+
+    def describe(self) -> list[Any]:
+        return []  # figures depend on the objects' state: let the registry collect
