@@ -4,7 +4,8 @@
   subprocess, parses its listening line, and stops it (always within a bound).
 * :func:`resuming_client` reconnects n times offering the previous session and
   returns how many reconnections resumed and which workers answered.
-* :func:`https_get` does one request and returns the parsed response.
+* :func:`https_get` does one request and returns the parsed response;
+  :func:`server_stats` reads a serve's counters from its stats URL.
 
 Nothing here uses tlsresume's own client code (``tlsresume.check``), so the server
 tests do not depend on the code they are meant to cross-check.
@@ -25,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 PYSRC = ROOT / "pysrc"
@@ -172,6 +173,18 @@ class ServeProcess:
         )
 
     @property
+    def ring_name(self) -> str | None:
+        """The named key ring from the listening line (``None``: no ring)."""
+        value = self.fields.get("ring", "none")
+        return None if value == "none" else value
+
+    @property
+    def store_name(self) -> str | None:
+        """The named session store from the listening line (``None``: no store)."""
+        value = self.fields.get("store", "none")
+        return None if value == "none" else value
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}/"
@@ -284,6 +297,21 @@ def https_get(
             return Response(
                 status, headers, body, tls.session_reused, tls.version(), tls.session, clean
             )
+
+
+STATS_PATH = "/.well-known/tlsresume/stats"
+
+
+def server_stats(host: str, port: int, cafile: str | os.PathLike[str]) -> dict[str, Any]:
+    """GET a serve's stats URL (no session offered) and return the parsed JSON."""
+    import json
+
+    request = f"GET {STATS_PATH} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+    r = https_get(host, port, client_context(cafile), request=request)
+    assert r.status_line == "HTTP/1.1 200 OK", r.status_line
+    assert r.headers["content-type"] == "application/json", r.headers
+    payload: dict[str, Any] = json.loads(r.body)
+    return payload
 
 
 class ResumeStats(NamedTuple):

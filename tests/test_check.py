@@ -3,7 +3,9 @@
 The shared server must show every reconnection resumed under one ticket key name;
 the ``--no-share`` server must show several key names (one per worker) and the
 "workers do not share ticket keys" verdict. A ticketless in-process server pins the
-ticket / session-ID classification.
+ticket / session-ID classification; a ``serve --session-cache --no-tickets`` pins
+TLS 1.3 stateful tickets (which ``has_ticket`` alone would call tickets) and the
+server-side counters check reads from the stats URL.
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ import subprocess
 import time
 
 import pytest
+
 from tlsresume import check as check_module
-from tlsresume.check import CheckResult, parse_hostport, run_check, verdict
+from tlsresume.check import (
+    CheckResult,
+    parse_hostport,
+    run_check,
+    server_report,
+    ticket_kind,
+    verdict,
+)
 
 from .support import InProcessServer, ServeProcess, child_env, tlsresume_cmd
 
@@ -33,6 +43,18 @@ def shared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
 def unshared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
     """Four forked workers, each with its own ticket keys (module-wide)."""
     return serve_module("--workers", "4", "--no-share")
+
+
+@pytest.fixture(scope="module")
+def stateful(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
+    """Four workers, tickets off, one shared session store (module-wide)."""
+    return serve_module("--workers", "4", "--session-cache", "1M", "--no-tickets")
+
+
+@pytest.fixture(scope="module")
+def stateful_unshared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
+    """Four workers, tickets off, no store: each worker's cache is its own."""
+    return serve_module("--workers", "4", "--no-tickets")
 
 
 # --------------------------------------------------------------------------------------
@@ -55,7 +77,12 @@ def test_shared_server_resumes_everything_under_one_key_name(shared, server_cert
     assert len(r.workers) >= 3
     assert set(r.workers) <= {str(p) for p in shared.pids}
     assert r.ticket_lifetime_hint and r.ticket_lifetime_hint > 0
+    assert r.ticket_kind == "stateless"
     assert "resumption works" in r.verdict
+    # The server's side: the ring resumed exactly these 19 (no other client here).
+    assert r.server is not None and r.server["store"] is None
+    assert r.server["pid"] == shared.proc.pid and r.server["workers"] == 4
+    assert r.server["ring"]["during_check"]["resumed_current"] == 19
 
 
 @pytest.mark.interop
@@ -107,7 +134,84 @@ def test_ticketless_server_resumes_by_session_id(server_cert) -> None:  # type: 
     assert (r.resumed, r.by_ticket, r.by_session_id) == (4, 0, 4)
     assert r.key_names == []
     assert r.ticket_lifetime_hint is None
+    assert r.ticket_kind is None
     assert "session IDs" in r.verdict
+    assert r.server is None  # not a tlsresume serve: its "worker 0" answer is ignored
+
+
+@pytest.mark.interop
+def test_session_cache_tls12_resumes_by_session_id(stateful, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Tickets off, TLS 1.2: every reconnection resumes by session ID, and the
+    server's store counted exactly those lookups and hits."""
+    r = run_check(
+        stateful.host, stateful.port, 20, tls_version="1.2", cafile=server_cert.cafile,
+        servername="localhost",
+    )  # fmt: skip
+    assert r.errors == 0, r.attempts
+    assert (r.resumed, r.by_ticket, r.by_stateful_ticket, r.by_session_id) == (19, 0, 0, 19)
+    assert r.ticket_kind is None and r.key_names == []
+    assert len(r.workers) >= 3
+    assert r.server is not None and r.server["ring"] is None and r.server["tickets"] is False
+    during = r.server["store"]["during_check"]
+    assert (during["lookups"], during["hits"], during["misses"]) == (19, 19, 0)
+    assert "session IDs" in r.verdict and "resumption works" in r.verdict
+
+
+@pytest.mark.interop
+def test_session_cache_tls13_counts_stateful_tickets_honestly(stateful, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Tickets off, TLS 1.3: Python sees has_ticket, but the 32-byte tickets are IDs
+    into the server's store: counted as stateful tickets, with no bogus key names,
+    and matched one for one by the store's hits."""
+    r = run_check(
+        stateful.host, stateful.port, 20, tls_version="1.3", cafile=server_cert.cafile,
+        servername="localhost",
+    )  # fmt: skip
+    assert r.errors == 0, r.attempts
+    assert all(a.offered_ticket for a in r.attempts[1:])  # what has_ticket says
+    assert (r.resumed, r.by_ticket, r.by_stateful_ticket, r.by_session_id) == (19, 0, 19, 0)
+    assert r.ticket_kind == "stateful"
+    assert r.key_names == []
+    assert r.server is not None
+    during = r.server["store"]["during_check"]
+    assert (during["lookups"], during["hits"]) == (19, 19)
+    assert "stateful tickets" in r.verdict and "resumption works" in r.verdict
+
+
+@pytest.mark.interop
+def test_stateful_tickets_without_shared_cache_control(stateful_unshared, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Negative control: tickets off and no store, TLS 1.3 stateful tickets resume
+    only on their own worker; the verdict blames the unshared cache, not ticket keys."""
+    r = run_check(
+        stateful_unshared.host, stateful_unshared.port, 20, tls_version="1.3",
+        cafile=server_cert.cafile, servername="localhost",
+    )  # fmt: skip
+    assert r.errors == 0, r.attempts
+    assert r.resumed <= 5 and r.by_ticket == 0
+    assert r.ticket_kind == "stateful" and r.key_names == []
+    assert "cache is not shared" in r.verdict
+    assert r.server is not None and r.server["ring"] is None and r.server["store"] is None
+    assert "shares nothing" in r.summary()
+
+
+def test_unreadable_tickets_fall_back_to_by_ticket(stateful, server_cert, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Without the core the ticket bytes are unknown: resumptions count as tickets of
+    unknown kind, never as stateful ones the client cannot tell apart."""
+    monkeypatch.setattr(check_module, "_ticket_reader", lambda: None)
+    r = run_check(
+        stateful.host, stateful.port, 3, tls_version="1.3", cafile=server_cert.cafile,
+        servername="localhost",
+    )  # fmt: skip
+    assert (r.resumed, r.by_ticket, r.by_stateful_ticket) == (2, 2, 0)
+    assert r.ticket_kind == "unknown" and r.key_names is None
+
+
+def test_server_stats_can_be_turned_off(stateful, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """server_stats=False leaves the server's counters out (and the URL unasked)."""
+    r = run_check(
+        stateful.host, stateful.port, 2, tls_version="1.2", cafile=server_cert.cafile,
+        servername="localhost", server_stats=False,
+    )  # fmt: skip
+    assert r.resumed == 1 and r.server is None
 
 
 def test_verification_is_on_by_default(shared) -> None:  # type: ignore[no-untyped-def]
@@ -184,6 +288,24 @@ def test_cli_check_text_output(shared, server_cert) -> None:  # type: ignore[no-
     assert proc.stdout.strip().splitlines()[-1].startswith("verdict")
 
 
+def test_cli_check_shows_server_counters(stateful, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Text output names the server and its store counters next to the client's
+    counts; --json carries the same under "server"."""
+    target = f"localhost:{stateful.port}"
+    proc = _cli(target, "-n", "5", "--tls1.3", "--cafile", server_cert.cafile)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "  by ID ticket   4 (TLS 1.3 stateful tickets" in out
+    assert f"server           tlsresume serve pid {stateful.proc.pid}, 4 workers" in out
+    assert "  store          lookups 4, hits 4, misses 0," in out
+    proc = _cli(target, "-n", "5", "--tls1.2", "--cafile", server_cert.cafile, "--json")
+    data = json.loads(proc.stdout)
+    assert data["by_session_id"] == 4
+    assert data["server"]["store"]["during_check"]["hits"] == 4
+    proc = _cli(target, "-n", "2", "--cafile", server_cert.cafile, "--no-server-stats", "--json")
+    assert json.loads(proc.stdout)["server"] is None
+
+
 def test_cli_check_exit_codes(shared) -> None:  # type: ignore[no-untyped-def]
     """Bad usage exits 2; a check where no connection succeeds exits 1."""
     assert _cli("localhost:notaport").returncode == 2
@@ -225,6 +347,38 @@ def _result(**kw: object) -> CheckResult:
     return CheckResult(**base)  # type: ignore[arg-type]
 
 
+def test_ticket_kind() -> None:
+    """Up to 32 bytes is an ID (stateful), longer is a stateless ticket, None unknown."""
+    assert ticket_kind(b"\x00" * 32) == "stateful"
+    assert ticket_kind(b"\x00" * 33) == "stateless"
+    assert ticket_kind(b"\x00" * 176) == "stateless"
+    assert ticket_kind(None) == "unknown"
+
+
+def test_server_report_deltas() -> None:
+    """Counters are the change between snapshots, gauges the later value; without a
+    first snapshot, or if the region changed name (a restart), no change is claimed."""
+    before = {"ring": None, "store": {"name": "s", "stats": {"hits": 2, "entries": 5}}}
+    after = {
+        "pid": 7,
+        "workers": 4,
+        "tickets": False,
+        "ring": None,
+        "store": {
+            "name": "s",
+            "settings": {"single_use": True},
+            "stats": {"hits": 9, "entries": 6},
+        },
+    }
+    report = server_report(before, after)
+    assert report["pid"] == 7 and report["ring"] is None
+    assert report["store"]["during_check"] == {"hits": 7, "entries": 6}
+    assert report["store"]["total"] == {"hits": 9, "entries": 6}
+    assert server_report(None, after)["store"]["during_check"] is None
+    renamed = {**before, "store": {"name": "other", "stats": {"hits": 0}}}
+    assert server_report(renamed, after)["store"]["during_check"] is None
+
+
 def test_verdict_rules() -> None:
     """The verdict names the cause an operator needs, from the counts alone."""
     assert "do not share ticket keys" in verdict(
@@ -237,6 +391,13 @@ def test_verdict_rules() -> None:
     assert "no session tickets" in verdict(_result(resumed=0, key_names=[]))
     assert "could not complete" in verdict(_result(errors=20))
     assert "-n 2" in verdict(_result(n=1, possible=0))
+    assert "stateful tickets" in verdict(
+        _result(resumed=19, by_stateful_ticket=19, key_names=[], ticket_kind="stateful")
+    )
+    assert "cache is not shared" in verdict(
+        _result(resumed=0, key_names=[], ticket_kind="stateful", ticket_lifetime_hint=7200,
+                workers=["1", "2", "3"])
+    )  # fmt: skip
     assert "same worker" in verdict(
         _result(resumed=3, by_ticket=3, key_names=None, ticket_lifetime_hint=7200,
                 workers=["1", "2"])

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from tlsresume import keyfile
 from tlsresume.cli import main
 

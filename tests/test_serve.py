@@ -19,9 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tlsresume.serve import Request, build_response, parse_request_head
 
 from .support import (
+    STATS_PATH,
     InProcessServer,
     ServeProcess,
     child_env,
@@ -29,6 +31,7 @@ from .support import (
     https_get,
     pid_alive,
     resuming_client,
+    server_stats,
     tlsresume_cmd,
     wait_gone,
 )
@@ -290,8 +293,9 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no o
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="no curl binary")
 
 
-def _s_client(server: ServeProcess, cafile: str, version: str, sess: Path, flag: str) -> str:
-    """One `openssl s_client` request; returns its output (stdout + stderr)."""
+def _s_client(server: ServeProcess, cafile: str, version: str, *flags: str) -> str:
+    """One `openssl s_client` request with extra ``flags`` (e.g. ``-sess_in F``);
+    returns its output (stdout + stderr)."""
     proc = subprocess.run(
         [
             "openssl",
@@ -304,8 +308,7 @@ def _s_client(server: ServeProcess, cafile: str, version: str, sess: Path, flag:
             cafile,
             "-verify_return_error",
             f"-tls{version.replace('.', '_')}",
-            flag,
-            str(sess),
+            *flags,
             "-ign_eof",
         ],
         input=b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n",
@@ -320,12 +323,12 @@ def _s_client_runs(
 ) -> tuple[int, set[str]]:
     """-sess_out once, then -sess_in 8 times; returns (Reused count, workers)."""
     sess = tmp / f"sess-{version}.pem"
-    first = _s_client(server, cafile, version, sess, "-sess_out")
+    first = _s_client(server, cafile, version, "-sess_out", str(sess))
     assert "worker " in first, first
     assert sess.exists() and sess.stat().st_size > 0
     reused, workers = 0, set()
     for _ in range(8):
-        out = _s_client(server, cafile, version, sess, "-sess_in")
+        out = _s_client(server, cafile, version, "-sess_in", str(sess))
         assert f"TLSv{version}" in out, out
         reused += any(line.startswith("Reused,") for line in out.splitlines())
         workers.update(line.split()[1] for line in out.splitlines() if line.startswith("worker "))
@@ -436,14 +439,238 @@ def test_curl_tls12_drops_session_without_close_notify(server_cert) -> None:  # 
 
 @pytest.mark.interop
 @needs_curl
-@pytest.mark.xfail(
-    strict=True,
-    reason="curl 7.x/8.x turns TLS 1.2 tickets off (SSL_OP_NO_TICKET) and resumes by "
-    "session ID only; the key ring cannot help until workers share a session cache",
-)
-def test_curl_tls12_across_workers(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
-    """curl (TLS 1.2) resumes across workers (needs a shared session-ID cache)."""
+def test_curl_tls12_across_workers_with_session_cache(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """curl (TLS 1.2, which asks for no tickets) resumes by session ID across workers
+    through the shared session store."""
+    server = serve("--workers", "4", "--session-cache", "1M")
+    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 8)
+    assert "Newsession Ticket" not in err  # curl asked for no ticket: session IDs only
+    assert offered == 7, err
+    assert resumed == 7, err
+    assert len(set(re.findall(r"X-Worker: (\d+)", err))) >= 3, err
+    store = server_stats(server.host, server.port, server_cert.cafile)["store"]
+    assert store["stats"]["hits"] >= 7, store
+
+
+@pytest.mark.interop
+@needs_curl
+def test_curl_tls12_across_workers_without_session_cache(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Negative control: the shared key ring alone cannot help curl's TLS 1.2 session
+    IDs, so only a refetch landing on the same worker could resume."""
     server = serve("--workers", "4")
-    resumed, _offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 8)
-    assert "Newsession Ticket" not in err  # curl asked for no ticket
-    assert resumed >= 6, err
+    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 8)
+    assert offered == 7, err
+    assert resumed <= 2, err
+
+
+# --------------------------------------------------------------------------------------
+# The shared session store (--session-cache, --no-tickets, --single-use)
+# --------------------------------------------------------------------------------------
+
+
+def _s_client_chain(
+    server: ServeProcess, cafile: str, version: str, tmp: Path, reconnections: int, *flags: str
+) -> tuple[int, set[str]]:
+    """s_client once, then ``reconnections`` times, each run offering the session the
+    previous run saved (``-sess_in F -sess_out F``). Returns (Reused count, workers)."""
+    sess = tmp / f"chain-{version}.pem"
+    sess.unlink(missing_ok=True)
+    reused, workers = 0, set()
+    for i in range(reconnections + 1):
+        args = [*flags, "-sess_out", str(sess)] + (["-sess_in", str(sess)] if i else [])
+        out = _s_client(server, cafile, version, *args)
+        assert f"TLSv{version}" in out and "worker " in out, out
+        if i:
+            reused += any(line.startswith("Reused,") for line in out.splitlines())
+        workers.update(line.split()[1] for line in out.splitlines() if line.startswith("worker "))
+    return reused, workers
+
+
+@pytest.mark.interop
+@needs_openssl
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_session_cache_resumes_session_ids_across_workers(
+    serve, server_cert, tmp_path, mode
+) -> None:  # type: ignore[no-untyped-def]
+    """Tickets off, TLS 1.2: `s_client -no_ticket` resumes >= 39 of 40 reconnections by
+    session ID across >= 3 workers through the shared store."""
+    args = ["--workers", "4", "--session-cache", "1M", "--no-tickets"]
+    server = serve(*args, *(["--spawn"] if mode == "spawn" else []))
+    assert server.ring_name is None and server.store_name is not None
+    reused, workers = _s_client_chain(server, server_cert.cafile, "1.2", tmp_path, 40, "-no_ticket")
+    assert reused >= 39, (reused, workers)
+    assert len(workers) >= 3, workers
+    store = server_stats(server.host, server.port, server_cert.cafile)["store"]["stats"]
+    assert store["hits"] >= 39, store
+
+
+@pytest.mark.interop
+@needs_openssl
+@pytest.mark.parametrize("control", [["--no-tickets"], ["--no-share", "--no-tickets"]])
+def test_session_ids_without_session_cache_control(serve, server_cert, tmp_path, control) -> None:  # type: ignore[no-untyped-def]
+    """Negative control: without the store (ring only, or no tlsresume at all) the
+    same s_client resumes at most a quarter of 40 reconnections."""
+    server = serve("--workers", "4", *control)
+    assert server.store_name is None
+    reused, workers = _s_client_chain(server, server_cert.cafile, "1.2", tmp_path, 40, "-no_ticket")
+    assert reused <= 10, (reused, workers)
+    assert len(workers) >= 3, workers
+
+
+@pytest.mark.interop
+def test_tls13_stateful_tickets_resume_across_workers(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Tickets off, TLS 1.3: a Python client resumes >= 39 of 40 reconnections across
+    workers with stateful tickets (IDs into the shared store)."""
+    server = serve("--workers", "4", "--session-cache", "1M", "--no-tickets")
+    ctx = client_context(server_cert.cafile, "1.3")
+    resumed, workers = resuming_client(server.host, server.port, ctx, 40)
+    assert resumed >= 39, (resumed, workers)
+    assert len(workers) >= 3, workers
+    stats = server_stats(server.host, server.port, server_cert.cafile)
+    assert stats["ring"] is None and stats["tickets"] is False
+    assert stats["store"]["stats"]["hits"] >= 39, stats["store"]
+
+
+@pytest.mark.interop
+def test_tls13_stateful_tickets_without_session_cache_control(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """Negative control: tickets off and no store, each worker's stateful tickets
+    name sessions only it holds: at most a quarter resume."""
+    server = serve("--workers", "4", "--no-tickets")
+    ctx = client_context(server_cert.cafile, "1.3")
+    resumed, workers = resuming_client(server.host, server.port, ctx, 40)
+    assert resumed <= 10, (resumed, workers)
+    assert len(workers) >= 3, workers
+
+
+@pytest.mark.interop
+@needs_openssl
+@pytest.mark.parametrize("single_use", [True, False], ids=["single-use", "reusable"])
+def test_single_use_ticket_replay(serve, server_cert, tmp_path, single_use) -> None:  # type: ignore[no-untyped-def]
+    """--single-use: a saved TLS 1.3 stateful ticket resumes once; replaying it on
+    another worker gets a full handshake. Without it (control) the replay resumes."""
+    flags = ["--single-use"] if single_use else []
+    server = serve("--workers", "4", "--session-cache", "1M", "--no-tickets", *flags)
+    sess = tmp_path / "sess.pem"
+    cafile = server_cert.cafile
+    first = _s_client(server, cafile, "1.3", "-sess_out", str(sess))
+    assert "New, TLSv1.3" in first, first
+    use = _s_client(server, cafile, "1.3", "-sess_in", str(sess))
+    replay = _s_client(server, cafile, "1.3", "-sess_in", str(sess))
+    assert "Reused, TLSv1.3" in use, use
+    workers = [re.search(r"^worker (\d+)", out, re.M) for out in (use, replay)]
+    assert all(workers) and workers[0][1] != workers[1][1]  # type: ignore[index]
+    if single_use:
+        assert "New, TLSv1.3" in replay, replay
+    else:
+        assert "Reused, TLSv1.3" in replay, replay
+    store = server_stats(server.host, server.port, cafile)["store"]
+    assert store["settings"]["single_use"] is single_use
+    assert (store["stats"]["consumed"] >= 1) is single_use
+
+
+# --------------------------------------------------------------------------------------
+# Named regions and the stats URL
+# --------------------------------------------------------------------------------------
+
+
+def _shm(kind: str, name: str) -> Path:
+    return Path("/dev/shm") / f"tlsresume.{kind}.{name}"
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_regions_are_named_and_removed_at_shutdown(serve, mode) -> None:  # type: ignore[no-untyped-def]
+    """The ring and store are named serve-<master pid> while serving; stopping the
+    server prints both stats lines and removes both names."""
+    server = serve(
+        "--workers", "2", "--session-cache", "1M", *(["--spawn"] if mode == "spawn" else [])
+    )
+    assert server.ring_name == server.store_name == f"serve-{server.proc.pid}"
+    paths = [_shm("ring", server.ring_name), _shm("store", server.store_name)]
+    assert all(p.exists() for p in paths)
+    assert all((p.stat().st_mode & 0o777) == 0o600 for p in paths)
+    assert server.stop() == 0
+    assert not any(p.exists() for p in paths)
+    assert "ring stats: tickets_issued=" in server.stdout_text
+    assert "store stats: lookups=" in server.stdout_text
+
+
+def test_leftover_region_with_our_name_gets_a_fresh_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A region left under the master's name (an earlier server with the same pid,
+    killed) is left alone, and the server takes a fresh name and says so."""
+    import io
+
+    import tlsresume
+    from tlsresume.serve import ServerConfig, _Master
+
+    leftover = tlsresume.SessionStore("64K", name=f"serve-{os.getpid()}")
+    try:
+        out = io.StringIO()
+        master = _Master(ServerConfig(session_cache="64K"), out)
+        master._make_regions()
+        try:
+            assert master.ring is not None and master.store is not None
+            fresh = master.store.name
+            assert fresh is not None and fresh.startswith(f"serve-{os.getpid()}-")
+            assert master.ring.name == fresh
+            assert "left by an earlier server" in out.getvalue()
+        finally:
+            master.stop()
+        assert not _shm("store", fresh).exists() and not _shm("ring", fresh).exists()
+        assert _shm("store", f"serve-{os.getpid()}").exists()  # not ours to remove
+    finally:
+        leftover.unlink()
+        leftover.close()
+
+
+def test_stats_url_reports_ring_and_store(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """GET /.well-known/tlsresume/stats answers JSON with the master pid, worker count
+    and the ring and store counters, which move with resumptions."""
+    server = serve("--workers", "3", "--session-cache", "1M")
+    before = server_stats(server.host, server.port, server_cert.cafile)
+    assert before["server"] == "tlsresume serve"
+    assert before["pid"] == server.proc.pid and before["workers"] == 3
+    assert before["worker"] in server.pids and before["tickets"] is True
+    assert before["ring"]["name"] == server.ring_name
+    assert before["store"]["name"] == server.store_name
+    ctx = client_context(server_cert.cafile, "1.3")
+    resumed, _ = resuming_client(server.host, server.port, ctx, 6)
+    assert resumed == 6
+    after = server_stats(server.host, server.port, server_cert.cafile)
+    ring_before, ring_after = before["ring"]["stats"], after["ring"]["stats"]
+    assert ring_after["resumed_current"] - ring_before["resumed_current"] == 6
+    assert ring_after["tickets_issued"] > ring_before["tickets_issued"]
+
+
+def test_stats_url_without_sharing_and_head(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """With --no-share the stats URL still answers, with no ring and no store; HEAD
+    gets the headers only; a query string does not matter."""
+    server = serve("--workers", "1", "--no-share")
+    stats = server_stats(server.host, server.port, server_cert.cafile)
+    assert stats["ring"] is None and stats["store"] is None
+    ctx = client_context(server_cert.cafile)
+    head = https_get(
+        server.host, server.port, ctx, request=f"HEAD {STATS_PATH}?x=1 HTTP/1.0\r\n\r\n".encode()
+    )
+    assert head.status_line == "HTTP/1.0 200 OK" and head.body == b""
+    assert head.headers["content-type"] == "application/json"
+    assert https_get(server.host, server.port, ctx).headers["content-type"] == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--no-share", "--session-cache", "1M"], "--no-share"),
+        (["--single-use"], "--single-use needs --session-cache"),
+        (["--session-cache", "1M", "--single-use"], "--no-tickets"),
+        (["--no-tickets", "--rotate", "5"], "--rotate"),
+        (["--session-cache", "lots"], "--session-cache"),
+        (["--session-cache", "1K"], "64K"),
+    ],
+)
+def test_inconsistent_session_cache_options_are_usage_errors(args, message, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Options that would silently do nothing (or contradict) exit 2 before anything
+    is bound or forked, naming the option."""
+    from tlsresume.cli import main
+
+    assert main(["serve", "--port", "0", *args]) == 2
+    assert message in capsys.readouterr().err
