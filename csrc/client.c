@@ -635,6 +635,23 @@ int tlsr_client_offered(SSL *ssl)
     return r == NULL ? -1 : r->offered != NULL;
 }
 
+long tlsr_client_offered_ticket(SSL *ssl, uint8_t *buf, size_t len)
+{
+    const unsigned char *tick = NULL;
+    size_t n = 0;
+    cc_conn *r;
+
+    if (!tlsr_ossl.bound || conn_index <= 0 || ssl == NULL ||
+        (r = OSSL(SSL_get_ex_data)(ssl, conn_index)) == NULL || r->offered == NULL)
+        return -1;
+    OSSL(SSL_SESSION_get0_ticket)(r->offered, &tick, &n);
+    if (tick == NULL)
+        return 0;
+    if (buf != NULL)
+        memcpy(buf, tick, n < len ? n : len);
+    return (long)n;
+}
+
 /* ---- the cache object ------------------------------------------------------- */
 
 tlsr_client_cache *tlsr_client_cache_new(uint32_t max_entries, uint32_t tickets_per_host,

@@ -106,6 +106,10 @@ int tlsr_client_attach(tlsr_client_cache *c, SSL_CTX *ctx, SSL *ssl, const char 
 /* Whether tlsresume offered a session to this connection: 1, 0, or -1 if the
  * connection is not registered with a cache. */
 int tlsr_client_offered(SSL *ssl);
+/* The ticket of the session tlsresume offered to this connection, copied into buf
+ * (up to len bytes); returns its full length, 0 for a session without a ticket,
+ * -1 if no session was offered. */
+long tlsr_client_offered_ticket(SSL *ssl, uint8_t *buf, size_t len);
 
 /* Copy up to max entries, servers most recently used first and each server's
  * sessions newest first; every entry holds a session reference. Returns the

@@ -28,6 +28,7 @@ from tlsresume.client import (
     Profile,
     may_offer,
     offered,
+    offered_ticket,
     session_deadline,
     session_lifetime,
 )
@@ -99,7 +100,8 @@ class Outcome:
     resumed: bool
     offered: bool | None
     version: str | None
-    ticket: bytes  # ticket of the session the connection started with (b"": none)
+    ticket: bytes  # ticket of the client's session after the handshake (b"": none)
+    offered_ticket: bytes | None = None  # ticket of the session the cache offered
 
 
 def _pump(client: ssl.SSLObject, server: ssl.SSLObject, bios: tuple[ssl.MemoryBIO, ...]) -> None:
@@ -133,7 +135,8 @@ def pair(client_ctx: ssl.SSLContext, server: ssl.SSLContext, host: str = "localh
     _pump(client, srv, bios)
     start = client.session
     ticket = tlsresume.session_ticket(start) if start is not None else b""
-    outcome = Outcome(client.session_reused, offered(client), client.version(), ticket or b"")
+    outcome = Outcome(client.session_reused, offered(client), client.version(), ticket or b"",
+                      offered_ticket(client))
     srv.write(b"x")
     c_in.write(s_out.read())
     assert client.read(1) == b"x"
@@ -475,8 +478,9 @@ def test_tls13_tickets_are_used_once(leaf: trustme.LeafCert, ca: trustme.CA) -> 
     server.num_tickets = 0  # no new tickets from now on
     used = [pair(ctx, server) for _ in range(3)]
     assert all(o.resumed for o in used)
-    tickets = [o.ticket for o in used]
+    tickets = [o.offered_ticket for o in used]
     assert all(tickets) and len(set(tickets)) == 3
+    assert tickets == [o.ticket for o in used]  # what the resumed connections ran on
     dry = pair(ctx, server)
     assert not dry.offered and not dry.resumed
     assert cache.stats()["misses"] == 2

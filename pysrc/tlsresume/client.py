@@ -70,6 +70,7 @@ __all__ = [
     "client_context",
     "session_port",
     "offered",
+    "offered_ticket",
     "generate_cache_key",
     "read_cache_key",
     "session_lifetime",
@@ -990,11 +991,33 @@ def client_context(
     return ctx
 
 
-def offered(conn: ssl.SSLSocket | ssl.SSLObject) -> bool | None:
-    """Whether the session cache offered a session to this connection (``None``: the
-    connection is not registered with a cache)."""
+def _ssl_pointer(conn: ssl.SSLSocket | ssl.SSLObject) -> Any:
     sslobj = getattr(conn, "_sslobj", None)
     if sslobj is None:
         return None
-    rc = lib.tlsr_client_offered(ffi.cast("SSL **", id(sslobj) + _SSL_OFFSET)[0])
+    return ffi.cast("SSL **", id(sslobj) + _SSL_OFFSET)[0]
+
+
+def offered(conn: ssl.SSLSocket | ssl.SSLObject) -> bool | None:
+    """Whether the session cache offered a session to this connection (``None``: the
+    connection is not registered with a cache)."""
+    pointer = _ssl_pointer(conn)
+    if pointer is None:
+        return None
+    rc = lib.tlsr_client_offered(pointer)
     return None if rc < 0 else bool(rc)
+
+
+def offered_ticket(conn: ssl.SSLSocket | ssl.SSLObject) -> bytes | None:
+    """The ticket of the session the cache offered to this connection: ``None`` if it
+    offered none, ``b""`` for a session without a ticket (resumed by session ID).
+    Whatever the server then did (``conn.session`` is the server's answer)."""
+    pointer = _ssl_pointer(conn)
+    if pointer is None:
+        return None
+    n = lib.tlsr_client_offered_ticket(pointer, ffi.NULL, 0)
+    if n <= 0:
+        return None if n < 0 else b""
+    buf = ffi.new("uint8_t[]", n)
+    lib.tlsr_client_offered_ticket(pointer, buf, n)
+    return bytes(ffi.buffer(buf, n))
