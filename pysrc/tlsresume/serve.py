@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import os
@@ -414,6 +415,7 @@ def stats_payload(
     return payload
 
 
+@functools.lru_cache(maxsize=1)
 def _package_version() -> str | None:
     """tlsresume's version, without importing the core (``--no-share`` needs none)."""
     from importlib.metadata import PackageNotFoundError, version
