@@ -532,13 +532,19 @@ def test_chain_only_session_is_not_offered_to_a_hostname_checking_context(
 
 def test_other_trust_or_identity_is_not_offered(leaf: trustme.LeafCert, ca: trustme.CA,
                                                 other_ca: trustme.CA) -> None:
-    """Contexts trusting other CAs, or presenting another client certificate, do not
-    get each other's sessions."""
+    """Contexts trusting other CAs, verifying with other flags, or presenting another
+    client certificate, do not get each other's sessions."""
     server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
     pair(verifying(cache, ca), server)
     wider = verifying(cache, ca)
     other_ca.configure_trust(wider)
     assert not pair(wider, server).offered
+    partial = verifying(cache, ca)
+    partial.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    assert not pair(partial, server).offered
+    no_cn = verifying(cache, ca)
+    no_cn.hostname_checks_common_name = not no_cn.hostname_checks_common_name
+    assert not pair(no_cn, server).offered
     with_cert = verifying(cache, ca)
     ca.issue_cert("client@example.test").configure_cert(with_cert)
     assert not pair(with_cert, server).offered

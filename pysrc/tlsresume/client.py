@@ -125,6 +125,7 @@ _ZERO_FP = bytes(64)
 _get_verify_mode: Callable[[Any], int] = _ssl._SSLContext.__dict__["verify_mode"].__get__
 _get_verify_flags: Callable[[Any], int] = _ssl._SSLContext.__dict__["verify_flags"].__get__
 _get_check_hostname: Callable[[Any], bool] = _ssl._SSLContext.__dict__["check_hostname"].__get__
+_get_host_flags: Callable[[Any], int] = _ssl._SSLContext.__dict__["_host_flags"].__get__
 
 _FILE_MAGIC = b"TLSRCC1"
 _MAGIC_SEALED = _FILE_MAGIC + b"E"
@@ -838,12 +839,12 @@ class ClientContext(ssl.SSLContext):
 
     def _tlsr_fingerprints(self) -> Any:
         """The context's trust and identity fingerprints, recomputed only after a
-        trust or certificate load or a change of verify flags."""
-        key = (_get_verify_flags(self), self._tlsr_generation)
+        trust or certificate load or a change of verify or hostname-check flags."""
+        key = (_get_verify_flags(self), _get_host_flags(self), self._tlsr_generation)
         if self._tlsr_fp_key != key:
             fp = ffi.new("tlsr_client_fp *")
             trust = hashlib.sha256(b"tlsresume trust v1\0")
-            trust.update(key[0].to_bytes(8, "big"))
+            trust.update(key[0].to_bytes(8, "big") + key[1].to_bytes(8, "big"))
             for der in sorted(self.get_ca_certs(binary_form=True)):
                 trust.update(len(der).to_bytes(4, "big") + der)
             for path in sorted(self._tlsr_trust_paths):
