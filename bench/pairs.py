@@ -9,6 +9,7 @@ the ``ticket_cost.py`` harness.
 from __future__ import annotations
 
 import ssl
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -105,3 +106,31 @@ def id_configurations() -> dict[str, Callable[[ssl.SSLContext], None] | None]:
         tlsresume.install(ctx, session_cache=store)
 
     return {"openssl-cache": no_tickets, "tlsresume-store": shared}
+
+
+def interleaved(servers: dict[str, ssl.SSLContext], client: ssl.SSLContext, *, rounds: int,
+                pairs: int, resume: bool, baseline: str) -> dict[str, dict[str, float]]:
+    """Run every server configuration ``rounds`` times, rotating the order each round
+    so drift hits all alike; medians per configuration and the ratio to ``baseline``."""
+    samples: dict[str, list[float]] = {name: [] for name in servers}
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    resumed: dict[str, int] = {name: 0 for name in servers}
+    order = list(servers)
+    run_pairs(servers[order[0]], client, 20, resume)  # warm up
+    for r in range(rounds):
+        shift = r % len(order)
+        for name in order[shift:] + order[:shift]:
+            stats = run_pairs(servers[name], client, pairs, resume)
+            samples[name].append(stats.server_us_per_pair)
+            rates[name].append(stats.pairs_per_second)
+            resumed[name] += stats.resumed
+    base = statistics.median(samples[baseline])
+    return {
+        name: {
+            "server_us_per_pair": round(statistics.median(samples[name]), 2),
+            "ratio": round(statistics.median(samples[name]) / base, 3),
+            "pairs_per_s": round(statistics.median(rates[name])),
+            "resumed_pct": round(100 * resumed[name] / (rounds * pairs), 1),
+        }
+        for name in servers
+    }

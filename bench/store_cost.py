@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pairs import Certs, id_client, id_configurations, run_pairs  # noqa: E402
+from pairs import Certs, id_client, id_configurations, interleaved  # noqa: E402
 
 import tlsresume  # noqa: E402
 from tlsresume._binding import ffi, lib  # noqa: E402
@@ -54,23 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     for version in ("tls1.2", "tls1.3"):
         client = id_client(certs, version)
         servers = {name: certs.server(version, setup) for name, setup in configs.items()}
-        samples: dict[str, list[float]] = {name: [] for name in servers}
-        resumed: dict[str, int] = {name: 0 for name in servers}
-        order = list(servers)
-        for r in range(args.rounds):
-            for name in order[r % 2:] + order[: r % 2]:
-                stats = run_pairs(servers[name], client, args.pairs, resume=True)
-                samples[name].append(stats.server_us_per_pair)
-                resumed[name] += stats.resumed
-        base = statistics.median(samples["openssl-cache"])
-        for name in servers:
-            med = statistics.median(samples[name])
-            row = {"server_us_per_pair": round(med, 2),
-                   "ratio_vs_openssl_cache": round(med / base, 3),
-                   "resumed_pct": round(100 * resumed[name] / (args.rounds * args.pairs), 1)}
+        rows = interleaved(servers, client, rounds=args.rounds, pairs=args.pairs,
+                           resume=True, baseline="openssl-cache")
+        for name, row in rows.items():
             results[f"{version} resumed-by-id {name}"] = row
             print(f"{version} resumed-by-id {name:<16} {row['server_us_per_pair']:>8.2f} µs/pair "
-                  f"ratio {row['ratio_vs_openssl_cache']:.3f} resumed {row['resumed_pct']}%")
+                  f"ratio {row['ratio']:.3f} resumed {row['resumed_pct']}%")
     print(f"({args.rounds} rounds x {args.pairs} pairs, {time.time() - started:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

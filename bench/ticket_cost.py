@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pairs import Certs, configurations, run_pairs  # noqa: E402
+from pairs import Certs, configurations, interleaved  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,31 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         client = certs.client(version)
         servers = {name: certs.server(version, setup) for name, setup in configs.items()}
         for mode in ("full", "resumed"):
-            samples: dict[str, list[float]] = {name: [] for name in servers}
-            rates: dict[str, list[float]] = {name: [] for name in servers}
-            resumed_ok: dict[str, int] = {name: 0 for name in servers}
-            order = list(servers)
-            run_pairs(servers[order[0]], client, 20, mode == "resumed")  # warm up
-            for r in range(args.rounds):
-                for name in order[r % len(order):] + order[: r % len(order)]:
-                    stats = run_pairs(servers[name], client, args.pairs, mode == "resumed")
-                    samples[name].append(stats.server_us_per_pair)
-                    rates[name].append(stats.pairs_per_second)
-                    resumed_ok[name] += stats.resumed
-            base = statistics.median(samples["openssl-builtin"])
-            for name in servers:
-                med = statistics.median(samples[name])
-                key = f"{version} {mode} {name}"
-                results[key] = {
-                    "server_us_per_pair": round(med, 2),
-                    "ratio_vs_builtin": round(med / base, 3),
-                    "pairs_per_s": round(statistics.median(rates[name])),
-                    "resumed_pct": round(100 * resumed_ok[name] / (args.rounds * args.pairs), 1),
-                }
+            rows = interleaved(servers, client, rounds=args.rounds, pairs=args.pairs,
+                               resume=mode == "resumed", baseline="openssl-builtin")
+            for name, row in rows.items():
+                results[f"{version} {mode} {name}"] = row
     width = max(len(k) for k in results)
     print(f"{'configuration':<{width}}  server µs/pair  ratio  pairs/s  resumed%")
     for key, row in results.items():
-        print(f"{key:<{width}}  {row['server_us_per_pair']:>14.2f}  {row['ratio_vs_builtin']:>5.3f}"
+        print(f"{key:<{width}}  {row['server_us_per_pair']:>14.2f}  {row['ratio']:>5.3f}"
               f"  {row['pairs_per_s']:>7}  {row['resumed_pct']:>8}")
     print(f"({args.rounds} rounds x {args.pairs} pairs, {time.time() - started:.0f} s)")
     if args.json:

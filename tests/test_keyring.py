@@ -33,11 +33,6 @@ VERSIONS = pytest.mark.parametrize("version", [TLS12, TLS13], ids=["tls1.2", "tl
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def cert(ca: trustme.CA) -> trustme.LeafCert:
     return ca.issue_cert("localhost")
 

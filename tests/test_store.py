@@ -27,11 +27,6 @@ TLS13 = ssl.TLSVersion.TLSv1_3
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def cert(ca: trustme.CA) -> trustme.LeafCert:
     return ca.issue_cert("localhost")
 
