@@ -880,6 +880,7 @@ int tlsr_client_cache_insert(tlsr_client_cache *c, const tlsr_client_entry *e,
 {
     const unsigned char *p = der;
     SSL_SESSION *sess;
+    int64_t ttl_ms;
     cc_sess s;
     int ok;
 
@@ -889,7 +890,10 @@ int tlsr_client_cache_insert(tlsr_client_cache *c, const tlsr_client_entry *e,
         e->level > TLSR_VERIFY_HOSTNAME)
         return -TLSR_E_ARG;
     saw_now(c, now_ms);
-    if (now_ms >= tlsr_client_deadline(e->stored_ms, e->expires_ms, c->ttl_ms))
+    pthread_mutex_lock(&c->lock);
+    ttl_ms = c->ttl_ms;
+    pthread_mutex_unlock(&c->lock);
+    if (now_ms >= tlsr_client_deadline(e->stored_ms, e->expires_ms, ttl_ms))
         return 0;
     sess = OSSL(d2i_SSL_SESSION)(NULL, &p, (long)len);
     if (sess == NULL) {
