@@ -54,6 +54,7 @@ typedef void (*tlsr_ex_free)(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int id
 #define TLSR_SSL_CB_WRITE 0x08
 #define TLSR_SSL_CB_ALERT 0x4000
 #define TLSR_SSL_CB_HANDSHAKE_DONE 0x20
+#define TLSR_SSL_OP_NO_TICKET ((uint64_t)1 << 14)
 #define TLSR_SSL_SENT_SHUTDOWN 1
 #define TLSR_SSL_RECEIVED_SHUTDOWN 2
 #define TLSR_TLSEXT_NAMETYPE_host_name 0
@@ -122,6 +123,7 @@ typedef void (*tlsr_ex_free)(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int id
     S(int, SSL_set_ex_data, (SSL *s, int idx, void *data))                           \
     S(SSL_SESSION *, SSL_get_session, (const SSL *s))                                \
     S(int, SSL_get_shutdown, (const SSL *s))                                         \
+    S(uint64_t, SSL_get_options, (const SSL *s))                                     \
     S(int, SSL_is_server, (const SSL *s))                                            \
     S(int, SSL_get_verify_mode, (const SSL *s))                                      \
     S(long, SSL_get_verify_result, (const SSL *s))                                   \
@@ -142,7 +144,10 @@ typedef void (*tlsr_ex_free)(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int id
     S(void, SSL_set_shutdown, (SSL *s, int mode))                                    \
     S(int, SSL_is_init_finished, (const SSL *s))                                     \
     S(void *, SSL_CTX_get0_certificate, (const SSL_CTX *ctx))                        \
-    L(int, i2d_X509, (const void *x509, unsigned char **pp))
+    L(int, i2d_X509, (const void *x509, unsigned char **pp))                         \
+    S(int, SSL_set_fd, (SSL *s, int fd))                                             \
+    S(int, SSL_connect, (SSL *s))                                                    \
+    S(int, SSL_write, (SSL *s, const void *buf, int num))
 
 #define TLSR_FIELD(ret, name, args) ret(*name) args;
 struct tlsr_ossl_table {

@@ -912,6 +912,12 @@ static int new_session_cb(SSL *s, SSL_SESSION *sess)
 
     if (st == NULL)
         return 0;
+    /* A TLS 1.3 session on a connection with tickets on travels in a stateless
+     * ticket and is never looked up by ID: storing it would only push out
+     * entries that are (TLS 1.2 session IDs, stateful tickets). */
+    if (OSSL(SSL_version)(s) == TLSR_TLS1_3_VERSION &&
+        !(OSSL(SSL_get_options)(s) & TLSR_SSL_OP_NO_TICKET))
+        return 0;
     id = OSSL(SSL_SESSION_get_id)(sess, &id_len);
     len = OSSL(i2d_SSL_SESSION)(sess, NULL);
     if (id == NULL || id_len == 0 || len <= 0) {

@@ -66,3 +66,21 @@ def test_label_values_are_escaped() -> None:
 def test_empty_snapshot_renders_nothing() -> None:
     """No sources, no lines (and no parse errors)."""
     assert metrics.render_prometheus(metrics.snapshot()) == ""
+
+
+def test_stats_command_prints_prometheus_text() -> None:
+    """`tlsresume stats NAME --prometheus` prints parseable text for a named region."""
+    import subprocess
+    import sys
+    import uuid
+
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    with tlsresume.TicketKeyRing(name=name) as ring:
+        ring.rotate()
+        try:
+            out = subprocess.run([sys.executable, "-m", "tlsresume", "stats", name, "--prometheus"],
+                                 capture_output=True, text=True, timeout=60)
+        finally:
+            ring.unlink()
+    assert out.returncode == 0, out.stderr
+    assert samples(out.stdout)[("tlsresume_ring_rotations_total", name)] == 1

@@ -347,3 +347,17 @@ def test_install_needs_something(cert) -> None:
     """install() with neither keys nor a session cache is a TypeError."""
     with pytest.raises(TypeError, match="needs ticket keys, a session_cache"):
         tlsresume.install(server_context(cert))
+
+
+def test_tls13_with_tickets_on_does_not_fill_the_store(cert, ca) -> None:
+    """TLS 1.3 sessions that travel in stateless tickets are not stored (never looked
+    up by ID); with tickets off they are (stateful tickets)."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client)
+    with tlsresume.TicketKeyRing() as ring, SessionStore("1M") as store:
+        ctx = tlsresume.install(server_context(cert, None, TLS13), ring, session_cache=store)
+        session, _ = memory_pair(ctx, client)
+        assert memory_pair(ctx, client, session)[1]
+        assert store.stats()["stores"] == 0
+        memory_pair(no_ticket_server(cert, TLS13, store), client)
+        assert store.stats()["stores"] >= 1

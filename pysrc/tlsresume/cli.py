@@ -324,7 +324,10 @@ def _add_stats(sub: Any) -> None:
         help="regions to show (a name such as serve-1234 means its ring and its store; "
         "tlsresume.store.serve-1234 means just that one); default: all of this user's",
     )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print the result as JSON")
+    form.add_argument("--prometheus", action="store_true",
+                      help="print the counters in Prometheus text exposition format")
     p.set_defaults(func=_cmd_stats)
 
 
@@ -341,6 +344,13 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         return _fail(f"cannot read tlsresume regions: {exc}")
     if args.json:
         print(json.dumps(report, indent=2))
+    elif args.prometheus:
+        from tlsresume.metrics import render_prometheus
+
+        by_kind: dict[str, dict[str, Any]] = {}
+        for region in report["regions"]:
+            by_kind.setdefault(region["kind"], {})[region["name"]] = region["stats"]
+        sys.stdout.write(render_prometheus(by_kind))
     else:
         print(render_text(report))
     if report["missing"]:
@@ -589,11 +599,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # Subcommands in the order `--help` lists them. A new one (`stats`, `bench`, ...) is an
 # `_add_NAME(sub)` that sets `func=_cmd_NAME`, appended here.
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark handshakes: plain CPython vs tlsresume (and openssl, node) side by side",
+        description="Run pre-fork servers on loopback with and without tlsresume (and "
+        "openssl s_server and a Node.js cluster as references when installed), load them "
+        "with full and resumed handshakes, and report connections/s, resumption and "
+        "server CPU per handshake. Options: see 'tlsresume bench --help'.",
+        add_help=False,
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from tlsresume import benchmark
+
+    return int(benchmark.main(list(args.rest)))
+
+
 _SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_keygen,
     _add_serve,
     _add_check,
     _add_stats,
+    _add_bench,
     _add_demo,
 )
 

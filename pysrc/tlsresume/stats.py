@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics as _metrics
+
 __all__ = [
     "SHM_DIR",
     "KINDS",
@@ -50,11 +52,9 @@ SHM_DIR = "/dev/shm"
 KINDS = ("ring", "store")
 
 #: Values that describe a region's state rather than count events: a difference of
-#: two snapshots keeps the later value of these instead of subtracting.
-GAUGES: dict[str, frozenset[str]] = {
-    "ring": frozenset({"keys", "generation"}),
-    "store": frozenset({"entries", "used_slots", "capacity", "size_bytes"}),
-}
+#: two snapshots keeps the later value of these instead of subtracting. (One list
+#: for the whole package: the Prometheus export types them as gauges too.)
+GAUGES = _metrics.GAUGES
 
 _SERVE_NAME_RE = re.compile(r"^serve-(\d+)(?:-[0-9a-f]+)?$")
 
@@ -242,7 +242,7 @@ def counter_delta(kind: str, before: Mapping[str, int], after: Mapping[str, int]
     Counters are subtracted; gauges (:data:`GAUGES`) keep their ``after`` value.
     Keys missing from ``before`` count from 0 (a newer server added a counter).
     """
-    gauges = GAUGES.get(kind, frozenset())
+    gauges = GAUGES
     out: dict[str, int] = {}
     for key, value in after.items():
         if not isinstance(value, int) or isinstance(value, bool):
