@@ -1,0 +1,349 @@
+"""What every server integration needs: the regions a server's workers share, made
+once where they must be made, one server context per worker process, and sockets
+that end connections with close_notify.
+
+:class:`Resumption` is the one object an integration holds. Made in the parent
+before the workers start, it makes (or is given) the key ring and session store;
+workers that are *forked* inherit them, workers that are *spawned* receive the
+object pickled, as the names of the regions, and attach to them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, cast
+
+from ..keyring import TicketKeyRing
+from ..server import install
+from ..store import SessionStore, parse_size
+
+__all__ = ["Resumption", "KeyFile", "CloseNotifySSLSocket", "send_close_notify"]
+
+log = logging.getLogger("tlsresume")
+
+
+class KeyFile(NamedTuple):
+    """Ticket keys read from a key file (see :meth:`TicketKeyRing.from_file`).
+
+    The file is the authority: every process (and machine) reading it holds the
+    same keys; rewriting it rotates them.
+    """
+
+    path: str
+    format: str
+    poll_interval: float | None = 5.0
+
+
+# ---- close_notify ----------------------------------------------------------------------
+
+
+def send_close_notify(tls: ssl.SSLSocket) -> None:
+    """Write our close_notify alert now, without waiting for the peer's.
+
+    A non-blocking ``unwrap()`` writes the alert in its first ``SSL_shutdown`` and
+    gives up at once instead of waiting for the peer's reply, which many clients
+    never send. That alert is what keeps the session resumable: an OpenSSL client
+    (curl) drops a TLS 1.2 session whose connection ended without one, and OpenSSL's
+    own server cache evicts it (DESIGN.md, "Close with close_notify"). Never raises;
+    a socket whose TLS layer is already gone, or whose handshake never finished, is
+    left alone.
+    """
+    try:
+        timeout = tls.gettimeout()
+    except OSError:
+        return
+    try:
+        tls.setblocking(False)
+        try:
+            tls.unwrap()
+        finally:
+            tls.settimeout(timeout)
+    except (OSError, ValueError):  # SSLWantReadError is the normal outcome
+        pass
+
+
+class CloseNotifySSLSocket(ssl.SSLSocket):
+    """An ``ssl.SSLSocket`` that sends close_notify before it goes away.
+
+    Servers built on blocking sockets (gunicorn's sync and gthread workers,
+    ``socketserver``) end a connection with ``shutdown(SHUT_WR)`` and/or ``close()``
+    and never ``unwrap()``; ``SSLSocket.shutdown`` even drops the TLS layer on the
+    floor. This class sends the alert first, from both places. Made by any context
+    whose ``sslsocket_class`` it is (:meth:`Resumption.install` sets it).
+    """
+
+    def shutdown(self, how: int) -> None:
+        if how != socket.SHUT_RD:
+            send_close_notify(self)
+        super().shutdown(how)
+
+    # socket.close() calls _real_close() when the last makefile() reference is gone,
+    # i.e. exactly when the file descriptor is about to be closed: the one moment a
+    # close_notify is right. (A private hook, but the same in CPython 3.3-3.14.)
+    def _real_close(self) -> None:
+        send_close_notify(self)
+        super()._real_close()  # type: ignore[misc]
+
+
+# ---- shared regions made once per process ------------------------------------------------
+
+# Regions this process made for a Resumption, by what they are. A server that re-reads
+# its configuration in the same master (gunicorn on SIGHUP) builds a new Resumption
+# and gets the same keys and sessions again, so clients of the old workers resume on
+# the new ones.
+_made: dict[tuple[Any, ...], Any] = {}
+_made_lock = threading.Lock()
+
+
+def _once(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    key = (os.getpid(), *key)
+    with _made_lock:
+        region = _made.get(key)
+        if region is None or region.closed:
+            region = _made[key] = make()
+            if region.name is not None:
+                atexit.register(_unlink_if_mine, region, os.getpid())
+        return region
+
+
+def _unlink_if_mine(region: Any, pid: int) -> None:
+    # Forked children inherit atexit handlers: only the maker removes the name.
+    if os.getpid() == pid:
+        try:
+            region.unlink()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+def _region_name(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+# ---- the integration object -----------------------------------------------------------------
+
+_NOT_MADE = object()
+
+
+class Resumption:
+    """TLS session resumption shared by the worker processes of one server.
+
+    Make it in the parent (master) process before the workers start. Forked workers
+    inherit the key ring and session store it made; spawned workers (uvicorn and
+    hypercorn ``--workers``) receive it pickled, as the names of the regions, and
+    attach. Each worker then gets one server context from :meth:`context` (cached
+    per process) or installs onto its own with :meth:`install`.
+
+    Args:
+        keys: session-ticket keys.
+            ``None`` (default): a new rotating :class:`TicketKeyRing`, made here
+            (anonymous for forked workers; named, and removed when this process
+            exits, once the object is pickled for spawned ones).
+            A :class:`TicketKeyRing`: that ring (a named one to share with spawned
+            workers). A ``str``: the name of a ring, opened (created by the first
+            process that asks, kept after exit so keys survive restarts).
+            A :class:`KeyFile`: keys read from a key file, shared by every process
+            and machine that reads it. ``False``: no shared ticket keys (only the
+            session cache).
+        session_cache: a server session cache shared by the workers, for clients
+            that resume by session ID (curl over TLS 1.2) and for servers with
+            tickets off. ``None`` (default): none. A size (``"10M"``): a new
+            :class:`SessionStore`, made like a new ring. A :class:`SessionStore`:
+            that store.
+        close_notify: contexts from this object make sockets that send close_notify
+            when the server shuts them down or closes them (see
+            :class:`CloseNotifySSLSocket`). asyncio already does; servers on
+            blocking sockets need this.
+        name: prefix of the names of regions made for spawned workers (default
+            ``"tlsresume"``).
+
+    Raises:
+        TypeError, ValueError: bad arguments.
+    """
+
+    def __init__(
+        self,
+        keys: TicketKeyRing | KeyFile | str | bool | None = None,
+        *,
+        session_cache: SessionStore | int | str | None = None,
+        close_notify: bool = True,
+        name: str = "tlsresume",
+    ) -> None:
+        if keys is True:
+            keys = None
+        if not (keys is None or keys is False or isinstance(keys, (TicketKeyRing, KeyFile, str))):
+            raise TypeError(
+                "keys takes None (a new ring), a TicketKeyRing, a ring name, a KeyFile or "
+                f"False, not {type(keys).__name__}"
+            )
+        if isinstance(session_cache, bool) or not (
+            session_cache is None or isinstance(session_cache, (SessionStore, int, str))
+        ):
+            raise TypeError(
+                "session_cache takes a SessionStore or a size like '10M', not "
+                f"{type(session_cache).__name__}"
+            )
+        if keys is False and session_cache is None:
+            raise TypeError("keys=False needs a session_cache: there would be nothing to share")
+        self._keys = keys
+        self._cache_size = (parse_size(session_cache)
+                            if isinstance(session_cache, (int, str)) else None)
+        self._store_given = session_cache if isinstance(session_cache, SessionStore) else None
+        self.close_notify = close_notify
+        self._prefix = name
+        self._ring: Any = _NOT_MADE   # TicketKeyRing | None once known
+        self._store: Any = _NOT_MADE  # SessionStore | None once known
+        self._attach: tuple[str | None, str | None] | None = None  # names, in a spawned worker
+        self._lock = threading.Lock()
+        self._ctx_lock = threading.Lock()
+        self._ctx: tuple[int, ssl.SSLContext] | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **kwargs: Any
+                     ) -> Resumption:
+        """A Resumption configured by environment variables (for command lines):
+        ``TLSRESUME_SESSION_CACHE=10M`` adds a shared session store;
+        ``TLSRESUME_RING=name`` opens a named ring; ``TLSRESUME_KEY_FILE=path`` with
+        ``TLSRESUME_KEY_FORMAT`` (default ``openssl80``) reads the keys from a file.
+        """
+        env = os.environ if environ is None else environ
+        keys: Any = None
+        if env.get("TLSRESUME_KEY_FILE"):
+            keys = KeyFile(env["TLSRESUME_KEY_FILE"], env.get("TLSRESUME_KEY_FORMAT", "openssl80"))
+        elif env.get("TLSRESUME_RING"):
+            keys = env["TLSRESUME_RING"]
+        return cls(keys, session_cache=env.get("TLSRESUME_SESSION_CACHE") or None, **kwargs)
+
+    # ---- the shared regions ---------------------------------------------------------
+
+    def share(self, *, spawn: bool = False) -> Resumption:
+        """Make the regions now, in this process (idempotent). Call it in the parent
+        before the workers start; :meth:`context`, :meth:`install` and pickling call
+        it too. ``spawn=True`` makes named regions, which spawned workers can join.
+        """
+        with self._lock:
+            if self._ring is _NOT_MADE:
+                self._ring = self._make_ring(spawn)
+            if self._store is _NOT_MADE:
+                self._store = self._make_store(spawn)
+        return self
+
+    def _make_ring(self, spawn: bool) -> TicketKeyRing | None:
+        keys = self._keys
+        if self._attach is not None:
+            return TicketKeyRing.attach(self._attach[0]) if self._attach[0] else None
+        if keys is False:
+            return None
+        if isinstance(keys, TicketKeyRing):
+            return keys
+        if isinstance(keys, str):
+            return TicketKeyRing.open(keys)
+        if isinstance(keys, KeyFile):
+            path, fmt, poll = keys
+            return cast(TicketKeyRing, _once(("keyfile", path, fmt, spawn), lambda: TicketKeyRing.from_file(
+                path, fmt, name=_region_name(self._prefix) if spawn else None,
+                poll_interval=poll)))
+        return cast(TicketKeyRing, _once(("ring", spawn, self._prefix), lambda: TicketKeyRing(
+            name=_region_name(self._prefix) if spawn else None)))
+
+    def _make_store(self, spawn: bool) -> SessionStore | None:
+        if self._attach is not None:
+            return SessionStore.attach(self._attach[1]) if self._attach[1] else None
+        if self._store_given is not None:
+            return self._store_given
+        size = self._cache_size
+        if size is None:
+            return None
+        return cast(SessionStore, _once(("store", size, spawn, self._prefix), lambda: SessionStore(
+            size, name=_region_name(self._prefix) if spawn else None)))
+
+    @property
+    def ring(self) -> TicketKeyRing | None:
+        """The key ring the workers share (``None``: no ticket keys)."""
+        self.share()
+        return self._ring  # type: ignore[no-any-return]
+
+    @property
+    def session_store(self) -> SessionStore | None:
+        """The session store the workers share (``None``: none)."""
+        self.share()
+        return self._store  # type: ignore[no-any-return]
+
+    # ---- contexts ---------------------------------------------------------------------
+
+    def install(self, ctx: ssl.SSLContext) -> ssl.SSLContext:
+        """Put the shared keys and store on ``ctx`` (a server context), and the
+        close_notify socket class if asked; returns ``ctx``."""
+        self.share()
+        install(ctx, self._ring, session_cache=self._store)
+        if self.close_notify:
+            ctx.sslsocket_class = CloseNotifySSLSocket
+        return ctx
+
+    def server_context(self, certfile: str | os.PathLike[str],
+                       keyfile: str | os.PathLike[str] | None = None,
+                       password: str | bytes | None = None) -> ssl.SSLContext:
+        """A new server context (``create_default_context(Purpose.CLIENT_AUTH)``)
+        with the certificate loaded and resumption installed."""
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(certfile, keyfile, password)
+        return self.install(ctx)
+
+    def context(self, factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        """This process's server context: ``factory()`` with resumption installed,
+        built on the first call in each process and reused after that (a new
+        context per connection could resume nothing, and loads the certificate
+        every time)."""
+        pid = os.getpid()
+        cached = self._ctx
+        if cached is None or cached[0] != pid:
+            with self._ctx_lock:
+                cached = self._ctx
+                if cached is None or cached[0] != pid:
+                    ctx = factory()
+                    if not isinstance(ctx, ssl.SSLContext):
+                        raise TypeError("the context factory returned "
+                                        f"{type(ctx).__name__}, not an SSLContext")
+                    cached = self._ctx = (pid, self.install(ctx))
+        return cached[1]
+
+    # ---- travelling to spawned workers -------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled in the parent just before a spawned worker starts: make the regions
+        # here, named, so that the worker can join them by name.
+        self.share(spawn=True)
+        if self._attach is not None:
+            names = self._attach
+        else:
+            ring, store = self._ring, self._store
+            for region in (ring, store):
+                if region is not None and region.name is None:
+                    raise TypeError(
+                        f"this Resumption shares an anonymous {region._what}, which only "
+                        "forked workers inherit; give it a name to share it with spawned "
+                        "workers")
+            names = (ring.name if ring else None, store.name if store else None)
+        return (_attached, (type(self), names, self.close_notify))
+
+    def __repr__(self) -> str:
+        def show(region: Any) -> str:
+            if region is _NOT_MADE:
+                return "not made yet"
+            return "none" if region is None else region.name or "anonymous"
+        return f"<Resumption ring={show(self._ring)} store={show(self._store)}>"
+
+
+def _attached(cls: type[Resumption], names: tuple[str | None, str | None], close_notify: bool
+              ) -> Resumption:
+    """A spawned worker's copy: it attaches to the parent's regions on first use."""
+    res = cls.__new__(cls)
+    Resumption.__init__(res, close_notify=close_notify)
+    res._attach = names
+    return res

@@ -1,0 +1,83 @@
+"""uvicorn: ``--workers`` that resume each other's TLS sessions.
+
+uvicorn (>= 0.47) takes an ``ssl_context_factory(config, default_factory)`` in
+``uvicorn.run()`` and ``uvicorn.Config``, not on its command line::
+
+    import uvicorn
+    from tlsresume.integrations.uvicorn import Resumption
+
+    if __name__ == "__main__":
+        uvicorn.run("app:app", workers=4, ssl_certfile="cert.pem", ssl_keyfile="key.pem",
+                    ssl_context_factory=Resumption())
+
+or, unchanged uvicorn command line, through this module::
+
+    python -m tlsresume.integrations.uvicorn app:app --workers 4 \\
+        --ssl-certfile cert.pem --ssl-keyfile key.pem
+
+``uvicorn --workers N`` *spawns* its workers (fresh interpreters) and sends each the
+pickled ``Config``. Pickling the :class:`Resumption` makes a named key ring (and
+store) in the master, removed when the master exits; each worker attaches to them by
+name. The context is uvicorn's own (``default_factory()``, so every ``--ssl-*``
+option applies) with resumption installed. asyncio ends TLS connections with
+close_notify by itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ssl
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._shared import KeyFile
+from ._shared import Resumption as _Resumption
+
+__all__ = ["Resumption", "KeyFile", "main"]
+
+
+class Resumption(_Resumption):
+    """uvicorn's ``ssl_context_factory`` sharing TLS sessions between the workers.
+
+    Takes the arguments of :class:`tlsresume.integrations.Resumption`; the default
+    name prefix of the regions is ``"uvicorn"``.
+    """
+
+    def __init__(self, *args: Any, name: str = "uvicorn", **kwargs: Any) -> None:
+        super().__init__(*args, name=name, **kwargs)
+
+    def __call__(self, config: Any, default_factory: Callable[[], ssl.SSLContext]
+                 ) -> ssl.SSLContext:
+        """uvicorn calls this in each worker as it loads its ``Config``."""
+        return self.context(default_factory)
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """uvicorn's own command line, with :class:`Resumption` as the context factory.
+
+    The ``TLSRESUME_*`` environment variables of
+    :meth:`tlsresume.integrations.Resumption.from_environ` configure it.
+    """
+    # uvicorn's package exports the click command as ``main``, hiding the module.
+    uvicorn_main = importlib.import_module("uvicorn.main")
+    real_run = getattr(uvicorn_main, "run")  # noqa: B009  (a module found at run time)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        # A factory turns TLS on in uvicorn: add one only where a certificate is.
+        if kwargs.get("ssl_certfile") and kwargs.get("ssl_context_factory") is None:
+            kwargs["ssl_context_factory"] = Resumption.from_environ()
+        return real_run(*args, **kwargs)
+
+    # The click command calls the module-level run(); only this process (the
+    # master, which spawns the workers) sees the replacement.
+    setattr(uvicorn_main, "run", run)  # noqa: B010
+    try:
+        return uvicorn_main.main.main(args=list(sys.argv[1:] if argv is None else argv),
+                                      prog_name="uvicorn")
+    finally:
+        setattr(uvicorn_main, "run", real_run)  # noqa: B010
+
+
+if __name__ == "__main__":
+    main()
