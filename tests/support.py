@@ -319,6 +319,15 @@ class ResumeStats(NamedTuple):
 
     resumed: int
     workers: set[str]
+    same_worker: int = 0    # reconnections that reached the worker the session came from
+    cross_resumed: int = 0  # reconnections resumed on another worker than the session's
+
+    @property
+    def only_same_worker_resumed(self) -> bool:
+        """The negative control's exact form: nothing resumed across workers, and
+        every return to the session's own worker resumed (how often that happens is
+        the kernel's accept order: none when round-robin, a quarter at random)."""
+        return self.cross_resumed == 0 and self.resumed == self.same_worker
 
 
 def resuming_client(
@@ -338,18 +347,23 @@ def resuming_client(
         connections.
     """
     session = None
-    resumed = 0
+    resumed = same = cross = 0
     workers: set[str] = set()
+    last = None
     for i in range(reconnections + 1):
         r = https_get(
             host, port, ctx, server_hostname=server_hostname, session=session, timeout=timeout
         )
         assert r.status_line.endswith("200 OK"), r.status_line
-        if i > 0 and r.resumed:
-            resumed += 1
-        workers.add(r.headers["x-worker"])
+        worker = r.headers["x-worker"]
+        if i > 0:
+            resumed += bool(r.resumed)
+            same += worker == last
+            cross += bool(r.resumed) and worker != last
+        workers.add(worker)
+        last = worker
         session = r.session
-    return ResumeStats(resumed, workers)
+    return ResumeStats(resumed, workers, same, cross)
 
 
 class InProcessServer:

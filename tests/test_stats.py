@@ -222,7 +222,7 @@ def test_stats_command_shows_a_running_serve(serve, server_cert) -> None:  # typ
     region = server.ring_name
     assert region is not None and region == server.store_name
     # Tickets: TLS 1.3 resumptions move the ring.
-    resumed, _ = resuming_client(
+    resumed, *_ = resuming_client(
         server.host, server.port, client_context(server_cert.cafile, "1.3"), 5
     )
     assert resumed == 5
@@ -231,7 +231,7 @@ def test_stats_command_shows_a_running_serve(serve, server_cert) -> None:  # typ
 
     ctx = client_context(server_cert.cafile, "1.2")
     ctx.options |= ssl.OP_NO_TICKET
-    resumed, _ = resuming_client(server.host, server.port, ctx, 5)
+    resumed, *_ = resuming_client(server.host, server.port, ctx, 5)
     assert resumed == 5
 
     proc = _stats_cli(region, "--json")
