@@ -290,7 +290,7 @@ class ClientSessionCache:
     ) -> None:
         _check_max_entries(max_entries)
         _check_ttl(ttl)
-        if not isinstance(tickets_per_host, int) or not (
+        if not isinstance(tickets_per_host, int) or isinstance(tickets_per_host, bool) or not (
             1 <= tickets_per_host <= MAX_TICKETS_PER_HOST
         ):
             raise ValueError(
@@ -346,7 +346,8 @@ class ClientSessionCache:
     def disable(self, namespace: str) -> None:
         """Stop caching for ``namespace``: its sessions are dropped, and its
         connections are neither offered nor store sessions until :meth:`enable`."""
-        lib.tlsr_client_cache_disable(self._ptr, _name(namespace, "namespace"), 1)
+        check(lib.tlsr_client_cache_disable(self._ptr, _name(namespace, "namespace"), 1),
+              f"disabling namespace {namespace!r}")
 
     def enable(self, namespace: str) -> None:
         """Undo :meth:`disable` for ``namespace``."""
