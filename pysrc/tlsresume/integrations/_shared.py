@@ -246,9 +246,11 @@ class Resumption:
             return TicketKeyRing.open(keys)
         if isinstance(keys, KeyFile):
             path, fmt, poll = keys
-            return cast(TicketKeyRing, _once(("keyfile", path, fmt, spawn), lambda: TicketKeyRing.from_file(
-                path, fmt, name=_region_name(self._prefix) if spawn else None,
-                poll_interval=poll)))
+            def from_file() -> TicketKeyRing:
+                return TicketKeyRing.from_file(
+                    path, fmt, name=_region_name(self._prefix) if spawn else None,
+                    poll_interval=poll)
+            return cast(TicketKeyRing, _once(("keyfile", path, fmt, spawn), from_file))
         return cast(TicketKeyRing, _once(("ring", spawn, self._prefix), lambda: TicketKeyRing(
             name=_region_name(self._prefix) if spawn else None)))
 
