@@ -1,0 +1,1415 @@
+"""Redis for a fleet: ticket keys and server sessions shared between machines.
+
+Two independent pieces, and one call that wires both into a server:
+
+* :class:`KeySync` mirrors a fleet-wide key ring kept in Redis into a local
+  :class:`~tlsresume.TicketKeyRing` (the shared memory that handshakes read). A
+  background thread polls Redis every ``refresh`` seconds. Rotation is leaderless:
+  the first node that finds the current key past its period rotates *in Redis*
+  inside an optimistic transaction (WATCH/MULTI/EXEC), drawing the new pre-published
+  next key, so exactly one rotation happens per period fleet-wide. A node that polls
+  late already holds the new current key as its "next", which decrypts: no fresh
+  ticket is ever refused.
+* :class:`SessionTier` is a :class:`~tlsresume.remote.RemoteTier`: the second tier
+  behind a :class:`~tlsresume.SessionStore`. A local miss asks Redis with a hard
+  bound on the wait (default 5 ms, on connections made in the background); stores
+  and removals are queued to a writer thread (``SET PX`` with the session's own
+  expiry). Redis down means misses and full handshakes, never errors, and a short
+  back-off during which lookups do not even try.
+* :func:`connect_server` starts both for a server's ring and store and returns a
+  :class:`RedisLink` with ``stop()`` and ``stats()``.
+
+Keys (and sessions) can be sealed in Redis under an operator's master key
+(AES-256-GCM, the Redis key name as associated data). Without one, anyone who can
+read Redis can decrypt every ticket and session, and anyone who can write it can
+inject sessions: use a master key unless Redis is as trusted as the servers.
+
+Who syncs: one :class:`KeySync` per machine is enough. In a pre-fork server the
+master runs it and the workers share the ring's memory (the thread is not restarted
+in forked children: they need none). Spawned workers (``--spawn``, uvicorn) attach
+to the named ring and need no syncer either, when a master runs one; if every
+worker runs its own, the syncs are redundant but correct. The session tier is per
+process: a tier attached in a pre-fork master is inherited by forked workers and
+restarts its writer thread and connections in each child; spawned workers attach
+their own (:func:`connect_worker`).
+
+Redis data (``NAME`` defaults to ``default``; one name per service):
+
+* ``tlsresume:ring:NAME`` — the ring: JSON, or an encrypted envelope of that JSON.
+* ``tlsresume:session:NAME:<session id hex>`` — one session's DER (or envelope),
+  with the session's own expiry as the Redis TTL.
+* ``tlsresume:session:NAME:check`` — a canary that tells a node whether sessions
+  are sealed, and under which master key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import mmap
+import os
+import queue
+import random
+import socket
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.exceptions import (
+        AuthenticationError,
+        RedisError,
+        ResponseError,
+        WatchError,
+    )
+    from redis.retry import Retry
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
+    raise ModuleNotFoundError(
+        "tlsresume.redis needs redis-py: pip install 'tlsresume[redis]' (or 'redis>=5')",
+        name="redis",
+    ) from _exc
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ._binding import lib
+from .errors import RingClosedError, TLSResumeError
+from .keyring import KeyRecord, TicketKeyRing
+from .keys import TicketKey
+from .store import SessionStore
+
+__all__ = [
+    "KeySync",
+    "SessionTier",
+    "RedisLink",
+    "connect_server",
+    "connect_worker",
+    "RedisBackendError",
+    "MasterKeyError",
+    "generate_master_key",
+    "load_master_key",
+    "RingState",
+    "rotation_due",
+    "rotate_state",
+    "merge_records",
+    "DEFAULT_REFRESH",
+    "DEFAULT_TIMEOUT",
+]
+
+log = logging.getLogger("tlsresume")
+
+DEFAULT_REFRESH = 5.0
+DEFAULT_TIMEOUT = 0.005
+RING_SLOTS = int(lib.TLSR_RING_SLOTS)
+_FORMAT = "tlsresume-ring"
+_VERSION = 1
+
+
+# ======================================================================================
+# Errors
+# ======================================================================================
+
+
+class RedisBackendError(TLSResumeError):
+    """Redis cannot be used as configured: refused credentials, a value that is not
+    ours, or (with ``require_redis=True``) no Redis at start."""
+
+
+class MasterKeyError(RedisBackendError, ValueError):
+    """The master key does not match what is in Redis: a different key, none where
+    the data is sealed, or one where it is not."""
+
+
+# Connection-level trouble: Redis down, stalled, restarting, unreachable. Not
+# AuthenticationError (a subclass of ConnectionError in redis-py), which is a
+# configuration error.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    redis.ConnectionError, redis.TimeoutError, OSError
+)
+
+
+def _no_retry() -> Any:
+    # redis-py >= 6 retries connection errors 3 times with back-off by default, which
+    # would multiply every timeout; tlsresume does its own (bounded) retrying.
+    return Retry(NoBackoff(), 0)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if ':' in creds else ''}***@{host}"
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not name or any(c.isspace() for c in name) or len(name) > 200:
+        raise ValueError(f"invalid service name {name!r}: use 1-200 characters, no spaces")
+    return name
+
+
+def _check_seconds(label: str, value: float, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{label} must be a number of seconds, not {type(value).__name__}")
+    if not low < value <= high:
+        raise ValueError(f"{label} must be in ({low:g}, {high:g}] seconds, got {value}")
+    return float(value)
+
+
+# ======================================================================================
+# Master key: sealing values in Redis
+# ======================================================================================
+
+_ENVELOPE = b"tlsr-sealed-1:"
+_KID_LEN, _SALT_LEN, _NONCE_LEN = 8, 16, 12
+
+
+def generate_master_key() -> str:
+    """A fresh master key from the OS CSPRNG, as 64 hex digits (store it like a
+    password: every node of the fleet needs the same one)."""
+    return os.urandom(32).hex()
+
+
+def _master_bytes(value: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) == 32:
+            return raw
+        try:
+            value = raw.decode("ascii")
+        except UnicodeDecodeError:
+            value = ""
+    if not isinstance(value, str):
+        raise TypeError(f"a master key is bytes or str, not {type(value).__name__}")
+    text = value.strip()
+    candidates: list[bytes] = []
+    if len(text) == 64:
+        try:
+            candidates.append(bytes.fromhex(text))
+        except ValueError:
+            pass
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            candidates.append(decode(text + "=" * (-len(text) % 4)))
+        except (binascii.Error, ValueError):
+            pass
+    for raw in candidates:
+        if len(raw) == 32:
+            return raw
+    raise ValueError(
+        "a master key is 32 random bytes, given as bytes, 64 hex digits or base64; "
+        "make one with: python -c 'import tlsresume.redis as r; print(r.generate_master_key())'"
+    )
+
+
+def load_master_key(path: str | os.PathLike[str]) -> bytes:
+    """Read a master key (hex or base64, surrounding whitespace ignored) from a file.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it does not hold a 32-byte key.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    mode = os.stat(path).st_mode
+    if mode & 0o077:
+        log.warning("tlsresume: master key file %s is readable by other users (mode %o); "
+                    "chmod 600 it", os.fspath(path), mode & 0o777)
+    return _master_bytes(data)
+
+
+class _Sealer:
+    """AES-256-GCM with a fresh subkey per value (HMAC-SHA256 of a random 128-bit
+    salt under a purpose key derived from the master key), so the number of values
+    sealed under one master key is not bounded by GCM's random-nonce limit."""
+
+    def __init__(self, master: bytes | bytearray | memoryview | str, purpose: bytes) -> None:
+        raw = _master_bytes(master)
+        self.kid = hmac.new(raw, b"tlsresume master key id", hashlib.sha256).digest()[:_KID_LEN]
+        self._key = hmac.new(raw, b"tlsresume " + purpose, hashlib.sha256).digest()
+
+    @property
+    def kid_hex(self) -> str:
+        return self.kid.hex()
+
+    def seal(self, data: bytes, ad: bytes) -> bytes:
+        salt, nonce = os.urandom(_SALT_LEN), os.urandom(_NONCE_LEN)
+        sub = hmac.new(self._key, salt, hashlib.sha256).digest()
+        return _ENVELOPE + self.kid + salt + nonce + AESGCM(sub).encrypt(nonce, data, ad)
+
+    def open(self, blob: bytes, ad: bytes) -> bytes:
+        """Raises MasterKeyError (other key) or RedisBackendError (corrupt)."""
+        head = len(_ENVELOPE)
+        kid = blob[head:head + _KID_LEN]
+        if kid != self.kid:
+            raise MasterKeyError(
+                f"sealed under master key id {kid.hex()}, but this node's master key has "
+                f"id {self.kid.hex()}: every node needs the same master key")
+        salt = blob[head + _KID_LEN:head + _KID_LEN + _SALT_LEN]
+        nonce_at = head + _KID_LEN + _SALT_LEN
+        nonce = blob[nonce_at:nonce_at + _NONCE_LEN]
+        sub = hmac.new(self._key, salt, hashlib.sha256).digest()
+        try:
+            return AESGCM(sub).decrypt(nonce, blob[nonce_at + _NONCE_LEN:], ad)
+        except InvalidTag:
+            raise RedisBackendError("a sealed value failed authentication (corrupt, or "
+                                    "moved from another Redis key)") from None
+
+
+def _is_sealed(blob: bytes) -> bool:
+    return blob.startswith(_ENVELOPE)
+
+
+# ======================================================================================
+# The fleet's ring as data, and the pure policy on it
+# ======================================================================================
+
+
+@dataclass(frozen=True)
+class RingState:
+    """What Redis holds for a fleet's ring. Times are epoch seconds.
+
+    ``period`` and ``window`` are the fleet's: set by the node that first published
+    the ring, followed by every node (a node configured otherwise logs a warning).
+    """
+
+    period: float
+    window: float
+    keys: tuple[KeyRecord, ...]
+    generation: int = 1
+    updated_by: str = ""
+    updated_at: float = 0.0
+
+    @property
+    def current(self) -> KeyRecord:
+        return next(r for r in self.keys if r.role == "current")
+
+    @property
+    def next(self) -> KeyRecord | None:
+        return next((r for r in self.keys if r.role == "next"), None)
+
+    def due(self) -> float:
+        """When the current key's period runs out."""
+        cur = self.current
+        return (cur.activated or cur.created) + self.period
+
+
+def rotation_due(state: RingState, now: float) -> bool:
+    """Whether the current key has encrypted for a whole period."""
+    return now >= state.due()
+
+
+def _prune(keys: Sequence[KeyRecord], window: float, now: float) -> list[KeyRecord]:
+    """Drop retired keys past their window; keep at most RING_SLOTS - 2 retired
+    (the newest)."""
+    retired = [r for r in keys if r.role == "retired" and (r.retired or now) + window > now]
+    retired.sort(key=lambda r: r.retired or 0.0)
+    retired = retired[-(RING_SLOTS - 2):]
+    return [*retired, *(r for r in keys if r.role == "current"),
+            *(r for r in keys if r.role == "next")]
+
+
+def rotate_state(state: RingState, now: float, new_next: TicketKey, who: str = ""
+                 ) -> RingState:
+    """The state after one rotation at ``now``: next encrypts, current retires,
+    ``new_next`` is pre-published; retired keys past the window are dropped."""
+    cur, nxt = state.current, state.next
+    keys: list[KeyRecord] = [r for r in state.keys if r.role == "retired"]
+    keys.append(KeyRecord(cur.key, "retired", cur.created, cur.activated, now))
+    if nxt is None:  # a ring published without a next key: promote a fresh one
+        keys.append(KeyRecord(new_next, "current", now, now, None))
+        fresh = TicketKey.generate(new_next.size)
+        keys.append(KeyRecord(fresh, "next", now, None, None))
+    else:
+        keys.append(KeyRecord(nxt.key, "current", nxt.created, now, None))
+        keys.append(KeyRecord(new_next, "next", now, None, None))
+    return RingState(state.period, state.window, tuple(_prune(keys, state.window, now)),
+                     state.generation + 1, who, now)
+
+
+def seed_state(local: Sequence[KeyRecord], period: float, window: float, now: float,
+               who: str = "") -> RingState:
+    """The first state of a fleet's ring, from a node's local keys (so a Redis that
+    lost its data is re-seeded with the keys the fleet already uses)."""
+    keys = [r if r.role != "retired" or r.retired else
+            KeyRecord(r.key, "retired", r.created, r.activated, now) for r in local]
+    if not any(r.role == "current" for r in keys):
+        raise ValueError("the local ring has no current key")
+    if not any(r.role == "next" for r in keys):
+        size = next(r for r in keys if r.role == "current").key.size
+        keys.append(KeyRecord(TicketKey.generate(size), "next", now, None, None))
+    return RingState(period, window, tuple(_prune(keys, window, now)), 1, who, now)
+
+
+def merge_records(fleet: Sequence[KeyRecord], local: Sequence[KeyRecord], now: float,
+                  window: float, keep_local: bool = True) -> list[KeyRecord]:
+    """What a node's ring should hold: the fleet's keys, plus (``keep_local``) the
+    keys this node encrypted with that the fleet does not know (made by local
+    rotation while Redis was down, or lost when Redis lost its data) as retired
+    keys, so the tickets they issued keep resuming here for the window.
+
+    Local keys that never encrypted (a local ``next``) are dropped. The result fits
+    the ring (retired keys beyond its slots go, oldest first)."""
+    names = {r.key.name for r in fleet}
+    retired = [r for r in fleet if r.role == "retired"]
+    if keep_local:
+        for r in local:
+            if r.key.name in names or r.role == "next":
+                continue
+            when = r.retired if r.role == "retired" and r.retired else now
+            if when + window > now:
+                retired.append(KeyRecord(r.key, "retired", r.created, r.activated, when))
+    retired.sort(key=lambda r: r.retired or 0.0)
+    retired = retired[-(RING_SLOTS - 2):] if len(retired) > RING_SLOTS - 2 else retired
+    return [*retired, *(r for r in fleet if r.role == "current"),
+            *(r for r in fleet if r.role == "next")]
+
+
+def _ms(t: float | None) -> int | None:
+    return None if t is None else int(round(t * 1000))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def encode_state(state: RingState) -> bytes:
+    """The plaintext JSON of a state (secrets in base64, times in ms)."""
+    doc = {
+        "format": _FORMAT, "version": _VERSION,
+        "period_ms": _ms(state.period), "window_ms": _ms(state.window),
+        "generation": state.generation,
+        "updated_by": state.updated_by, "updated_ms": _ms(state.updated_at),
+        "keys": [{
+            "name": r.key.name.hex(), "hmac": _b64(r.key.hmac_key), "aes": _b64(r.key.aes_key),
+            "role": r.role, "created_ms": _ms(r.created), "activated_ms": _ms(r.activated),
+            "retired_ms": _ms(r.retired),
+        } for r in state.keys],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_state(data: bytes, where: str = "Redis") -> RingState:
+    """Inverse of :func:`encode_state`.
+
+    Raises:
+        RedisBackendError: not a tlsresume ring of a version this code reads.
+    """
+    def sec(ms: Any) -> float | None:
+        return None if ms is None else int(ms) / 1000
+
+    try:
+        doc = json.loads(data)
+        if doc.get("format") != _FORMAT:
+            raise ValueError("not a tlsresume ring")
+        if doc.get("version") != _VERSION:
+            raise ValueError(f"ring format version {doc.get('version')}, this code reads "
+                             f"{_VERSION}")
+        keys = tuple(KeyRecord(
+            TicketKey(bytes.fromhex(k["name"]), base64.b64decode(k["hmac"]),
+                      base64.b64decode(k["aes"])),
+            k["role"], sec(k["created_ms"]) or 0.0, sec(k.get("activated_ms")),
+            sec(k.get("retired_ms")),
+        ) for k in doc["keys"])
+        roles = [r.role for r in keys]
+        if roles.count("current") != 1 or roles.count("next") > 1 or \
+                set(roles) - {"current", "next", "retired"} or len(keys) > RING_SLOTS:
+            raise ValueError(f"bad key roles {roles}")
+        return RingState(int(doc["period_ms"]) / 1000, int(doc["window_ms"]) / 1000, keys,
+                         int(doc.get("generation", 1)), str(doc.get("updated_by", "")),
+                         (sec(doc.get("updated_ms")) or 0.0))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RedisBackendError(
+            f"the value at {where} is not a tlsresume key ring ({exc}); delete it or "
+            "choose another name") from None
+
+
+# ======================================================================================
+# Stats shared with forked children (the syncer runs in the master, workers report)
+# ======================================================================================
+
+_SYNC_FIELDS = ("syncs", "sync_failures", "rotations", "seeds", "last_sync_ms",
+                "last_failure_ms", "redis_up", "local_rotation_active", "generation",
+                "errors")
+
+
+class _SharedCounters:
+    """Counters in an anonymous shared mapping: written by the one thread that syncs,
+    readable from every process forked after it was made."""
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        self._fields = {name: i for i, name in enumerate(fields)}
+        self._fmt = "<" + "q" * len(fields)
+        self._map = mmap.mmap(-1, struct.calcsize(self._fmt))  # MAP_SHARED|MAP_ANONYMOUS
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.set(name, self.get(name) + n)
+
+    def set(self, name: str, value: int) -> None:
+        struct.pack_into("<q", self._map, 8 * self._fields[name], int(value))
+
+    def get(self, name: str) -> int:
+        return int(struct.unpack_from("<q", self._map, 8 * self._fields[name])[0])
+
+    def snapshot(self) -> dict[str, int]:
+        values = struct.unpack_from(self._fmt, self._map, 0)
+        return dict(zip(self._fields, (int(v) for v in values), strict=True))
+
+
+def _who() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# ======================================================================================
+# Key sync
+# ======================================================================================
+
+
+class KeySync:
+    """Keep a local key ring equal to the fleet's ring in Redis.
+
+    Args:
+        ring: the local ring handshakes read (the one given to ``install()``), or
+            the name of a ring to attach to. The sync takes over its rotation: the
+            ring stops rotating by itself and follows Redis.
+        url: ``redis://[:password@]host:port/db``, ``rediss://...`` for TLS (CA with
+            ``?ssl_ca_certs=/path/ca.pem`` or ``client_kwargs``), ``unix://...``.
+        name: the service's name; the ring is kept at ``tlsresume:ring:NAME``.
+        key: the Redis key instead (overrides ``name``).
+        refresh: seconds between polls; also the longest a node's ring lags the
+            fleet. Must be shorter than the rotation period (a node must learn the
+            next key before it encrypts).
+        master_key: 32 bytes (or 64 hex digits / base64): keys are sealed in Redis
+            with AES-256-GCM. Every node needs the same one.
+        local_rotation: while Redis is unreachable, let the local ring rotate by
+            itself (forward secrecy kept, but nodes draw different keys, so tickets
+            cross machines only again once Redis is back). Default: keep encrypting
+            with the last current key until Redis is back.
+        rotation_period, acceptance_window: the fleet's policy if this node is the
+            first to publish the ring (default: the local ring's). Redis's policy
+            wins afterwards.
+        timeout: seconds each Redis operation of the sync may take.
+        require_redis: raise at start if Redis cannot be reached (default: log a
+            warning, serve with local keys, and converge when Redis is up).
+        client_kwargs: extra keyword arguments for redis-py's connection (e.g.
+            ``ssl_ca_certs``, ``ssl_certfile``, ``username``).
+        start: run the background thread (``False``: call :meth:`sync` yourself).
+
+    The first sync happens in the constructor, so a server that syncs before its
+    workers start never issues a ticket under a key the fleet does not know.
+
+    Raises:
+        ValueError, TypeError: bad arguments.
+        MasterKeyError: the ring in Redis is sealed under another master key, sealed
+            while no master key was given, or not sealed while one was.
+        RedisBackendError: Redis refused the credentials, holds something else at
+            the key, or (``require_redis``) cannot be reached.
+    """
+
+    def __init__(self, ring: TicketKeyRing | str, url: str, *, name: str = "default",
+                 key: str | None = None, refresh: float = DEFAULT_REFRESH,
+                 master_key: bytes | str | None = None, local_rotation: bool = False,
+                 rotation_period: float | None = None, acceptance_window: float | None = None,
+                 timeout: float = 2.0, require_redis: bool = False,
+                 client_kwargs: Mapping[str, Any] | None = None, start: bool = True) -> None:
+        if isinstance(ring, str):
+            ring = TicketKeyRing.attach(ring)
+            self._owns_ring = True
+        elif isinstance(ring, TicketKeyRing):
+            self._owns_ring = False
+        else:
+            raise TypeError(f"ring must be a TicketKeyRing or a ring name, not "
+                            f"{type(ring).__name__}")
+        if getattr(ring, "_watcher", None) is not None:
+            raise ValueError("this ring's keys come from a key file; a ring synced through "
+                             "Redis must be an ordinary TicketKeyRing")
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        self._ring = ring
+        self._url = url
+        self._key = key if key is not None else f"tlsresume:ring:{_check_name(name)}"
+        self._refresh = _check_seconds("refresh", refresh, 0, 86400)
+        self._timeout = _check_seconds("timeout", timeout, 0, 60)
+        self._period = _check_seconds("rotation_period", rotation_period, 0, 1e9) \
+            if rotation_period is not None else ring.rotation_period
+        window = acceptance_window if acceptance_window is not None else ring.acceptance_window
+        self._window = 2 * self._period if window is None else float(window)
+        if self._window < 0 or self._window > (RING_SLOTS - 2) * self._period:
+            raise ValueError(f"acceptance_window must be 0 to {RING_SLOTS - 2} rotation "
+                             f"periods, got {self._window:g} s")
+        if self._refresh >= self._period:
+            raise ValueError(
+                f"refresh ({self._refresh:g} s) must be shorter than the rotation period "
+                f"({self._period:g} s), so every node learns the next key before it is used")
+        self._local_rotation = bool(local_rotation)
+        self._sealer = None if master_key is None else _Sealer(master_key, b"ring")
+        self._who = _who()
+        self._stats = _SharedCounters(_SYNC_FIELDS)
+        self._mirrored = False
+        self._due: float | None = None
+        self._warned_policy = False
+        self._failing: str | None = None  # the last failure's message while failing
+        self._round_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
+            retry=_no_retry(), **dict(client_kwargs or {}))
+        try:
+            self._first_sync(require_redis)
+        except BaseException:
+            self._client.close()
+            if self._owns_ring:
+                ring.close()
+            raise
+        if start:
+            self._thread = threading.Thread(target=self._run, name="tlsresume-keysync",
+                                            daemon=True)
+            self._thread.start()
+
+    # ---- public --------------------------------------------------------------------
+
+    @property
+    def ring(self) -> TicketKeyRing:
+        return self._ring
+
+    @property
+    def key(self) -> str:
+        """The Redis key holding the fleet's ring."""
+        return self._key
+
+    @property
+    def refresh(self) -> float:
+        return self._refresh
+
+    def sync(self, now: float | None = None) -> bool:
+        """One round now: read (seeding if empty), rotate in Redis if due, mirror into
+        the ring. Returns whether the local ring changed.
+
+        Raises:
+            the error of the round (it is also counted and logged, as in the
+            background).
+        """
+        return self._attempt(time.time() if now is None else now, raise_errors=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this node's syncer; readable in processes forked after the
+        sync started (the workers of a pre-fork server)."""
+        s = self._stats.snapshot()
+        last = s.pop("last_sync_ms")
+        failed = s.pop("last_failure_ms")
+        return {
+            "syncs": s["syncs"], "sync_failures": s["sync_failures"],
+            "rotations": s["rotations"], "seeds": s["seeds"], "errors": s["errors"],
+            "last_sync": last / 1000 if last else None,
+            "last_sync_age": max(0.0, time.time() - last / 1000) if last else None,
+            "last_failure": failed / 1000 if failed else None,
+            "redis_up": bool(s["redis_up"]),
+            "local_rotation_active": bool(s["local_rotation_active"]),
+            "generation": s["generation"], "refresh": self._refresh, "key": self._key,
+        }
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop syncing (idempotent). The ring keeps its last keys and does not rotate
+        by itself; hand rotation back with
+        ``ring.load_records(ring.records(), auto_rotate=True)`` if it keeps serving."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout if timeout is not None else 2 * self._timeout + 1)
+        with self._round_lock:
+            self._client.close()
+            if self._owns_ring:
+                self._ring.close()
+
+    def __enter__(self) -> KeySync:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<KeySync {self._key} at {_redact(self._url)} every {self._refresh:g}s>"
+
+    # ---- rounds --------------------------------------------------------------------
+
+    def _first_sync(self, require_redis: bool) -> None:
+        try:
+            self._attempt(time.time(), raise_errors=True)
+        except (MasterKeyError, RedisBackendError):
+            raise
+        except AuthenticationError as exc:
+            raise RedisBackendError(
+                f"Redis at {_redact(self._url)} refused the credentials ({exc}); check the "
+                "password (redis://:PASSWORD@host:port/db) or user") from None
+        except ResponseError as exc:
+            raise RedisBackendError(f"Redis at {_redact(self._url)} refused the key ring "
+                                    f"operations: {exc}") from None
+        except _TRANSIENT as exc:
+            if require_redis:
+                raise RedisBackendError(
+                    f"cannot reach Redis at {_redact(self._url)}: {exc}") from None
+            # Logged by _attempt; the ring keeps its local keys until Redis is up.
+
+    def _run(self) -> None:
+        delay = self._next_delay(time.time())
+        while not self._stop.wait(delay):
+            now = time.time()
+            try:
+                self._attempt(now, raise_errors=False)
+            except RingClosedError:
+                return
+            delay = self._next_delay(time.time())
+
+    def _next_delay(self, now: float) -> float:
+        delay = self._refresh * (1 + random.uniform(0, 0.1))  # spread the fleet's polls
+        if self._due is not None and self._failing is None:
+            delay = min(delay, max(0.0, self._due - now) + 0.001)
+        return max(delay, 0.001)
+
+    def _attempt(self, now: float, raise_errors: bool) -> bool:
+        with self._round_lock:
+            if self._stop.is_set() and not raise_errors:
+                return False
+            try:
+                changed = self._round(now)
+            except RingClosedError:
+                raise
+            except Exception as exc:
+                self._failed(exc, now)
+                if raise_errors:
+                    raise
+                return False
+            self._succeeded(now)
+            return changed
+
+    def _round(self, now: float) -> bool:
+        raw = self._client.get(self._key)
+        if raw is None:
+            state = self._seed(now)
+        else:
+            state = self._decode(raw)
+        if rotation_due(state, now):
+            state = self._rotate(now)
+        self._stats.set("generation", state.generation)
+        self._due = state.due()
+        if not self._warned_policy and (abs(state.period - self._period) > 1e-3 or
+                                        abs(state.window - self._window) > 1e-3):
+            self._warned_policy = True
+            log.warning("tlsresume: the fleet's ring at %s rotates every %g s and accepts "
+                        "retired keys for %g s; this node was configured for %g s / %g s "
+                        "and follows the fleet", self._key, state.period, state.window,
+                        self._period, self._window)
+        return self._mirror(state, now)
+
+    def _decode(self, raw: bytes) -> RingState:
+        where = f"{self._key} in Redis"
+        if _is_sealed(raw):
+            if self._sealer is None:
+                raise MasterKeyError(f"the key ring at {where} is sealed under a master key "
+                                     "(id " + raw[len(_ENVELOPE):len(_ENVELOPE) + _KID_LEN]
+                                     .hex() + "); give this node the fleet's master key")
+            try:
+                raw = self._sealer.open(raw, self._key.encode())
+            except RedisBackendError as exc:
+                raise type(exc)(f"the key ring at {where}: {exc}") from None
+        elif self._sealer is not None:
+            raise MasterKeyError(f"the key ring at {where} is not sealed, but this node has "
+                                 "a master key: every node must use the same setting (to "
+                                 "start sealing, delete the key and restart the fleet)")
+        return decode_state(raw, where)
+
+    def _encode(self, state: RingState) -> bytes:
+        plain = encode_state(state)
+        return plain if self._sealer is None else self._sealer.seal(plain,
+                                                                    self._key.encode())
+
+    def _seed(self, now: float) -> RingState:
+        self._pause_local_rotation()
+        state = seed_state(self._ring.records(), self._period, self._window, now, self._who)
+        if self._client.set(self._key, self._encode(state), nx=True):
+            self._stats.add("seeds")
+            log.info("tlsresume: published this node's ticket keys as the fleet's ring at %s "
+                     "(current key %s)", self._key, state.current.key.name_hex)
+            return state
+        raw = self._client.get(self._key)  # another node was first
+        if raw is None:
+            raise redis.ConnectionError("the ring appeared and vanished; retrying")
+        return self._decode(raw)
+
+    def _rotate(self, now: float) -> RingState:
+        for _ in range(16):
+            with self._client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self._key)
+                    raw = pipe.get(self._key)
+                    if raw is None:
+                        pipe.unwatch()
+                        return self._seed(now)
+                    state = self._decode(raw)
+                    if not rotation_due(state, now):
+                        pipe.unwatch()
+                        return state  # another node rotated first
+                    new = rotate_state(state, now, TicketKey.generate(state.current.key.size),
+                                       self._who)
+                    pipe.multi()
+                    pipe.set(self._key, self._encode(new))
+                    pipe.execute()
+                except WatchError:
+                    continue
+            self._stats.add("rotations")
+            log.info("tlsresume: rotated the fleet's ticket keys at %s: current key %s",
+                     self._key, new.current.key.name_hex)
+            return new
+        raise RedisBackendError(f"could not rotate {self._key}: it kept changing")
+
+    def _pause_local_rotation(self) -> None:
+        """Stop the ring rotating by itself (and so drawing keys the fleet does not
+        know) before reading its keys for a merge. Loading exactly the keys just read
+        is safe even if the ring rotates in between: the promoted key stays as next
+        (which decrypts), and the drawn one had encrypted nothing."""
+        ring = self._ring
+        if ring.auto_rotate:
+            ring.load_records(ring.records(), acceptance_window=ring.acceptance_window,
+                              auto_rotate=False)
+            self._stats.set("local_rotation_active", 0)
+
+    def _mirror(self, state: RingState, now: float) -> bool:
+        ring = self._ring
+        self._pause_local_rotation()
+        local = ring.records()
+        # A pristine ring (first sync, no ticket issued yet) has nothing to keep.
+        keep = self._mirrored or ring.stats()["tickets_issued"] > 0
+        records = merge_records(state.keys, local, now, state.window, keep)
+        self._mirrored = True
+        if _signature(records) == _signature(local) and \
+                abs(ring.rotation_period - state.period) < 1e-3 and \
+                ring.acceptance_window is not None and \
+                abs(ring.acceptance_window - state.window) < 1e-3:
+            return False
+        kept = [r.key.name_hex for r in records
+                if r.key.name not in {k.key.name for k in state.keys}]
+        if kept:
+            log.info("tlsresume: keeping %d key(s) this node encrypted with that the fleet "
+                     "does not know, as retired: %s", len(kept), ", ".join(kept))
+        ring.load_records(records, rotation_period=state.period, acceptance_window=state.window,
+                          auto_rotate=False)
+        return True
+
+    # ---- bookkeeping ---------------------------------------------------------------
+
+    def _succeeded(self, now: float) -> None:
+        self._stats.add("syncs")
+        self._stats.set("last_sync_ms", int(now * 1000))
+        self._stats.set("redis_up", 1)
+        if self._failing is not None:
+            log.warning("tlsresume: Redis at %s is reachable again; ticket keys converged "
+                        "with the fleet", _redact(self._url))
+            self._failing = None
+
+    def _failed(self, exc: BaseException, now: float) -> None:
+        self._stats.add("sync_failures")
+        self._stats.set("last_failure_ms", int(now * 1000))
+        transient = isinstance(exc, _TRANSIENT) and not isinstance(exc, AuthenticationError)
+        if transient:
+            self._stats.set("redis_up", 0)
+        elif not isinstance(exc, RedisError):
+            self._stats.add("errors")
+        message = f"{type(exc).__name__}: {exc}"
+        if message != self._failing:
+            log.warning("tlsresume: cannot sync ticket keys with Redis at %s (%s); serving "
+                        "with the keys this node has%s", _redact(self._url), message,
+                        ", rotating locally" if self._local_rotation else "")
+        self._failing = message
+        if self._local_rotation:
+            try:
+                ring = self._ring
+                if not ring.auto_rotate:
+                    ring.load_records(ring.records(), acceptance_window=ring.acceptance_window,
+                                      auto_rotate=True)
+                    self._stats.set("local_rotation_active", 1)
+            except (TLSResumeError, ValueError) as err:
+                log.warning("tlsresume: cannot turn on local rotation: %s", err)
+
+
+def _signature(records: Sequence[KeyRecord]) -> frozenset[tuple[Any, ...]]:
+    return frozenset((r.key.name, r.key.hmac_key, r.key.aes_key, r.role, _ms(r.created),
+                      _ms(r.activated), _ms(r.retired)) for r in records)
+
+
+# ======================================================================================
+# Session tier
+# ======================================================================================
+
+_WAKE = ("wake",)
+_TIER_COUNTERS = ("gets", "hits", "misses", "timeouts", "errors", "skipped_down",
+                  "no_connection", "undecryptable", "puts", "removes", "dropped", "written",
+                  "deleted", "write_errors", "expired_before_write", "connects",
+                  "connect_failures")
+
+
+class _Runtime:
+    """A tier's per-process state: rebuilt in a forked child, never shared."""
+
+    def __init__(self, max_queue: int) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.queue: queue.Queue[tuple[Any, ...]] = queue.Queue(max_queue)
+        self.idle: list[Any] = []
+        self.open = 0            # get-connections alive (idle or in use)
+        self.want = 1            # how many the writer should keep open
+        self.down_until = 0.0    # monotonic; lookups skip Redis until then
+        self.backoff = 0.0
+        self.down = False
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.writer: Any = None
+        self.counts = dict.fromkeys(_TIER_COUNTERS, 0)
+        self.max_get = 0.0
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[name] += n
+
+
+_tiers: weakref.WeakSet[SessionTier] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tier in list(_tiers):
+        try:
+            tier._restart_in_child()
+        except Exception as exc:  # never break a fork
+            log.warning("tlsresume: cannot restart the Redis session tier after fork: %s", exc)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class SessionTier:
+    """Redis as the second tier of a :class:`~tlsresume.SessionStore`.
+
+    Args:
+        url: as for :class:`KeySync`.
+        name: the service's name; sessions live at ``tlsresume:session:NAME:<id hex>``.
+        prefix: the key prefix instead (overrides ``name``).
+        timeout: the longest a handshake waits for Redis on a local miss, in seconds
+            (default 5 ms). Lookups only use connections made beforehand by the
+            writer thread, so no handshake ever waits for a connect or TLS handshake
+            to Redis; a lookup that finds none free is a miss.
+        max_queue: stores and removals waiting for the writer; beyond it they are
+            dropped (and counted).
+        connections: the most connections lookups use at once in this process.
+        retry: longest back-off, in seconds, after Redis failed: meanwhile lookups
+            are misses without trying and the writer waits. It starts at an eighth of
+            this and doubles.
+        write_timeout: seconds for the writer's operations and for making connections.
+        master_key: seal sessions in Redis (AES-256-GCM, the Redis key as associated
+            data). A session DER holds the TLS master secret: without a seal, who
+            reads Redis decrypts recorded traffic, and who writes it can inject
+            sessions.
+        client_kwargs: extra keyword arguments for redis-py's connections.
+
+    Thread-safe. Fork-safe: a child gets a fresh writer thread and fresh
+    connections (queued writes of the parent stay with the parent).
+    """
+
+    def __init__(self, url: str, *, name: str = "default", prefix: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, max_queue: int = 10000,
+                 connections: int = 4, retry: float = 1.0, write_timeout: float = 1.0,
+                 master_key: bytes | str | None = None,
+                 client_kwargs: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        self.timeout = _check_seconds("timeout", timeout, 0, 1)
+        self.retry = _check_seconds("retry", retry, 0, 3600)
+        self.write_timeout = _check_seconds("write_timeout", write_timeout, 0, 60)
+        for label, value in (("max_queue", max_queue), ("connections", connections)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be an int >= 1, got {value!r}")
+        self.prefix = prefix if prefix is not None else f"tlsresume:session:{_check_name(name)}:"
+        self.max_queue = max_queue
+        self.connections = connections
+        self._url = url
+        self._sealer = None if master_key is None else _Sealer(master_key, b"session")
+        pool = redis.ConnectionPool.from_url(
+            url, socket_timeout=self.write_timeout, socket_connect_timeout=self.write_timeout,
+            retry=_no_retry(), **dict(client_kwargs or {}))
+        self._conn_class: Callable[..., Any] = pool.connection_class
+        self._conn_kwargs = dict(pool.connection_kwargs)
+        pool.disconnect()
+        self._stopped = False
+        self._rt = self._new_runtime()
+        _tiers.add(self)
+
+    # ---- RemoteTier ----------------------------------------------------------------
+
+    def get(self, session_id: bytes) -> bytes | None:
+        """The session's DER from Redis, or None; returns within ``timeout``."""
+        rt = self._runtime()
+        rt.count("gets")
+        if time.monotonic() < rt.down_until:
+            rt.count("skipped_down")
+            return None
+        with rt.lock:
+            conn = rt.idle.pop() if rt.idle else None
+            if conn is None:
+                rt.want = min(self.connections, rt.open + 1)
+        if conn is None:
+            rt.count("no_connection")
+            self._wake(rt)
+            return None
+        key = self.prefix + session_id.hex()
+        start = time.monotonic()
+        try:
+            conn.send_command("GET", key)
+            raw = conn.read_response()
+        except ResponseError as exc:  # the command failed, the connection is fine
+            self._give_back(rt, conn)
+            rt.count("errors")
+            log.warning("tlsresume: Redis refused a session lookup: %s", exc)
+            return None
+        except (RedisError, OSError) as exc:
+            self._discard(rt, conn)
+            timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
+            rt.count("timeouts" if timed_out else "errors")
+            self._mark_down(rt, exc)
+            return None
+        finally:
+            elapsed = time.monotonic() - start
+            if elapsed > rt.max_get:
+                rt.max_get = elapsed
+        self._give_back(rt, conn)
+        if raw is None:
+            rt.count("misses")
+            return None
+        der = self._unseal(rt, key, bytes(raw))
+        rt.count("hits" if der else "misses")
+        return der
+
+    def put(self, session_id: bytes, der: bytes, expires: float) -> None:
+        """Queue the session for Redis until ``expires`` (epoch s); never blocks."""
+        rt = self._runtime()
+        try:
+            rt.queue.put_nowait(("put", session_id, der, expires))
+            rt.count("puts")
+        except queue.Full:
+            rt.count("dropped")
+
+    def remove(self, session_id: bytes) -> None:
+        """Queue the session's removal from Redis; never blocks."""
+        rt = self._runtime()
+        try:
+            rt.queue.put_nowait(("del", session_id))
+            rt.count("removes")
+        except queue.Full:
+            rt.count("dropped")
+
+    # ---- public --------------------------------------------------------------------
+
+    def check(self, *, require_redis: bool = False) -> bool:
+        """Check the credentials and the master key against Redis now (the canary
+        ``PREFIX check``: it records whether sessions are sealed and under which
+        key). Returns whether Redis answered.
+
+        Raises:
+            RedisBackendError: refused credentials; ``require_redis`` and no Redis.
+            MasterKeyError: the fleet seals sessions under another key, or not at all
+                while this node has one (or the other way round).
+        """
+        client = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=self._conn_class, **self._conn_kwargs))
+        key = self.prefix + "check"
+        mine = self._sealer.seal(b"tlsresume", key.encode()) if self._sealer else b"plain"
+        try:
+            client.set(key, mine, nx=True)
+            found = client.get(key)
+        except AuthenticationError as exc:
+            raise RedisBackendError(f"Redis at {_redact(self._url)} refused the credentials "
+                                    f"({exc}); check the password in the URL") from None
+        except _TRANSIENT as exc:
+            if require_redis:
+                raise RedisBackendError(f"cannot reach Redis at {_redact(self._url)}: "
+                                        f"{exc}") from None
+            log.warning("tlsresume: Redis at %s is not reachable yet (%s); sessions stay "
+                        "local until it is", _redact(self._url), exc)
+            return False
+        finally:
+            client.close()
+        if found is None:
+            return True
+        if _is_sealed(found) and self._sealer is None:
+            raise MasterKeyError(f"sessions under {self.prefix} are sealed under a master "
+                                 "key; give this node the fleet's master key")
+        if not _is_sealed(found) and self._sealer is not None:
+            raise MasterKeyError(f"sessions under {self.prefix} are not sealed, but this "
+                                 "node has a master key: every node must use the same setting")
+        if self._sealer is not None:
+            try:
+                self._sealer.open(found, key.encode())
+            except RedisBackendError as exc:
+                raise type(exc)(f"sessions under {self.prefix}: {exc}") from None
+        return True
+
+    def flush(self, timeout: float = 1.0) -> bool:
+        """Wait until queued writes reached Redis (or were dropped); returns whether
+        the queue drained within ``timeout``."""
+        rt = self._runtime()
+        deadline = time.monotonic() + timeout
+        while rt.queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """This process's counters (each worker has its own tier)."""
+        rt = self._runtime()
+        with rt.lock:
+            out: dict[str, Any] = dict(rt.counts)
+            out.update(queued=rt.queue.qsize(), connections=rt.open, idle=len(rt.idle),
+                       redis_up=not rt.down, max_get_ms=round(rt.max_get * 1000, 3),
+                       timeout_ms=self.timeout * 1000)
+        return out
+
+    def stop(self, flush: float = 0.5) -> None:
+        """Stop the writer (after up to ``flush`` seconds of draining) and close the
+        connections. Idempotent. A stopped tier answers every lookup with a miss."""
+        if self._stopped:
+            return
+        if flush > 0 and self._rt.pid == os.getpid():
+            self.flush(flush)
+        self._stopped = True
+        rt = self._rt
+        rt.stopping.set()
+        rt.down_until = float("inf")
+        self._wake(rt)
+        if rt.thread is not None and rt.pid == os.getpid() and \
+                rt.thread is not threading.current_thread():
+            rt.thread.join(self.write_timeout + 1)
+        with rt.lock:
+            idle, rt.idle = rt.idle, []
+        for conn in idle:
+            conn.disconnect()
+        if rt.writer is not None:
+            rt.writer.close()
+        _tiers.discard(self)
+
+    def __enter__(self) -> SessionTier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<SessionTier {self.prefix}* at {_redact(self._url)} timeout={self.timeout}s>"
+
+    # ---- per-process runtime -------------------------------------------------------
+
+    def _new_runtime(self) -> _Runtime:
+        rt = _Runtime(self.max_queue)
+        rt.writer = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=self._conn_class, **self._conn_kwargs))
+        if self._stopped:
+            rt.stopping.set()
+            rt.down_until = float("inf")
+        else:
+            rt.thread = threading.Thread(target=self._writer_loop, args=(rt,),
+                                         name="tlsresume-redis-writer", daemon=True)
+            rt.thread.start()
+        return rt
+
+    def _runtime(self) -> _Runtime:
+        rt = self._rt
+        if rt.pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C)
+            self._restart_in_child()
+            rt = self._rt
+        return rt
+
+    def _restart_in_child(self) -> None:
+        """After fork: the parent's thread is gone and its sockets are the parent's.
+        Drop them without touching them (no shutdown, no close_notify) and start over."""
+        old = self._rt
+        if old.pid == os.getpid():
+            return
+        old.idle.clear()  # their sockets close with the objects, in this process only
+        self._rt = self._new_runtime()
+
+    # ---- connections ---------------------------------------------------------------
+
+    def _give_back(self, rt: _Runtime, conn: Any) -> None:
+        with rt.lock:
+            if rt.pid == os.getpid() and not rt.stopping.is_set():
+                rt.idle.append(conn)
+                return
+        conn.disconnect()
+
+    def _discard(self, rt: _Runtime, conn: Any) -> None:
+        with rt.lock:
+            rt.open -= 1
+        conn.disconnect()
+
+    def _connect(self, rt: _Runtime) -> bool:
+        conn = self._conn_class(**self._conn_kwargs)
+        try:
+            conn.connect()  # AUTH, SELECT, TLS: with write_timeout, in this thread
+        except (RedisError, OSError) as exc:
+            conn.disconnect()
+            rt.count("connect_failures")
+            self._mark_down(rt, exc)
+            return False
+        # From now on each read waits at most the lookup bound.
+        conn.socket_timeout = self.timeout
+        sock = getattr(conn, "_sock", None)
+        if sock is not None:
+            sock.settimeout(self.timeout)
+        with rt.lock:
+            rt.open += 1
+            rt.idle.append(conn)
+            rt.counts["connects"] += 1
+        self._mark_up(rt)
+        return True
+
+    def _mark_down(self, rt: _Runtime, exc: BaseException) -> None:
+        with rt.lock:
+            rt.backoff = min(self.retry, max(self.retry / 8, rt.backoff * 2))
+            rt.down_until = time.monotonic() + rt.backoff
+            idle, rt.idle = rt.idle, []
+            rt.open -= len(idle)
+            was_down, rt.down = rt.down, True
+        for conn in idle:  # they are likely dead too (Redis restarted or stalled)
+            conn.disconnect()
+        if not was_down:
+            log.warning("tlsresume: Redis session tier at %s failed (%s: %s); sessions "
+                        "stay local, retrying within %g s", _redact(self._url),
+                        type(exc).__name__, exc, self.retry)
+
+    def _mark_up(self, rt: _Runtime) -> None:
+        with rt.lock:
+            rt.backoff = 0.0
+            rt.down_until = 0.0
+            was_down, rt.down = rt.down, False
+        if was_down:
+            log.warning("tlsresume: Redis session tier at %s is back", _redact(self._url))
+
+    def _wake(self, rt: _Runtime) -> None:
+        try:
+            rt.queue.put_nowait(_WAKE)
+        except queue.Full:
+            pass
+
+    # ---- writer thread -------------------------------------------------------------
+
+    def _writer_loop(self, rt: _Runtime) -> None:
+        while not rt.stopping.is_set():
+            wait = rt.down_until - time.monotonic()
+            if wait > 0:
+                rt.stopping.wait(min(wait, 1.0))
+                continue
+            while rt.open < rt.want and not rt.stopping.is_set():
+                if not self._connect(rt):
+                    break
+            try:
+                item = rt.queue.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            batch = [item]
+            while len(batch) < 256:
+                try:
+                    batch.append(rt.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(rt, [i for i in batch if i is not _WAKE])
+            finally:
+                for _ in batch:
+                    rt.queue.task_done()
+
+    def _write(self, rt: _Runtime, batch: list[tuple[Any, ...]]) -> None:
+        if not batch:
+            return
+        if time.monotonic() < rt.down_until:
+            rt.stopping.wait(max(0.0, rt.down_until - time.monotonic()))
+        now = time.time()
+        pipe = rt.writer.pipeline(transaction=False)
+        ops = []
+        for item in batch:
+            key = self.prefix + item[1].hex()
+            if item[0] == "put":
+                ttl_ms = int((item[3] - now) * 1000)
+                if ttl_ms <= 0:
+                    rt.count("expired_before_write")
+                    continue
+                value = item[2] if self._sealer is None else \
+                    self._sealer.seal(item[2], key.encode())
+                pipe.set(key, value, px=ttl_ms)
+                ops.append("written")
+            else:
+                pipe.delete(key)
+                ops.append("deleted")
+        if not ops:
+            return
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            rt.count("write_errors", len(ops))
+            self._mark_down(rt, exc)
+            return
+        finally:
+            pipe.reset()
+        for op, result in zip(ops, results, strict=False):
+            rt.count("write_errors" if isinstance(result, Exception) else op)
+        self._mark_up(rt)
+
+    def _unseal(self, rt: _Runtime, key: str, raw: bytes) -> bytes | None:
+        if self._sealer is None:
+            if _is_sealed(raw):
+                rt.count("undecryptable")
+                return None
+            return raw
+        if not _is_sealed(raw):
+            rt.count("undecryptable")
+            return None
+        try:
+            return self._sealer.open(raw, key.encode())
+        except RedisBackendError:
+            rt.count("undecryptable")
+            return None
+
+
+# ======================================================================================
+# Wiring a server
+# ======================================================================================
+
+
+@dataclass
+class RedisLink:
+    """What :func:`connect_server` started: stop it when the server stops."""
+
+    key_sync: KeySync | None
+    session_tier: SessionTier | None
+    store: SessionStore | None = None
+    _stopped: bool = field(default=False, repr=False)
+
+    def stats(self) -> dict[str, Any]:
+        """``{"key_sync": {...} | None, "session_tier": {...} | None}``: the sync's
+        counters are visible in forked workers; the tier's are this process's."""
+        return {
+            "key_sync": self.key_sync.stats() if self.key_sync else None,
+            "session_tier": self.session_tier.stats() if self.session_tier else None,
+        }
+
+    def stop(self) -> None:
+        """Detach the tier from the store (in this process), stop both. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.store is not None and self.session_tier is not None:
+            try:
+                self.store.set_remote(None)
+            except TLSResumeError:
+                pass  # the store was closed first; its contexts keep the tier
+        if self.session_tier is not None:
+            self.session_tier.stop()
+        if self.key_sync is not None:
+            self.key_sync.stop()
+
+    def __enter__(self) -> RedisLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def connect_server(url: str, *, ring: TicketKeyRing | None = None,
+                   store: SessionStore | None = None, name: str = "default",
+                   refresh: float = DEFAULT_REFRESH, timeout: float = DEFAULT_TIMEOUT,
+                   master_key: bytes | str | None = None, local_rotation: bool = False,
+                   rotation_period: float | None = None,
+                   acceptance_window: float | None = None, max_queue: int = 10000,
+                   require_redis: bool = False,
+                   client_kwargs: Mapping[str, Any] | None = None) -> RedisLink:
+    """Share a server's ticket keys and sessions with every server using the same
+    Redis and ``name``.
+
+    Call it in the process that made the ring and store, after making them and
+    BEFORE forking workers: the key sync runs in this process (workers share the
+    ring's memory), and the session tier attached here is inherited by forked
+    workers. Spawned workers call :func:`connect_worker` for their store.
+
+    Args:
+        url: ``redis://[:password@]host:port/db`` or ``rediss://...`` (TLS).
+        ring: the server's key ring (``None``: tickets off, sessions only).
+        store: the server's session store (``None``: keys only).
+        name: the service; servers share keys and sessions only with the same name.
+        refresh: seconds between key polls (see :class:`KeySync`); the session tier
+            retries Redis within ``min(refresh, 1)`` seconds after a failure.
+        timeout: the longest a handshake waits for a Redis session lookup.
+        master_key: seal keys and sessions in Redis under this key.
+        local_rotation, rotation_period, acceptance_window: see :class:`KeySync`.
+        max_queue: see :class:`SessionTier`.
+        require_redis: raise if Redis cannot be reached at start.
+        client_kwargs: extra redis-py connection arguments.
+
+    Raises:
+        ValueError, TypeError: bad arguments (including neither ring nor store).
+        RedisBackendError, MasterKeyError: see :class:`KeySync`.
+    """
+    if ring is None and store is None:
+        raise ValueError("connect_server() needs a ring, a store or both")
+    if store is not None and not isinstance(store, SessionStore):
+        raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
+    sync = tier = None
+    try:
+        if ring is not None:
+            sync = KeySync(ring, url, name=name, refresh=refresh, master_key=master_key,
+                           local_rotation=local_rotation, rotation_period=rotation_period,
+                           acceptance_window=acceptance_window,
+                           timeout=min(2.0, max(refresh, 0.05)), require_redis=require_redis,
+                           client_kwargs=client_kwargs)
+        if store is not None:
+            tier = connect_worker(url, store=store, name=name, timeout=timeout,
+                                  master_key=master_key, max_queue=max_queue,
+                                  retry=min(refresh, 1.0), require_redis=require_redis,
+                                  client_kwargs=client_kwargs)
+    except BaseException:
+        if sync is not None:
+            sync.stop()
+        raise
+    return RedisLink(sync, tier, store)
+
+
+def connect_worker(url: str, *, store: SessionStore, name: str = "default",
+                   timeout: float = DEFAULT_TIMEOUT, master_key: bytes | str | None = None,
+                   max_queue: int = 10000, retry: float = 1.0, require_redis: bool = False,
+                   client_kwargs: Mapping[str, Any] | None = None) -> SessionTier:
+    """Attach a Redis session tier to ``store`` in this process (a spawned worker,
+    or any process that was not forked from one that attached it). Returns the tier;
+    ``tier.stop()`` and ``store.set_remote(None)`` undo it.
+
+    Raises:
+        RedisBackendError, MasterKeyError: see :meth:`SessionTier.check`.
+    """
+    tier = SessionTier(url, name=name, timeout=timeout, master_key=master_key,
+                       max_queue=max_queue, retry=retry, client_kwargs=client_kwargs)
+    try:
+        tier.check(require_redis=require_redis)
+        store.set_remote(tier)
+    except BaseException:
+        tier.stop(flush=0)
+        raise
+    return tier

@@ -1,0 +1,183 @@
+"""A real ``redis-server`` for tests: on a free loopback port, in a temporary
+directory, never persisting (``--save '' --appendonly no``), always stopped.
+
+It can require a password, serve TLS only (certificates from trustme), be paused
+(SIGSTOP: connections are accepted by the kernel but never answered, the worst
+kind of stall), killed, and restarted on the same port (empty, as a Redis without
+persistence comes back).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+#: Every wait here gives up after this long; no test may hang on Redis.
+START_TIMEOUT = 10.0
+
+
+def redis_server_available() -> bool:
+    return os.access(REDIS_SERVER, os.X_OK)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """One ``redis-server`` process.
+
+    Args:
+        password: ``--requirepass``.
+        tls: a trustme ``CA``: serve TLS only, with a certificate for 127.0.0.1 that
+            this CA issued (``url`` then carries ``ssl_ca_certs``).
+
+    Use as a context manager, or call :meth:`stop` (idempotent).
+    """
+
+    def __init__(self, *, password: str | None = None, tls: Any = None) -> None:
+        self.password = password
+        self.dir = Path(tempfile.mkdtemp(prefix="tlsresume-redis-"))
+        self.tls_files: dict[str, str] | None = None
+        if tls is not None:
+            leaf = tls.issue_cert("127.0.0.1", "localhost")
+            files = {"cert": self.dir / "redis.crt", "key": self.dir / "redis.key",
+                     "ca": self.dir / "ca.crt"}
+            leaf.private_key_pem.write_to_path(str(files["key"]))
+            with open(files["cert"], "wb") as f:
+                for blob in leaf.cert_chain_pems:
+                    f.write(blob.bytes())
+            tls.cert_pem.write_to_path(str(files["ca"]))
+            self.tls_files = {k: str(v) for k, v in files.items()}
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
+        self.start()
+
+    # ---- addresses -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls_files is not None:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls_files['ca']}"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs: Any) -> Any:
+        import redis
+
+        kwargs.setdefault("socket_timeout", 2.0)
+        kwargs.setdefault("socket_connect_timeout", 2.0)
+        return redis.Redis.from_url(self.url, **kwargs)
+
+    # ---- lifetime ------------------------------------------------------------------
+
+    def _args(self) -> list[str]:
+        args = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.dir), "--daemonize", "no", "--loglevel", "warning",
+                "--logfile", str(self.dir / "redis.log")]
+        if self.tls_files is not None:
+            args += ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", self.tls_files["cert"],
+                     "--tls-key-file", self.tls_files["key"],
+                     "--tls-ca-cert-file", self.tls_files["ca"], "--tls-auth-clients", "no"]
+        else:
+            args += ["--port", str(self.port)]
+        if self.password:
+            args += ["--requirepass", self.password]
+        return args
+
+    def start(self) -> None:
+        """Start on ``self.port`` (a free one the first time) and wait until it answers."""
+        assert self.proc is None, "already running"
+        for _ in range(5):
+            self.port = free_port()
+            self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_ready():
+                return
+            self._reap()
+        raise RuntimeError(f"redis-server did not start: {self.log()}")
+
+    def restart(self) -> None:
+        """Start again on the same port (after :meth:`kill`); Redis comes back empty."""
+        assert self.proc is None, "kill() it first"
+        self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not self._wait_ready():
+            self._reap()
+            raise RuntimeError(f"redis-server did not restart on port {self.port}: {self.log()}")
+
+    def _wait_ready(self) -> bool:
+        import redis
+
+        deadline = time.monotonic() + START_TIMEOUT
+        client = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    return False
+                try:
+                    if client.ping():
+                        return True
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    time.sleep(0.01)
+            return False
+        finally:
+            client.close()
+
+    def pause(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nothing is ever answered."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.proc is not None and self.paused:
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: clients see resets and refused connections."""
+        if self.proc is not None:
+            self.resume()
+            self.proc.kill()
+            self._reap()
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            self.proc = None
+
+    def stop(self) -> None:
+        """Stop it and remove its directory. Idempotent."""
+        self.kill()  # nothing to save: it never persists
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self) -> str:
+        try:
+            return (self.dir / "redis.log").read_text()[-2000:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

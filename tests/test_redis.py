@@ -1,0 +1,812 @@
+"""Redis across machines: the fleet's ticket keys (KeySync) and sessions
+(SessionTier), against a real ``redis-server`` started per test on a free loopback
+port. Separate rings and stores, each with its own sync and tier, stand in for
+machines; the main tests put each behind its own pre-fork server."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import ssl
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import pytest
+import trustme
+
+from .redisutil import RedisServer, free_port, redis_server_available
+
+try:
+    import redis
+except ModuleNotFoundError:  # pragma: no cover
+    if redis_server_available():
+        raise  # redis-server is here, so these tests must run: install tlsresume[test]
+    pytest.skip("redis-server and redis-py are not installed", allow_module_level=True)
+if not redis_server_available():  # pragma: no cover
+    pytest.skip("redis-server is not installed", allow_module_level=True)
+
+import tlsresume  # noqa: E402
+from tlsresume import KeyRecord, SessionStore, TicketKey, TicketKeyRing  # noqa: E402
+from tlsresume.redis import (  # noqa: E402
+    KeySync,
+    MasterKeyError,
+    RedisBackendError,
+    RingState,
+    SessionTier,
+    connect_server,
+    decode_state,
+    encode_state,
+    generate_master_key,
+    merge_records,
+    rotate_state,
+    rotation_due,
+    seed_state,
+)
+
+from .handshake import fetch, memory_pair, prefork, server_context, wait_until  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings(
+    # Machines run their sync threads in this process, then fork pre-fork workers,
+    # as a pre-fork master does; the children never use those threads.
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
+
+TLS12, TLS13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+REFRESH = 0.2
+
+
+# ======================================================================================
+# Fixtures and helpers
+# ======================================================================================
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server for one test; stopped (even if paused) at teardown."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cert(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert("localhost")
+
+
+@pytest.fixture
+def name() -> str:
+    """A service name of its own, so no two tests share Redis keys."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def client_ctx(ca: trustme.CA, version: ssl.TLSVersion | None = None,
+               tickets: bool = True) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(ctx)
+    if version is not None:
+        ctx.maximum_version = version
+    if not tickets:
+        ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+def make_server_ctx(cert: trustme.LeafCert, ring: TicketKeyRing | None,
+                    store: SessionStore | None, tickets: bool = True,
+                    version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    ctx = server_context(cert, None, version)
+    if not tickets:
+        ctx.options |= ssl.OP_NO_TICKET
+        ring = None
+    if ring is not None or store is not None:
+        tlsresume.install(ctx, ring, session_cache=store)
+    return ctx
+
+
+@dataclass
+class Machine:
+    """One "machine": its own ring, store, Redis link and pre-fork server."""
+
+    ring: TicketKeyRing
+    store: SessionStore
+    link: tlsresume.redis.RedisLink | None
+    port: int = 0
+
+
+@contextmanager
+def fleet(cert: trustme.LeafCert, url: str | None, name: str, *, tickets: bool = True,
+          machines: int = 3, workers: int = 2, version: ssl.TLSVersion | None = None,
+          rotation_period: float = 3600.0, **link: object) -> Iterator[list[Machine]]:
+    """``machines`` separate rings and stores, each linked to Redis at ``url``
+    (``None``: not linked, the negative control) before its pre-fork server forks
+    its workers, as ``serve --redis`` does."""
+    out = []
+    with ExitStack() as stack:
+        for _ in range(machines):
+            ring = TicketKeyRing(rotation_period=rotation_period)
+            store = SessionStore("1M")
+            stack.callback(ring.close)
+            stack.callback(store.close)
+            handle = None
+            if url is not None:
+                link.setdefault("refresh", REFRESH)
+                handle = connect_server(url, ring=ring if tickets else None, store=store,
+                                        name=name, **link)  # type: ignore[arg-type]
+                stack.callback(handle.stop)
+            m = Machine(ring, store, handle)
+
+            def make(m: Machine = m) -> ssl.SSLContext:
+                return make_server_ctx(cert, m.ring, m.store, tickets, version)
+
+            m.port = stack.enter_context(prefork(make, workers=workers)).port
+            out.append(m)
+        yield out
+
+
+@dataclass
+class Run:
+    reconnections: int = 0
+    resumed: int = 0
+    failed: int = 0
+    cross: int = 0  # reconnections that reached another machine
+
+
+def across(machines: list[Machine], client: ssl.SSLContext, n: int,
+           session: ssl.SSLSession | None = None, run: Run | None = None,
+           start: int = 0) -> tuple[Run, ssl.SSLSession | None]:
+    """n reconnections, each to the next machine, each offering the session the
+    previous connection ended with. A failed handshake is counted, not raised."""
+    run = run or Run()
+    for i in range(start, start + n + (session is None)):
+        m = machines[i % len(machines)]
+        try:
+            new, resumed, _pid = fetch(m.port, client, session)
+        except (OSError, ssl.SSLError, ValueError):
+            run.failed += 1
+            continue
+        if session is not None:
+            run.reconnections += 1
+            run.resumed += resumed
+            run.cross += 1
+        session = new
+    return run, session
+
+
+def ring_totals(machines: list[Machine]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for m in machines:
+        for k, v in m.ring.stats().items():
+            totals[k] = totals.get(k, 0) + v
+    return totals
+
+
+def fleet_state(server: RedisServer, name: str) -> RingState:
+    client = server.client()
+    try:
+        raw = client.get(f"tlsresume:ring:{name}")
+    finally:
+        client.close()
+    assert raw is not None
+    return decode_state(raw)
+
+
+# ======================================================================================
+# Policy: pure functions of (state, now)
+# ======================================================================================
+
+
+def _state(now: float, period: float = 10.0, window: float = 20.0) -> RingState:
+    return seed_state([KeyRecord(TicketKey.generate(), "current", now, now)], period, window,
+                      now)
+
+
+def test_seed_pre_publishes_a_next_key() -> None:
+    """A ring published from local keys always has a next key."""
+    state = _state(100.0)
+    assert [r.role for r in state.keys] == ["current", "next"]
+
+
+def test_rotation_is_due_after_one_period() -> None:
+    """Due exactly when the current key has encrypted for a whole period."""
+    state = _state(100.0, period=10.0)
+    assert not rotation_due(state, 109.999)
+    assert rotation_due(state, 110.0)
+
+
+def test_rotate_promotes_the_published_next_key() -> None:
+    """Rotation: next encrypts, current retires, a fresh next is published."""
+    state = _state(100.0)
+    old_cur, old_next, fresh = state.current.key, state.next.key, TicketKey.generate()  # type: ignore[union-attr]
+    new = rotate_state(state, 110.0, fresh, "node")
+    roles = {r.key: r.role for r in new.keys}
+    assert roles == {old_cur: "retired", old_next: "current", fresh: "next"}
+    assert new.current.activated == 110.0 and new.generation == state.generation + 1
+    assert not rotation_due(new, 119.0)
+
+
+def test_rotate_drops_keys_past_the_window_and_fits_the_ring() -> None:
+    """Retired keys leave after the acceptance window, and never overflow the ring."""
+    state = _state(0.0, period=1.0, window=2.0)
+    for t in range(1, 6):
+        state = rotate_state(state, float(t), TicketKey.generate())
+    retired = [r for r in state.keys if r.role == "retired"]
+    assert [r.retired for r in retired] == [4.0, 5.0]  # retired at 3.0 expired at 5.0
+    state = _state(0.0, period=1.0, window=14.0)
+    for t in range(1, 40):
+        state = rotate_state(state, float(t), TicketKey.generate())
+    assert len(state.keys) <= tlsresume.redis.RING_SLOTS
+
+
+def test_merge_keeps_keys_this_node_encrypted_with() -> None:
+    """Keys the fleet does not know but this node encrypted with stay as retired (for
+    the window); a local next that never encrypted, and expired keys, go."""
+    now = 1000.0
+    fleet = list(_state(now - 5).keys)
+    mine_cur = KeyRecord(TicketKey.generate(), "current", now - 50, now - 50)
+    mine_old = KeyRecord(TicketKey.generate(), "retired", now - 90, now - 90, now - 50)
+    mine_gone = KeyRecord(TicketKey.generate(), "retired", now - 99, now - 99, now - 80)
+    mine_next = KeyRecord(TicketKey.generate(), "next", now - 50)
+    merged = merge_records(fleet, [mine_gone, mine_old, mine_cur, mine_next], now, 60.0)
+    by_key = {r.key: r for r in merged}
+    assert by_key[mine_cur.key].role == "retired" and by_key[mine_cur.key].retired == now
+    assert by_key[mine_old.key].retired == now - 50
+    assert mine_gone.key not in by_key and mine_next.key not in by_key
+    assert [r.role for r in merged][-2:] == ["current", "next"]
+    assert merge_records(fleet, [mine_cur], now, 60.0, keep_local=False) == fleet
+
+
+def test_state_round_trips_and_garbage_is_refused() -> None:
+    """The Redis encoding keeps every key, role and time; other data is refused."""
+    state = rotate_state(_state(100.0), 110.0, TicketKey.generate(48), "n1")
+    assert decode_state(encode_state(state)) == state
+    for junk in (b"hello", b"{}", b'{"format":"tlsresume-ring","version":9}'):
+        with pytest.raises(RedisBackendError, match="not a tlsresume key ring"):
+            decode_state(junk)
+
+
+def test_master_key_formats() -> None:
+    """A master key is 32 bytes, given raw, as 64 hex digits or base64; nothing else."""
+    raw = os.urandom(32)
+    sealers = [tlsresume.redis._Sealer(k, b"ring") for k in
+               (raw, raw.hex(), base64.b64encode(raw).decode(), raw.hex().encode() + b"\n")]
+    assert len({s.kid for s in sealers}) == 1
+    assert len(generate_master_key()) == 64
+    for bad in ("short", os.urandom(31), "zz" * 32):
+        with pytest.raises(ValueError, match="32 random bytes"):
+            tlsresume.redis._Sealer(bad, b"ring")
+
+
+def test_seal_binds_key_and_place() -> None:
+    """Sealed values open only with the same master key and at the same Redis key."""
+    a = tlsresume.redis._Sealer(generate_master_key(), b"session")
+    b = tlsresume.redis._Sealer(generate_master_key(), b"session")
+    blob = a.seal(b"secret", b"k1")
+    assert a.open(blob, b"k1") == b"secret"
+    with pytest.raises(MasterKeyError, match="master key id"):
+        b.open(blob, b"k1")
+    with pytest.raises(RedisBackendError, match="failed authentication"):
+        a.open(blob, b"k2")
+
+
+# ======================================================================================
+# Key sync against a real Redis (in-memory handshakes)
+# ======================================================================================
+
+
+def test_first_node_publishes_and_the_others_adopt(redis_server: RedisServer, name: str
+                                                    ) -> None:
+    """The first node's keys become the fleet's; every later node mirrors them."""
+    rings = [TicketKeyRing() for _ in range(3)]
+    syncs = [KeySync(r, redis_server.url, name=name, refresh=REFRESH, start=False)
+             for r in rings]
+    try:
+        assert [s.stats()["seeds"] for s in syncs] == [1, 0, 0]
+        keys = [[(k.name, k.role) for k in r.keys()] for r in rings]
+        assert keys[0] == keys[1] == keys[2]
+        assert [role for _, role in keys[0]] == ["current", "next"]
+        assert not rings[0].auto_rotate  # Redis decides rotation now
+    finally:
+        for s in syncs:
+            s.stop()
+        for r in rings:
+            r.close()
+
+
+def test_exactly_one_node_rotates_per_period(redis_server: RedisServer, name: str) -> None:
+    """Nodes racing at the same instant past the period: the transaction lets one
+    rotate, the others adopt its keys."""
+    rings = [TicketKeyRing(rotation_period=60) for _ in range(6)]
+    syncs = [KeySync(r, redis_server.url, name=name, refresh=1, start=False) for r in rings]
+    try:
+        start = fleet_state(redis_server, name).current.activated or 0.0
+        for period in range(1, 4):
+            at = start + 60 * period + 0.5
+            barrier = threading.Barrier(len(syncs))
+
+            def go(s: KeySync, at: float = at, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                s.sync(now=at)
+
+            threads = [threading.Thread(target=go, args=(s,)) for s in syncs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            assert sum(s.stats()["rotations"] for s in syncs) == period
+            assert len({r.keys()[-2].name for r in rings}) == 1  # one current everywhere
+        assert fleet_state(redis_server, name).generation == 4
+    finally:
+        for s in syncs:
+            s.stop()
+        for r in rings:
+            r.close()
+
+
+def test_a_late_node_accepts_fresh_tickets(redis_server: RedisServer, name: str,
+                                           cert: trustme.LeafCert, ca: trustme.CA) -> None:
+    """After a rotation only one node has seen, tickets cross both ways: the late node
+    holds the new current key as its next, the other the old one as retired."""
+    ra, rb = TicketKeyRing(rotation_period=60), TicketKeyRing(rotation_period=60)
+    a = KeySync(ra, redis_server.url, name=name, refresh=1, start=False)
+    b = KeySync(rb, redis_server.url, name=name, refresh=1, start=False)
+    try:
+        a.sync(now=time.time() + 61)  # A rotates; B has not polled
+        assert a.stats()["rotations"] == 1
+        assert ra.keys()[-2].name == rb.keys()[-1].name  # A's current is B's next
+        client = client_ctx(ca)
+        ctx_a, ctx_b = make_server_ctx(cert, ra, None), make_server_ctx(cert, rb, None)
+        s_a, _ = memory_pair(ctx_a, client)
+        assert memory_pair(ctx_b, client, s_a)[1]
+        s_b, _ = memory_pair(ctx_b, client)
+        assert memory_pair(ctx_a, client, s_b)[1]
+        for ring in (ra, rb):
+            assert ring.stats()["rejected_unknown"] == 0
+    finally:
+        a.stop()
+        b.stop()
+        ra.close()
+        rb.close()
+
+
+def test_keys_sealed_in_redis_are_not_plaintext(redis_server: RedisServer, name: str) -> None:
+    """With a master key, no secret of any key appears in Redis, raw or encoded, and
+    a node with the same master key mirrors the keys."""
+    master = generate_master_key()
+    ra, rb = TicketKeyRing(), TicketKeyRing()
+    with KeySync(ra, redis_server.url, name=name, master_key=master, start=False), \
+            KeySync(rb, redis_server.url, name=name, master_key=master, start=False):
+        raw = redis_server.client().get(f"tlsresume:ring:{name}")
+        assert raw.startswith(b"tlsr-sealed-1:")
+        for record in ra.records():
+            for secret in (record.key.hmac_key, record.key.aes_key):
+                for form in (secret, secret.hex().encode(), base64.b64encode(secret),
+                             base64.b64encode(secret)[:20]):
+                    assert form not in raw
+        assert [k.name for k in ra.keys()] == [k.name for k in rb.keys()]
+    ra.close()
+    rb.close()
+
+
+def test_wrong_or_missing_master_key_is_refused_clearly(redis_server: RedisServer,
+                                                        name: str) -> None:
+    """A node with another master key, none, or one where the fleet has none, refuses
+    to start with a message that says so; a later mismatch is a logged warning."""
+    ring = TicketKeyRing()
+    with KeySync(ring, redis_server.url, name=name, master_key=generate_master_key(),
+                 start=False):
+        with pytest.raises(MasterKeyError, match="master key id .* every node needs the same"):
+            KeySync(TicketKeyRing(), redis_server.url, name=name,
+                    master_key=generate_master_key())
+        with pytest.raises(MasterKeyError, match="sealed under a master key"):
+            KeySync(TicketKeyRing(), redis_server.url, name=name)
+    with KeySync(ring, redis_server.url, name=name + "-plain", start=False):
+        with pytest.raises(MasterKeyError, match="not sealed, but this node has a master key"):
+            KeySync(TicketKeyRing(), redis_server.url, name=name + "-plain",
+                    master_key=generate_master_key())
+    ring.close()
+
+
+def test_wrong_master_key_later_keeps_keys_and_warns(redis_server: RedisServer, name: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """If the ring in Redis turns out sealed under another key later, the node keeps
+    serving with its keys and logs a warning (never raising into the server)."""
+    ring = TicketKeyRing()
+    sync = KeySync(ring, redis_server.url, name=name, master_key=generate_master_key(),
+                   start=False)
+    before = [k.name for k in ring.keys()]
+    client = redis_server.client()
+    client.delete(f"tlsresume:ring:{name}")
+    KeySync(TicketKeyRing(), redis_server.url, name=name, master_key=generate_master_key(),
+            start=False).stop()
+    with caplog.at_level(logging.WARNING, "tlsresume"):
+        sync._attempt(time.time(), raise_errors=False)
+    assert "master key id" in caplog.text
+    assert [k.name for k in ring.keys()] == before
+    assert sync.stats()["sync_failures"] == 1
+    sync.stop()
+    ring.close()
+
+
+def test_password_and_tls_urls(ca: trustme.CA, name: str, cert: trustme.LeafCert) -> None:
+    """redis://:password@... and rediss://...?ssl_ca_certs=... work for keys and
+    sessions; a wrong password is refused clearly at start."""
+    with RedisServer(password="s3cret") as plain, RedisServer(password="s3cret", tls=ca) as tls:
+        for server in (plain, tls):
+            assert server.url.startswith("rediss://" if server is tls else "redis://:s3cret@")
+            rings = [TicketKeyRing(), TicketKeyRing()]
+            stores = [SessionStore("1M"), SessionStore("1M")]
+            links = [connect_server(server.url, ring=r, store=s, name=name, refresh=REFRESH)
+                     for r, s in zip(rings, stores, strict=True)]
+            try:
+                assert rings[0].keys()[-2].name == rings[1].keys()[-2].name
+                client = client_ctx(ca, TLS12, tickets=False)
+                ctxs = [make_server_ctx(cert, None, s, tickets=False, version=TLS12)
+                        for s in stores]
+                session, _ = memory_pair(ctxs[0], client)
+                assert links[0].session_tier is not None
+                assert links[0].session_tier.flush(2)
+                assert wait_until(lambda: links[1].session_tier.stats()["idle"] > 0, 2)  # type: ignore[union-attr]
+                assert memory_pair(ctxs[1], client, session)[1]
+            finally:
+                for link in links:
+                    link.stop()
+            bad = server.url.replace("s3cret", "wrong")
+            with pytest.raises(RedisBackendError, match="refused the credentials"):
+                connect_server(bad, ring=rings[0], name=name)
+            with pytest.raises(RedisBackendError, match="refused the credentials"):
+                connect_server(bad, store=stores[0], name=name)
+            for region in (*rings, *stores):
+                region.close()
+
+
+def test_redis_down_at_start(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """No Redis at start: the node serves with its own keys and says so; with
+    require_redis=True it refuses to start."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    ring = TicketKeyRing()
+    with caplog.at_level(logging.WARNING, "tlsresume"):
+        sync = KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.2)
+    assert "cannot sync ticket keys" in caplog.text
+    assert sync.stats()["redis_up"] is False and sync.stats()["sync_failures"] == 1
+    sync.stop()
+    with pytest.raises(RedisBackendError, match="cannot reach Redis"):
+        KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.2, require_redis=True)
+    ring.close()
+
+
+def test_bad_arguments() -> None:
+    """Refresh must be shorter than the period; a link needs a ring or a store."""
+    with pytest.raises(ValueError, match="shorter than the rotation period"):
+        KeySync(TicketKeyRing(rotation_period=1), "redis://127.0.0.1:1/0", refresh=1)
+    with pytest.raises(ValueError, match="a ring, a store or both"):
+        connect_server("redis://127.0.0.1:1/0")
+    with pytest.raises(ValueError, match="timeout"):
+        SessionTier("redis://127.0.0.1:1/0", timeout=0)
+
+
+def test_outage_with_local_rotation_then_convergence(redis_server: RedisServer, name: str,
+                                                     cert: trustme.LeafCert,
+                                                     ca: trustme.CA) -> None:
+    """Redis down with local_rotation: rings rotate by themselves; when Redis is back
+    (empty) they converge on one ring within two refresh periods, and each node keeps
+    the keys it encrypted with, so its outage tickets still resume there."""
+    period = 0.6
+    rings = [TicketKeyRing(rotation_period=period) for _ in range(2)]
+    syncs = [KeySync(r, redis_server.url, name=name, refresh=0.1, timeout=0.1,
+                     local_rotation=True) for r in rings]
+    client = client_ctx(ca)
+    ctxs = [make_server_ctx(cert, r, None) for r in rings]
+    try:
+        redis_server.kill()
+        assert wait_until(lambda: all(s.stats()["local_rotation_active"] for s in syncs), 2)
+        for rotation in range(2):
+            time.sleep(1.1 * period)
+            for ctx in ctxs:  # a handshake rotates its ring when due
+                memory_pair(ctx, client)
+            currents = {r.keys()[-2].name for r in rings}
+            # The first local rotation promotes the pre-published next key on every
+            # node alike; only the keys drawn locally after it differ.
+            assert len(currents) == (1 if rotation == 0 else 2)
+        outage_session, _ = memory_pair(ctxs[0], client)
+        redis_server.restart()
+        restarted = time.monotonic()
+        assert wait_until(lambda: len({r.keys()[-2].name for r in rings}) == 1
+                          and not any(r.auto_rotate for r in rings), 2 * 0.1 + 0.3)
+        converged = time.monotonic() - restarted
+        assert converged <= 2 * 0.1 + 0.3
+        assert memory_pair(ctxs[0], client, outage_session)[1]
+        assert rings[0].stats()["rejected_unknown"] == 0
+        assert not any(s.stats()["local_rotation_active"] for s in syncs)
+    finally:
+        for s in syncs:
+            s.stop()
+        for r in rings:
+            r.close()
+
+
+def test_outage_without_local_rotation_keeps_the_current_key(redis_server: RedisServer,
+                                                             name: str) -> None:
+    """By default a node whose Redis is down keeps encrypting with the fleet's
+    current key (no divergence), and rotation resumes through Redis afterwards."""
+    ring = TicketKeyRing(rotation_period=0.5)
+    sync = KeySync(ring, redis_server.url, name=name, refresh=0.1, timeout=0.1)
+    try:
+        current = ring.keys()[-2].name
+        redis_server.kill()
+        time.sleep(1.2)
+        assert ring.maybe_rotate() is False or ring.keys()[-2].name == current
+        assert ring.keys()[-2].name == current and not ring.auto_rotate
+        redis_server.restart()
+        assert wait_until(lambda: sync.stats()["rotations"] >= 1, 2)
+    finally:
+        sync.stop()
+        ring.close()
+
+
+# ======================================================================================
+# Session tier against a real Redis
+# ======================================================================================
+
+
+def test_tier_entries_carry_the_session_expiry(redis_server: RedisServer, name: str) -> None:
+    """A stored session's Redis TTL is its own remaining lifetime; removals delete."""
+    with SessionTier(redis_server.url, name=name) as tier:
+        tier.put(b"\x01" * 32, b"der", time.time() + 5)
+        tier.put(b"\x02" * 32, b"der", time.time() - 1)  # already expired: not written
+        assert tier.flush(2)
+        client = redis_server.client()
+        key = f"tlsresume:session:{name}:" + "01" * 32
+        assert 4000 < client.pttl(key) <= 5000
+        assert client.get(f"tlsresume:session:{name}:" + "02" * 32) is None
+        assert tier.stats()["expired_before_write"] == 1
+        assert tier.get(b"\x01" * 32) == b"der"
+        tier.remove(b"\x01" * 32)
+        assert tier.flush(2) and client.get(key) is None
+
+
+def test_sessions_sealed_under_the_master_key(redis_server: RedisServer, name: str) -> None:
+    """Sealed sessions are not plaintext in Redis, open with the same key, and a node
+    with another key is refused at check (and would only ever see misses)."""
+    master = generate_master_key()
+    der = os.urandom(300)
+    with SessionTier(redis_server.url, name=name, master_key=master) as a, \
+            SessionTier(redis_server.url, name=name, master_key=master) as b:
+        assert a.check()
+        a.put(b"\x07" * 32, der, time.time() + 60)
+        assert a.flush(2)
+        raw = redis_server.client().get(f"tlsresume:session:{name}:" + "07" * 32)
+        assert raw.startswith(b"tlsr-sealed-1:") and der[:32] not in raw
+        assert wait_until(lambda: b.stats()["idle"] > 0, 2)
+        assert b.get(b"\x07" * 32) == der
+    with SessionTier(redis_server.url, name=name, master_key=generate_master_key()) as c:
+        with pytest.raises(MasterKeyError, match="master key id"):
+            c.check()
+        assert wait_until(lambda: c.stats()["idle"] > 0, 2)
+        assert c.get(b"\x07" * 32) is None and c.stats()["undecryptable"] == 1
+    with SessionTier(redis_server.url, name=name) as d, \
+            pytest.raises(MasterKeyError, match="sealed under a master key"):
+        d.check()
+
+
+def test_namespaces_do_not_mix(redis_server: RedisServer, name: str) -> None:
+    """Two service names share nothing: keys differ, sessions stay apart."""
+    r1, r2 = TicketKeyRing(), TicketKeyRing()
+    with KeySync(r1, redis_server.url, name=name + "a", start=False), \
+            KeySync(r2, redis_server.url, name=name + "b", start=False), \
+            SessionTier(redis_server.url, name=name + "a") as t1, \
+            SessionTier(redis_server.url, name=name + "b") as t2:
+        assert {k.name for k in r1.keys()}.isdisjoint({k.name for k in r2.keys()})
+        t1.put(b"\x03" * 32, b"der", time.time() + 60)
+        assert t1.flush(2)
+        assert wait_until(lambda: t2.stats()["idle"] > 0, 2)
+        assert t2.get(b"\x03" * 32) is None and t1.get(b"\x03" * 32) == b"der"
+    r1.close()
+    r2.close()
+
+
+def test_writes_never_block_and_overflow_is_counted(redis_server: RedisServer,
+                                                    name: str) -> None:
+    """With Redis stalled, put() returns at once; beyond max_queue it drops and counts."""
+    with SessionTier(redis_server.url, name=name, max_queue=8, write_timeout=0.3) as tier:
+        assert wait_until(lambda: tier.stats()["idle"] > 0, 2)
+        redis_server.pause()
+        slowest = 0.0
+        for i in range(100):
+            t0 = time.perf_counter()
+            tier.put(i.to_bytes(32, "big"), b"der", time.time() + 60)
+            slowest = max(slowest, time.perf_counter() - t0)
+        assert slowest < 0.005
+        assert tier.stats()["dropped"] >= 100 - 8 - 1
+        redis_server.resume()
+        tier.stop(flush=0)
+
+
+def test_handshake_never_waits_past_the_bound_when_redis_stalls(
+        redis_server: RedisServer, name: str, cert: trustme.LeafCert, ca: trustme.CA) -> None:
+    """Redis paused with SIGSTOP (connections accepted, nothing answered): a handshake
+    whose session is missing locally waits at most the tier's bound for Redis, then
+    completes as a full handshake; later lookups skip Redis during the back-off."""
+    bound = 0.005
+    client = client_ctx(ca, TLS12, tickets=False)
+    origin = SessionStore("1M")
+    session, _ = memory_pair(make_server_ctx(cert, None, origin, tickets=False, version=TLS12),
+                             client)
+    # Baseline: the same full handshake with no remote tier at all.
+    with SessionStore("1M") as plain:
+        ctx = make_server_ctx(cert, None, plain, tickets=False, version=TLS12)
+        samples = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            memory_pair(ctx, client, session)
+            samples.append(time.perf_counter() - t0)
+        baseline = statistics.median(samples)
+    machines = []
+    for _ in range(5):  # five machines, each with a connection ready before the stall
+        store = SessionStore("1M")
+        tier = SessionTier(redis_server.url, name=name, timeout=bound, retry=5.0)
+        store.set_remote(tier)
+        machines.append((store, tier, make_server_ctx(cert, None, store, tickets=False,
+                                                      version=TLS12)))
+    try:
+        assert wait_until(lambda: all(t.stats()["idle"] > 0 for _, t, _ in machines), 3)
+        redis_server.pause()
+        waits = []
+        for _store, _tier, ctx in machines:
+            for _ in range(3):
+                t0 = time.perf_counter()
+                assert not memory_pair(ctx, client, session)[1]
+                waits.append(time.perf_counter() - t0 - baseline)
+        stats = [t.stats() for _, t, _ in machines]
+        assert all(s["timeouts"] == 1 for s in stats), stats  # one wait per machine...
+        assert all(s["skipped_down"] >= 1 for s in stats), stats  # ...then no more
+        assert max(s["max_get_ms"] for s in stats) < (bound + 0.010) * 1000, stats
+        assert max(waits) < bound + 0.030, (waits, baseline)
+    finally:
+        redis_server.resume()
+        for store, tier, _ in machines:
+            store.set_remote(None)
+            tier.stop(flush=0)
+            store.close()
+        origin.close()
+
+
+def test_tier_restarts_in_a_forked_child(redis_server: RedisServer, name: str) -> None:
+    """A tier made before fork works in the child (new writer, new connections) and
+    still in the parent afterwards."""
+    with SessionTier(redis_server.url, name=name) as tier:
+        assert wait_until(lambda: tier.stats()["idle"] > 0, 2)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                tier.put(b"\x05" * 32, b"from-child", time.time() + 60)
+                ok = tier.flush(2) and wait_until(lambda: tier.stats()["idle"] > 0, 2)
+                code = 0 if ok and tier.get(b"\x05" * 32) == b"from-child" else 2
+            finally:
+                os.write(w, bytes([code]))
+                os._exit(code)
+        os.close(w)
+        assert os.read(r, 1) == b"\x00"
+        os.close(r)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert tier.get(b"\x05" * 32) == b"from-child"
+        tier.put(b"\x06" * 32, b"from-parent", time.time() + 60)
+        assert tier.flush(2) and tier.get(b"\x06" * 32) == b"from-parent"
+
+
+# ======================================================================================
+# Three machines behind pre-fork servers sharing one Redis
+# ======================================================================================
+
+
+@pytest.mark.parametrize("version", [TLS12, TLS13], ids=["tls12", "tls13"])
+def test_three_machines_resume_across_with_tickets(redis_server: RedisServer, name: str,
+                                                   cert: trustme.LeafCert, ca: trustme.CA,
+                                                   version: ssl.TLSVersion) -> None:
+    """Tickets from any machine resume on every other one (>= 39 of 40)."""
+    with fleet(cert, redis_server.url, name, version=version) as machines:
+        run, _ = across(machines, client_ctx(ca, version), 40)
+        assert run.failed == 0 and run.reconnections == 40
+        assert run.resumed >= 39, run
+        assert ring_totals(machines)["rejected_unknown"] == 0
+
+
+@pytest.mark.parametrize("version", [TLS12, TLS13], ids=["tls12", "tls13"])
+def test_three_machines_resume_across_by_session_id(redis_server: RedisServer, name: str,
+                                                    cert: trustme.LeafCert, ca: trustme.CA,
+                                                    version: ssl.TLSVersion) -> None:
+    """Tickets off on both sides: sessions found by ID cross machines through Redis
+    (>= 39 of 40)."""
+    with fleet(cert, redis_server.url, name, tickets=False, version=version) as machines:
+        for m in machines:
+            assert m.link is not None and m.link.key_sync is None
+        run, _ = across(machines, client_ctx(ca, version, tickets=False), 40)
+        assert run.failed == 0 and run.reconnections == 40
+        assert run.resumed >= 39, run
+        # Each machine fetches a session from Redis once, then has it locally (a
+        # TLS 1.2 session keeps its ID; TLS 1.3 stateful tickets are new each time).
+        hits = [m.store.stats()["remote_hits"] for m in machines]
+        assert sum(hits) >= 2 and sum(h > 0 for h in hits) >= 2, hits
+
+
+@pytest.mark.parametrize("tickets", [True, False], ids=["tickets", "session-ids"])
+def test_without_redis_machines_do_not_share(name: str, cert: trustme.LeafCert,
+                                             ca: trustme.CA, tickets: bool) -> None:
+    """Negative control: the same three machines without Redis never resume across."""
+    with fleet(cert, None, name, tickets=tickets) as machines:
+        run, _ = across(machines, client_ctx(ca, tickets=tickets), 12)
+        assert run.failed == 0 and run.reconnections == 12
+        assert run.resumed == 0
+        if tickets:
+            assert ring_totals(machines)["rejected_unknown"] >= 12
+
+
+def test_rotation_through_redis_while_clients_reconnect(redis_server: RedisServer, name: str,
+                                                        cert: trustme.LeafCert,
+                                                        ca: trustme.CA) -> None:
+    """Keys rotate every 0.8 s through Redis while a client hops machines: no
+    handshake fails, every reconnection resumes, no ticket is refused, and exactly
+    one rotation happens per period across the fleet."""
+    period = 0.8
+    with fleet(cert, redis_server.url, name, rotation_period=period) as machines:
+        client = client_ctx(ca)
+        run, session = across(machines, client, 1)
+        deadline = time.monotonic() + 4 * period
+        i = 1
+        while time.monotonic() < deadline:
+            run, session = across(machines, client, 3, session, run, start=i)
+            i += 3
+        totals = ring_totals(machines)
+        assert run.failed == 0
+        assert run.resumed == run.reconnections, run
+        assert totals["rejected_unknown"] == 0 and totals["rejected_expired"] == 0, totals
+        rotations = sum(m.link.key_sync.stats()["rotations"] for m in machines)  # type: ignore[union-attr]
+        state = fleet_state(redis_server, name)
+        assert 3 <= rotations == state.generation - 1
+        activations = sorted(r.activated for r in state.keys if r.activated)
+        gaps = [b - a for a, b in zip(activations, activations[1:], strict=False)]
+        assert all(gap >= period - 0.01 for gap in gaps), gaps  # never two per period
+
+
+@pytest.mark.parametrize("tickets", [True, False], ids=["tickets", "session-ids"])
+def test_redis_killed_mid_run(redis_server: RedisServer, name: str, cert: trustme.LeafCert,
+                              ca: trustme.CA, tickets: bool) -> None:
+    """Redis killed while a client hops machines: no handshake fails; once Redis is
+    back (empty) resumption across machines returns within two refresh periods."""
+    with fleet(cert, redis_server.url, name, tickets=tickets) as machines:
+        client = client_ctx(ca, tickets=tickets)
+        run, session = across(machines, client, 12)
+        assert run.resumed >= 11
+        keys_before = [k.name for k in machines[0].ring.keys()]
+        redis_server.kill()
+        during, session = across(machines, client, 12, session)
+        assert during.failed == 0
+        if tickets:  # the keys did not change: tickets still cross machines
+            assert during.resumed == during.reconnections
+        redis_server.restart()
+        back = time.monotonic()
+        streak = 0
+        recovered_at = None
+        i = 0
+        while time.monotonic() - back < 3.0 and streak < 6:
+            r, session = across(machines, client, 1, session, start=i)
+            i += 1
+            assert r.failed == 0
+            if r.resumed:
+                recovered_at = recovered_at or time.monotonic()
+                streak += 1
+            else:
+                recovered_at, streak = None, 0
+        assert streak >= 6, "resumption across machines did not come back"
+        assert recovered_at is not None and recovered_at - back <= 2 * REFRESH + 0.05, \
+            recovered_at - back
+        if tickets:
+            assert wait_until(lambda: redis_server.client().exists(f"tlsresume:ring:{name}"),
+                              2 * REFRESH + 0.1)
+            assert [k.name for k in machines[0].ring.keys()] == keys_before
+            assert ring_totals(machines)["rejected_unknown"] == 0
