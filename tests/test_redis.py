@@ -23,7 +23,7 @@ import trustme
 from .redisutil import RedisServer, free_port, redis_server_available
 
 try:
-    import redis
+    import redis  # noqa: F401  (redis-py: the backend's client)
 except ModuleNotFoundError:  # pragma: no cover
     if redis_server_available():
         raise  # redis-server is here, so these tests must run: install tlsresume[test]
@@ -346,6 +346,42 @@ def test_exactly_one_node_rotates_per_period(redis_server: RedisServer, name: st
             r.close()
 
 
+def test_forked_workers_see_the_masters_sync_stats(redis_server: RedisServer,
+                                                   name: str) -> None:
+    """The syncer's counters live in shared memory: a worker forked before a sync
+    reports it (a pre-fork server's stats URL is answered by workers); a worker
+    cannot sync itself."""
+    ring = TicketKeyRing()
+    sync = KeySync(ring, redis_server.url, name=name, refresh=1, start=False)
+    try:
+        go_r, go_w = os.pipe()
+        out_r, out_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # a worker
+            code = 1
+            try:
+                os.read(go_r, 1)
+                try:
+                    sync.sync()
+                except tlsresume.TLSResumeError:
+                    code = 0 if sync.stats()["syncs"] == 3 else 2
+                sync.stop()  # harmless in a child
+            finally:
+                os.write(out_w, bytes([code]))
+                os._exit(code)
+        sync.sync()
+        sync.sync()
+        os.write(go_w, b"x")
+        assert os.read(out_r, 1) == b"\x00"
+        assert os.waitpid(pid, 0)[1] == 0
+        for fd in (go_r, go_w, out_r, out_w):
+            os.close(fd)
+        assert sync.stats()["syncs"] == 3
+    finally:
+        sync.stop()
+        ring.close()
+
+
 def test_a_late_node_accepts_fresh_tickets(redis_server: RedisServer, name: str,
                                            cert: trustme.LeafCert, ca: trustme.CA) -> None:
     """After a rotation only one node has seen, tickets cross both ways: the late node
@@ -447,9 +483,10 @@ def test_password_and_tls_urls(ca: trustme.CA, name: str, cert: trustme.LeafCert
                 ctxs = [make_server_ctx(cert, None, s, tickets=False, version=TLS12)
                         for s in stores]
                 session, _ = memory_pair(ctxs[0], client)
-                assert links[0].session_tier is not None
-                assert links[0].session_tier.flush(2)
-                assert wait_until(lambda: links[1].session_tier.stats()["idle"] > 0, 2)  # type: ignore[union-attr]
+                first, second = (link.session_tier for link in links)
+                assert first is not None and second is not None
+                assert first.flush(2)
+                assert wait_until(lambda t=second: t.stats()["idle"] > 0, 2)  # type: ignore[misc]
                 assert memory_pair(ctxs[1], client, session)[1]
             finally:
                 for link in links:
@@ -802,9 +839,10 @@ def test_redis_killed_mid_run(redis_server: RedisServer, name: str, cert: trustm
                 streak += 1
             else:
                 recovered_at, streak = None, 0
-        assert streak >= 6, "resumption across machines did not come back"
-        assert recovered_at is not None and recovered_at - back <= 2 * REFRESH + 0.05, \
-            recovered_at - back
+        assert streak >= 6 and recovered_at is not None, "resumption did not come back"
+        recovery = recovered_at - back
+        print(f"resumption across machines back {recovery * 1000:.0f} ms after restart")
+        assert recovery <= 2 * REFRESH + 0.05, recovery
         if tickets:
             assert wait_until(lambda: redis_server.client().exists(f"tlsresume:ring:{name}"),
                               2 * REFRESH + 0.1)

@@ -429,7 +429,10 @@ def decode_state(data: bytes, where: str = "Redis") -> RingState:
         if roles.count("current") != 1 or roles.count("next") > 1 or \
                 set(roles) - {"current", "next", "retired"} or len(keys) > RING_SLOTS:
             raise ValueError(f"bad key roles {roles}")
-        return RingState(int(doc["period_ms"]) / 1000, int(doc["window_ms"]) / 1000, keys,
+        period_ms, window_ms = int(doc["period_ms"]), int(doc["window_ms"])
+        if period_ms <= 0 or not 0 <= window_ms <= (RING_SLOTS - 2) * period_ms:
+            raise ValueError(f"bad period {period_ms} ms or window {window_ms} ms")
+        return RingState(period_ms / 1000, window_ms / 1000, keys,
                          int(doc.get("generation", 1)), str(doc.get("updated_by", "")),
                          (sec(doc.get("updated_ms")) or 0.0))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -563,10 +566,12 @@ class KeySync:
         self._due: float | None = None
         self._warned_policy = False
         self._failing: str | None = None  # the last failure's message while failing
+        self._pid = os.getpid()
         self._round_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client = redis.Redis.from_url(
+        # Any: redis-py types replies as bytes | str (it depends on decode_responses).
+        self._client: Any = redis.Redis.from_url(
             url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
             retry=_no_retry(), **dict(client_kwargs or {}))
         try:
@@ -601,9 +606,12 @@ class KeySync:
         the ring. Returns whether the local ring changed.
 
         Raises:
+            TLSResumeError: called in a forked child (the sync belongs to the
+                process that started it; children share its ring).
             the error of the round (it is also counted and logged, as in the
             background).
         """
+        self._check_process()
         return self._attempt(time.time() if now is None else now, raise_errors=True)
 
     def stats(self) -> dict[str, Any]:
@@ -627,6 +635,8 @@ class KeySync:
         """Stop syncing (idempotent). The ring keeps its last keys and does not rotate
         by itself; hand rotation back with
         ``ring.load_records(ring.records(), auto_rotate=True)`` if it keeps serving."""
+        if os.getpid() != self._pid:
+            return  # a forked child: no thread here, and the lock may be the parent's
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
@@ -644,6 +654,12 @@ class KeySync:
 
     def __repr__(self) -> str:
         return f"<KeySync {self._key} at {_redact(self._url)} every {self._refresh:g}s>"
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise TLSResumeError(
+                f"this KeySync runs in process {self._pid}; a forked child shares its ring "
+                "and must not sync (start a KeySync of its own if it outlives the parent)")
 
     # ---- rounds --------------------------------------------------------------------
 
@@ -1031,7 +1047,7 @@ class SessionTier:
             MasterKeyError: the fleet seals sessions under another key, or not at all
                 while this node has one (or the other way round).
         """
-        client = redis.Redis(connection_pool=redis.ConnectionPool(
+        client: Any = redis.Redis(connection_pool=redis.ConnectionPool(
             connection_class=self._conn_class, **self._conn_kwargs))
         key = self.prefix + "check"
         mine = self._sealer.seal(b"tlsresume", key.encode()) if self._sealer else b"plain"
