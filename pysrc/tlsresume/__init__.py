@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .errors import (
     ContextError,
+    CoreError,
     KeyFileError,
     OpenSSLUnavailableError,
     RingClosedError,
@@ -45,6 +46,7 @@ __all__ = [
     "RingClosedError",
     "SharedMemoryError",
     "ContextError",
+    "CoreError",
     "TicketKey",
     "TicketKeyRing",
     "StaticTicketKey",

@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import (
     ContextError,
+    CoreError,
     OpenSSLUnavailableError,
     SharedMemoryError,
     TLSResumeError,
@@ -135,10 +136,10 @@ def error_for(code: int, what: str) -> TLSResumeError:
         buf = ffi.new("char[1024]")
         lib.tlsr_drain_errors(buf, 1024)
         detail = ffi.string(buf).decode(errors="replace")
-        return TLSResumeError(f"{message}: {detail}" if detail else message)
+        return CoreError(f"{message}: {detail}" if detail else message)
     if code == lib.TLSR_E_ARG:
         return ValueError(message)  # type: ignore[return-value]
-    return TLSResumeError(message)
+    return CoreError(message)
 
 
 # ---- reaching OpenSSL objects inside CPython's ssl objects ------------------------

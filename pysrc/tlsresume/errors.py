@@ -14,6 +14,7 @@ __all__ = [
     "RingClosedError",
     "SharedMemoryError",
     "ContextError",
+    "CoreError",
 ]
 
 
@@ -44,3 +45,8 @@ class SharedMemoryError(TLSResumeError, OSError):
 class ContextError(TLSResumeError, ValueError):
     """An ``SSLContext`` cannot be used the way it was asked (e.g. a client context
     given where a server context is needed)."""
+
+
+class CoreError(TLSResumeError):
+    """An operation of the C core failed (OpenSSL refused something, a lock was not
+    obtained in time, memory ran out); the message says which and why."""

@@ -53,7 +53,7 @@ def _on_error(exception: type[BaseException], exc_value: BaseException, tracebac
     _failed("a callback", exc_value)
 
 
-@ffi.def_extern(onerror=_on_error)  # type: ignore[misc]
+@ffi.def_extern(onerror=_on_error)  # type: ignore[untyped-decorator]
 def tlsr_py_remote_get(handle: Any, id_ptr: Any, id_len: int, buf: Any, size: int) -> int:
     tier: RemoteTier = ffi.from_handle(handle)
     der = tier.get(bytes(ffi.buffer(id_ptr, id_len)))
@@ -63,7 +63,7 @@ def tlsr_py_remote_get(handle: Any, id_ptr: Any, id_len: int, buf: Any, size: in
     return len(der)
 
 
-@ffi.def_extern(onerror=_on_error)  # type: ignore[misc]
+@ffi.def_extern(onerror=_on_error)  # type: ignore[untyped-decorator]
 def tlsr_py_remote_put(handle: Any, id_ptr: Any, id_len: int, der_ptr: Any, der_len: int,
                        expires_ms: int) -> None:
     tier: RemoteTier = ffi.from_handle(handle)
@@ -71,7 +71,7 @@ def tlsr_py_remote_put(handle: Any, id_ptr: Any, id_len: int, der_ptr: Any, der_
              expires_ms / 1000)
 
 
-@ffi.def_extern(onerror=_on_error)  # type: ignore[misc]
+@ffi.def_extern(onerror=_on_error)  # type: ignore[untyped-decorator]
 def tlsr_py_remote_remove(handle: Any, id_ptr: Any, id_len: int) -> None:
     tier: RemoteTier = ffi.from_handle(handle)
     tier.remove(bytes(ffi.buffer(id_ptr, id_len)))
