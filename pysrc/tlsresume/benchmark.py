@@ -1025,7 +1025,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
     Returns:
         A JSON-ready dict: ``settings``, ``machine``, ``configurations`` (per name:
         ``available``, ``status`` = ``"ok"``, ``"unavailable"`` or ``"failed"``,
-        ``reason``, ``command``, ``workers``, ``version``) and ``results``, one
+        ``reason``, ``command``, ``workers``, ``pid``, ``version``) and ``results``, one
         entry per configuration x protocol x mode that ran, with ``conn_per_s``,
         ``resumed_pct``, ``server_cpu_us_per_conn``, ``client_cpu_us_per_conn``,
         ``ratio`` and ``server_cpu_ratio`` against the baseline, counts, errors and
@@ -1086,12 +1086,12 @@ def run(config: BenchConfig) -> dict[str, Any]:
 
     token = f"{os.getpid()}-{time.monotonic_ns()}"
     workdir = Path(tempfile.mkdtemp(prefix="tlsresume-bench-"))
-    cert = None
     servers: dict[str, _Server] = {}
     clients: list[_LoadClient] = []
     samples: dict[tuple[str, str, str], list[Sample]] = {}
     try:
-        cert = make_self_signed()
+        (workdir / "cert").mkdir(mode=0o700)
+        cert = make_self_signed(directory=workdir / "cert")
         for name in runnable:
             try:
                 servers[name] = _start_server(name, config, cert.cert, cert.key, workdir, token)
@@ -1100,8 +1100,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         env = _child_env(token)
         clients = [_LoadClient(i, env, workdir) for i in range(config.clients)]
         for name, server in list(servers.items()):
-            confs[name]["command"] = server.argv
-            confs[name]["workers"] = server.workers
+            confs[name].update(command=server.argv, workers=server.workers, pid=server.proc.pid)
             try:
                 server.wait_ready(config.start_timeout)
                 _check_answers(server, cert.cert, config.io_timeout + 5)
@@ -1137,9 +1136,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         for c in clients:
             c.kill()
         _stop_servers(list(servers.values()))
-        if cert is not None:
-            cert.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)  # the certificate and key too
 
     results = report["results"]
     for name in names:

@@ -1,0 +1,502 @@
+"""``tlsresume bench``: the orchestrator end to end, the C load generator, the pure parts.
+
+The end-to-end test runs ``python -m tlsresume.benchmark --quick --json`` once as a
+real subprocess (every server and load generator is a real process) and checks
+what is deterministic: which configurations ran, how many handshakes resumed (the
+shared configurations all, the per-worker baseline about half at 2 workers, no
+full handshake ever), and that nothing was left behind. Speed is never asserted.
+
+The load generator tests drive ``tlsr_loadgen_*`` against in-process servers whose
+behaviour is known, including the negative controls (nothing listening, a non-200
+answer, a close without close_notify).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tlsresume import benchmark
+from tlsresume.benchmark import (
+    Sample,
+    add_ratios,
+    parse_proc_stat,
+    render_markdown,
+    render_table,
+    summarize,
+    tree_cpu_seconds,
+)
+
+from .support import InProcessServer, child_env, pids_with_env_marker, wait_gone
+
+TLSRESUME = ("tickets", "session-cache")
+REQUEST = benchmark.REQUEST
+
+
+def expected_configs() -> set[str]:
+    """The configurations that can run on this machine."""
+    names = {"baseline", "tickets", "session-cache"}
+    if shutil.which("openssl"):
+        names.add("openssl-s_server")
+    if shutil.which("node"):
+        names.add("node-cluster")
+    return names
+
+
+# --------------------------------------------------------------------------------------
+# End to end: one quick run, inspected by several tests
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """``python -m tlsresume.benchmark --quick --json PATH`` as a subprocess."""
+    out = tmp_path_factory.mktemp("bench") / "report.json"
+    marker = f"test-bench-{os.getpid()}-{time.monotonic_ns()}"
+    env = child_env(TLSRESUME_BENCH_TEST=marker)
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "tlsresume.benchmark", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=150,
+        stdin=subprocess.DEVNULL,
+    )
+    elapsed = time.monotonic() - t0
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    report = json.loads(out.read_text())
+    report["_test"] = {
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+        "elapsed": elapsed,
+        "marker": marker,
+    }
+    yield report
+
+
+@pytest.mark.slow
+def test_quick_run_reports_every_configuration_that_can_run_here(
+    quick_run: dict[str, Any],
+) -> None:
+    """Every configuration installed here ran all four cells (TLS 1.2/1.3 x full/resumed)
+    and completed connections; none failed to start."""
+    confs = quick_run["configurations"]
+    ran = {name for name, c in confs.items() if c["status"] == "ok"}
+    assert ran == expected_configs(), confs
+    for name in set(benchmark.CONFIGS) - ran:
+        assert confs[name]["status"] == "unavailable" and confs[name]["reason"], confs[name]
+    cells = {(r["config"], r["protocol"], r["mode"]) for r in quick_run["results"]}
+    assert cells == {
+        (name, p, m) for name in ran for p in benchmark.PROTOCOLS for m in benchmark.MODES
+    }
+    for r in quick_run["results"]:
+        label = f"{r['config']} TLS {r['protocol']} {r['mode']}"
+        assert r["completed"] > 0 and r["conn_per_s"] > 0, label
+        assert r["failed"] <= max(2, r["completed"] // 100), (label, r["errors"])
+        assert r["server_cpu_us_per_conn"] is not None and r["server_cpu_us_per_conn"] > 0
+    assert quick_run["settings"]["quick"] and quick_run["settings"]["workers"] == 2
+
+
+@pytest.mark.slow
+def test_quick_run_resumption_shared_configs_resume_and_baseline_does_not(
+    quick_run: dict[str, Any],
+) -> None:
+    """Resumed mode: tlsresume's shared ring and store resume >= 99%; the per-worker
+    baseline <= 60% at 2 workers (about half: a session resumes only on the worker
+    that issued it); s_server (one process) and Node's cluster (shared keys) resume
+    all. Full mode offers no session, so nothing resumes (the control)."""
+    pct = {(r["config"], r["protocol"], r["mode"]): r["resumed_pct"] for r in quick_run["results"]}
+    for protocol in benchmark.PROTOCOLS:
+        for name in TLSRESUME:
+            assert pct[name, protocol, "resumed"] >= 99, (name, protocol, pct)
+        assert pct["baseline", protocol, "resumed"] <= 60, (protocol, pct)
+        for name in ("openssl-s_server", "node-cluster"):
+            if (name, protocol, "resumed") in pct:
+                assert pct[name, protocol, "resumed"] >= 99, (name, protocol, pct)
+    for (name, protocol, mode), value in pct.items():
+        if mode == "full":
+            assert value == 0, (name, protocol, value)
+
+
+@pytest.mark.slow
+def test_quick_run_ratios_and_table(quick_run: dict[str, Any]) -> None:
+    """Ratios are against the baseline of the same cell; the table shows every row."""
+    by = {(r["config"], r["protocol"], r["mode"]): r for r in quick_run["results"]}
+    for (_name, protocol, mode), r in by.items():
+        base = by["baseline", protocol, mode]
+        assert r["ratio"] == pytest.approx(r["conn_per_s"] / base["conn_per_s"], rel=1e-2)
+    assert all(r["ratio"] == 1.0 for r in quick_run["results"] if r["config"] == "baseline")
+    table = quick_run["_test"]["stdout"]
+    for name in expected_configs():
+        assert name in table
+    assert "TLS 1.2, resumed handshakes" in table
+    assert "[20/20]" in quick_run["_test"]["stderr"] or len(expected_configs()) != 5
+
+
+@pytest.mark.slow
+def test_quick_run_leaves_nothing_behind(quick_run: dict[str, Any]) -> None:
+    """No server, worker or load generator survives the run, and tlsresume serve's
+    shared-memory regions are gone."""
+    marker = quick_run["_test"]["marker"]
+    assert wait_gone(pids_with_env_marker(marker), 5.0) == []
+    for c in quick_run["configurations"].values():
+        pid = c.get("pid")
+        if pid is not None:
+            leftovers = [f for f in os.listdir("/dev/shm") if f.endswith(f".serve-{pid}")]
+            assert leftovers == [], leftovers
+
+
+def _default_sigint() -> None:
+    # A runner may start us with SIGINT ignored (a background job); Python then
+    # installs no KeyboardInterrupt handler in the child. Give it the default back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_stops_every_server_and_client(sig: signal.Signals) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM in the middle of a run: exit 130 within seconds,
+    every process the benchmark started is gone."""
+    marker = f"test-bench-int-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tlsresume.benchmark",
+            "--duration",
+            "30",
+            "--rounds",
+            "1",
+            "--configs",
+            "baseline,tickets",
+            "--tls",
+            "1.2",
+            "--modes",
+            "resumed",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(TLSRESUME_BENCH_TEST=marker),
+        preexec_fn=_default_sigint,
+    )
+    try:
+        # Wait until the first cell is being measured (its servers are up).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(pids_with_env_marker(marker)) < 7:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert proc.poll() is None
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert wait_gone(pids_with_env_marker(marker), 5.0) == []
+
+
+# --------------------------------------------------------------------------------------
+# The C load generator against servers whose behaviour is known
+# --------------------------------------------------------------------------------------
+
+
+def _server_ctx(cert: Any) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert.cert, cert.key)
+    return ctx
+
+
+def _loadgen(
+    port: int, protocol: str, resume: bool, *, sessions: int = 2, n: int = 10
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Warm up and run n connections; return (warm, run) counters."""
+    from tlsresume._binding import ffi, lib, ssl_ctx_pointer
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    version = ssl.TLSVersion.TLSv1_2 if protocol == "1.2" else ssl.TLSVersion.TLSv1_3
+    ctx.minimum_version = ctx.maximum_version = version
+    gen = lib.tlsr_loadgen_new(
+        ssl_ctx_pointer(ctx),
+        b"127.0.0.1",
+        port,
+        b"localhost",
+        REQUEST,
+        len(REQUEST),
+        sessions,
+        int(resume),
+        5000,
+        7,
+    )
+    assert gen != ffi.NULL
+    try:
+        out = ffi.new("tlsr_loadgen_result *")
+
+        def counters() -> dict[str, Any]:
+            d = {f: int(getattr(out, f)) for f in benchmark._RESULT_FIELDS}
+            d["first_error"] = ffi.string(out.first_error).decode()
+            return d
+
+        assert lib.tlsr_loadgen_warm(gen, out) == 1
+        warm = counters()
+        assert lib.tlsr_loadgen_run(gen, n, 10_000, out) == 1
+        return warm, counters()
+    finally:
+        lib.tlsr_loadgen_free(gen)
+
+
+@pytest.mark.parametrize("protocol", ["1.2", "1.3"])
+def test_loadgen_resumes_against_one_context(server_cert: Any, protocol: str) -> None:
+    """Against one server context every offered session resumes, and the generator
+    keeps working sessions (TLS 1.3: the newest ticket after reading to EOF)."""
+    with InProcessServer(_server_ctx(server_cert)) as server:
+        warm, run = _loadgen(server.port, protocol, resume=True, n=12)
+    assert warm["completed"] == 2 and warm["resumed"] == 0
+    assert run["connections"] == run["completed"] == run["offered"] == 12, run
+    assert run["resumed"] == 12, run
+    assert run["version"] == (0x0303 if protocol == "1.2" else 0x0304)
+    assert run["first_error"] == "" and run["bytes_read"] > 0
+
+
+@pytest.mark.parametrize("protocol", ["1.2", "1.3"])
+def test_loadgen_full_mode_offers_nothing(server_cert: Any, protocol: str) -> None:
+    """Full mode: no session offered, no handshake resumed (the control)."""
+    with InProcessServer(_server_ctx(server_cert)) as server:
+        _, run = _loadgen(server.port, protocol, resume=False, n=6)
+    assert run["completed"] == 6 and run["offered"] == 0 and run["resumed"] == 0, run
+
+
+def test_loadgen_counts_refused_connections_and_stops() -> None:
+    """Nothing listening: every connect fails, the run stops after the failure
+    streak limit instead of spinning until the deadline, and says why."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connect is refused
+        _, run = _loadgen(port, "1.2", resume=True, n=0)
+    assert run["completed"] == 0 and run["aborted"] == 1, run
+    assert run["failed_connect"] == run["connections"] > 0
+    assert run["first_error"].startswith("connect:"), run["first_error"]
+
+
+def test_loadgen_counts_unclean_close_as_failure(server_cert: Any) -> None:
+    """A server that closes without close_notify fails the read (an OpenSSL client
+    would not reuse such a session), counted as an I/O failure."""
+    with InProcessServer(_server_ctx(server_cert), close_notify=False) as server:
+        _, run = _loadgen(server.port, "1.2", resume=False, n=3)
+    assert run["completed"] == 0 and run["failed_io"] == 3, run
+    assert run["first_error"].startswith("read:"), run["first_error"]
+
+
+def test_loadgen_counts_non_200_answers(server_cert: Any) -> None:
+    """An answer that is not ``HTTP/1.x 200`` is a bad response, not a completion."""
+    ctx = _server_ctx(server_cert)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.settimeout(5)
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(4096)
+                    tls.sendall(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    tls.unwrap()
+            except OSError:
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        _, run = _loadgen(listener.getsockname()[1], "1.2", resume=False, n=3)
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert run["completed"] == 0 and run["bad_response"] == 3, run
+
+
+def test_loadgen_refuses_bad_arguments() -> None:
+    """Bad arguments give NULL, never a crash."""
+    from tlsresume._binding import ffi, lib, ssl_ctx_pointer
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    p = ssl_ctx_pointer(ctx)
+    assert lib.tlsr_loadgen_new(p, b"not-an-ip", 443, ffi.NULL, b"x", 1, 1, 1, 100, 1) == ffi.NULL
+    assert lib.tlsr_loadgen_new(p, b"127.0.0.1", 0, ffi.NULL, b"x", 1, 1, 1, 100, 1) == ffi.NULL
+    assert lib.tlsr_loadgen_new(p, b"127.0.0.1", 443, ffi.NULL, b"x", 1, 0, 1, 100, 1) == ffi.NULL
+    assert lib.tlsr_loadgen_new(p, b"::1", 443, ffi.NULL, b"", 0, 1, 1, 100, 1) == ffi.NULL
+    gen = lib.tlsr_loadgen_new(p, b"::1", 443, ffi.NULL, b"x", 1, 1, 1, 100, 1)
+    assert gen != ffi.NULL
+    lib.tlsr_loadgen_free(gen)
+
+
+# --------------------------------------------------------------------------------------
+# Pure parts: CPU accounting, aggregation, rendering, the command line
+# --------------------------------------------------------------------------------------
+
+
+def test_parse_proc_stat_handles_odd_command_names() -> None:
+    """The command name may hold spaces and parentheses; fields are counted from
+    the last ")"; ticks = utime + stime + cutime + cstime."""
+    line = "42 (a) b (c)) S 7 42 42 0 -1 4194560 1 0 0 0 100 20 3 4 20 0 1 0 5 6 7\n"
+    assert parse_proc_stat(line) == (7, 42, 127)
+    with pytest.raises(ValueError):
+        parse_proc_stat("garbage")
+
+
+def test_tree_cpu_counts_children() -> None:
+    """A child that burns CPU shows up in its parent's tree."""
+    before = tree_cpu_seconds(os.getpid())
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\n"
+            "print(flush=True)\ntime.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()  # it has burnt its 0.3 s and is still alive
+        after = tree_cpu_seconds(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert after - before >= 0.25
+    assert tree_cpu_seconds(2**22 + 12345) == 0.0  # no such process
+
+
+def _sample(rate: float, completed: int, resumed: int, cpu: float) -> Sample:
+    return Sample(completed, resumed, 0, 1.0, rate, cpu, cpu / 2)
+
+
+def test_summarize_takes_medians_and_pools_resumption() -> None:
+    """Rate and CPU per connection are medians over rounds; the resumption rate is
+    over every connection of every round."""
+    s = summarize(
+        [_sample(100, 100, 50, 0.05), _sample(300, 300, 300, 0.06), _sample(200, 200, 0, 0.2)]
+    )
+    assert s["conn_per_s"] == 200
+    assert s["resumed_pct"] == pytest.approx(100 * 350 / 600, abs=0.01)
+    assert s["server_cpu_us_per_conn"] == 500.0  # median of 500, 200, 1000
+    assert s["completed"] == 600 and len(s["rounds"]) == 3
+
+
+def test_add_ratios_against_the_same_cell_of_the_baseline() -> None:
+    """Ratios compare like with like (same protocol and mode); no baseline, no ratio."""
+    rows = [
+        {
+            "config": "baseline",
+            "protocol": "1.2",
+            "mode": "resumed",
+            "conn_per_s": 500.0,
+            "server_cpu_us_per_conn": 400.0,
+        },
+        {
+            "config": "tickets",
+            "protocol": "1.2",
+            "mode": "resumed",
+            "conn_per_s": 1500.0,
+            "server_cpu_us_per_conn": 200.0,
+        },
+        {
+            "config": "tickets",
+            "protocol": "1.3",
+            "mode": "resumed",
+            "conn_per_s": 900.0,
+            "server_cpu_us_per_conn": 300.0,
+        },
+    ]
+    add_ratios(rows)
+    assert rows[0]["ratio"] == 1.0 and rows[1]["ratio"] == 3.0
+    assert rows[1]["server_cpu_ratio"] == 0.5
+    assert rows[2]["ratio"] is None and rows[2]["server_cpu_ratio"] is None
+
+
+def _report() -> dict[str, Any]:
+    results = [
+        {"config": name, "protocol": "1.2", "mode": "resumed", **summarize([s])}
+        for name, s in (
+            ("baseline", _sample(600, 600, 300, 0.3)),
+            ("tickets", _sample(1800, 1800, 1800, 0.4)),
+        )
+    ]
+    add_ratios(results)
+    return {
+        "settings": {"workers": 2, "clients": 2, "sessions": 16, "rounds": 1, "duration": 1.0},
+        "machine": {"python": "3.x", "openssl": "OpenSSL 3", "cpus": 2},
+        "configurations": {
+            "baseline": {"status": "ok"},
+            "tickets": {"status": "ok"},
+            "node-cluster": {"status": "unavailable", "reason": "node is not on PATH"},
+        },
+        "results": results,
+    }
+
+
+def test_render_table_and_markdown() -> None:
+    """Both renderings show every row with its ratio and why a config did not run."""
+    text = render_table(_report())
+    assert "TLS 1.2, resumed handshakes" in text
+    assert "3.00x" in text and "node is not on PATH" in text
+    md = render_markdown(_report())
+    assert md.count("\n") == 4 and "| 1.2 | resumed | tickets | 1,800 | 3.00 | 100.0% |" in md
+
+
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad options exit 2 with a message naming the option, before anything starts."""
+    with pytest.raises(SystemExit) as exc:
+        benchmark.main(["--configs", "baseline,nginx"])
+    assert exc.value.code == 2 and "nginx" in capsys.readouterr().err
+    assert benchmark.main(["--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_cli_plot_without_matplotlib_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--plot without matplotlib fails at once (not after the run) and says what to
+    install."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
+    assert benchmark.main(["--quick", "--plot", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "matplotlib" in err and "tlsresume[plot]" in err
+
+
+def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
+    """--list names every configuration and whether it can run here."""
+    assert benchmark.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in benchmark.CONFIGS:
+        assert name in out
+    for name in expected_configs():
+        assert f"{name:<18} available" in out
+
+
+def test_node_script_ships_with_the_package() -> None:
+    """node_cluster.js sits next to the module (package data), where the bench looks."""
+    assert benchmark.node_script().is_file()
