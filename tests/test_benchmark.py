@@ -500,3 +500,35 @@ def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
 def test_node_script_ships_with_the_package() -> None:
     """node_cluster.js sits next to the module (package data), where the bench looks."""
     assert benchmark.node_script().is_file()
+
+
+def test_session_cache_unavailable_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tlsresume serve without --session-cache makes that configuration
+    "unavailable" with the reason; the others are unaffected."""
+    monkeypatch.setattr(benchmark, "_serve_has_session_cache", lambda: False)
+    got = benchmark.availability(["baseline", "tickets", "session-cache"])
+    assert got["baseline"].available and got["tickets"].available
+    assert not got["session-cache"].available
+    assert "--session-cache" in (got["session-cache"].reason or "")
+
+
+def test_from_json_renders_without_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--from re-renders a saved report (Markdown here, a chart when matplotlib is
+    installed) without starting anything; a file that is not a report is refused."""
+    report = {"tool": benchmark.PROG, **_report()}
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    assert benchmark.main(["--from", str(saved), "--markdown"]) == 0
+    assert "| 1.2 | resumed | tickets |" in capsys.readouterr().out
+    (tmp_path / "other.json").write_text("{}")
+    assert benchmark.main(["--from", str(tmp_path / "other.json")]) == 2
+    assert "not a report" in capsys.readouterr().err
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    png = tmp_path / "chart.png"
+    assert benchmark.main(["--from", str(saved), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

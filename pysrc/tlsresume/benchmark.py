@@ -1217,7 +1217,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "server CPU µs/conn | CPU x baseline |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in report["results"]:
+    # Cell by cell (stable: configurations keep their order within a cell).
+    rows = sorted(report["results"], key=lambda r: (r["protocol"], MODES.index(r["mode"])))
+    for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         cpu_ratio = "-" if r["server_cpu_ratio"] is None else f"{r['server_cpu_ratio']:.2f}"
         lines.append(
@@ -1381,6 +1383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--list", action="store_true", help="list the configurations and whether they can run"
     )
+    p.add_argument(
+        "--from",
+        dest="from_json",
+        metavar="JSON",
+        help="do not measure: render a report written earlier by --json (table, --plot)",
+    )
     p.add_argument("-q", "--no-progress", action="store_true", help="no progress on stderr")
     return p
 
@@ -1410,6 +1418,22 @@ def _write_text(path: str, text: str) -> None:
         sys.stdout.flush()
     else:
         Path(path).write_text(text, encoding="utf-8")
+
+
+def _load_report(path: str) -> dict[str, Any]:
+    """A report written by ``--json``.
+
+    Raises:
+        BenchError: the file cannot be read or is not such a report.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            report = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"--from {path}: {exc}") from None
+    if not isinstance(report, dict) or report.get("tool") != PROG or "results" not in report:
+        raise BenchError(f"--from {path}: not a report written by {PROG} --json")
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1447,18 +1471,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.validate()
         if args.plot:
             _load_pyplot()  # fail before a long run, not after it
+        if args.from_json:
+            report = _load_report(args.from_json)
     except (ValueError, BenchError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        with _sigterm_as_interrupt():
-            report = run(config)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; every server and client was stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BenchError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+    if not args.from_json:
+        try:
+            with _sigterm_as_interrupt():
+                report = run(config)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted; every server and client was stopped", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BenchError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return EXIT_FAIL
 
     table_out: IO[str] = sys.stderr if args.json == "-" else sys.stdout
     table = render_markdown(report) if args.markdown else render_table(report)
