@@ -5,21 +5,28 @@ the ``--no-share`` server must show several key names (one per worker) and the
 "workers do not share ticket keys" verdict. A ticketless in-process server pins the
 ticket / session-ID classification; a ``serve --session-cache --no-tickets`` pins
 TLS 1.3 stateful tickets (which ``has_ticket`` alone would call tickets) and the
-server-side counters check reads from the stats URL.
+server-side counters check reads from the stats URL. Cache files: two separate
+``tlsresume check`` processes against one server, the second resuming its first
+connection from the file the first saved, against the same run without ``--load``
+and with the wrong key.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tlsresume import check as check_module
+import tlsresume
 from tlsresume.check import (
+    Attempt,
     CheckResult,
     parse_hostport,
     run_check,
@@ -28,6 +35,7 @@ from tlsresume.check import (
     verdict,
 )
 
+from .conftest import ServerCert
 from .support import InProcessServer, ServeProcess, child_env, tlsresume_cmd
 
 TLS = ("1.2", "1.3")
@@ -43,6 +51,12 @@ def shared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
 def unshared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
     """Four forked workers, each with its own ticket keys (module-wide)."""
     return serve_module("--workers", "4", "--no-share")
+
+
+@pytest.fixture(scope="module")
+def two_workers(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
+    """Two forked workers sharing one key ring, for the cache-file runs (module-wide)."""
+    return serve_module("--workers", "2")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +97,11 @@ def test_shared_server_resumes_everything_under_one_key_name(shared, server_cert
     assert r.server is not None and r.server["store"] is None
     assert r.server["pid"] == shared.proc.pid and r.server["workers"] == 4
     assert r.server["ring"]["during_check"]["resumed_current"] == 19
+    # The client cache saw the 20 check connections only: the stats requests go
+    # through a context without it.
+    c = r.cache
+    assert (c["connections"], c["offered"], c["resumed"], c["misses"]) == (20, 19, 19, 1)
+    assert [a.offered for a in r.attempts] == [False] + [True] * 19
 
 
 @pytest.mark.interop
@@ -193,18 +212,6 @@ def test_stateful_tickets_without_shared_cache_control(stateful_unshared, server
     assert "shares nothing" in r.summary()
 
 
-def test_unreadable_tickets_fall_back_to_by_ticket(stateful, server_cert, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Without the core the ticket bytes are unknown: resumptions count as tickets of
-    unknown kind, never as stateful ones the client cannot tell apart."""
-    monkeypatch.setattr(check_module, "_ticket_reader", lambda: None)
-    r = run_check(
-        stateful.host, stateful.port, 3, tls_version="1.3", cafile=server_cert.cafile,
-        servername="localhost",
-    )  # fmt: skip
-    assert (r.resumed, r.by_ticket, r.by_stateful_ticket) == (2, 2, 0)
-    assert r.ticket_kind == "unknown" and r.key_names is None
-
-
 def test_server_stats_can_be_turned_off(stateful, server_cert) -> None:  # type: ignore[no-untyped-def]
     """server_stats=False leaves the server's counters out (and the URL unasked)."""
     r = run_check(
@@ -234,15 +241,6 @@ def test_unreachable_port_is_reported_not_raised() -> None:
     assert "could not complete" in r.verdict
 
 
-def test_key_names_unknown_without_ticket_reader(shared, server_cert, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """If the core cannot read tickets, key names are reported as unknown, not 0."""
-    monkeypatch.setattr(check_module, "_ticket_reader", lambda: None)
-    r = run_check(shared.host, shared.port, 3, cafile=server_cert.cafile, servername="localhost")
-    assert r.key_names is None
-    assert "ticket key names unknown" in r.summary()
-    assert r.resumed == 2
-
-
 def test_result_is_json_serialisable(shared, server_cert) -> None:  # type: ignore[no-untyped-def]
     """CheckResult round-trips through JSON with its per-connection attempts."""
     r = run_check(shared.host, shared.port, 3, cafile=server_cert.cafile, servername="localhost")
@@ -258,8 +256,12 @@ def test_result_is_json_serialisable(shared, server_cert) -> None:  # type: igno
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return _cli_env(child_env(), *args)
+
+
+def _cli_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        tlsresume_cmd("check", *args), capture_output=True, text=True, timeout=60, env=child_env()
+        tlsresume_cmd("check", *args), capture_output=True, text=True, timeout=60, env=env
     )
 
 
@@ -312,6 +314,161 @@ def test_cli_check_exit_codes(shared) -> None:  # type: ignore[no-untyped-def]
     assert _cli(f"localhost:{shared.port}", "-n", "0").returncode == 2
     assert _cli(f"localhost:{shared.port}", "--tls1.2", "--tls1.3").returncode == 2
     assert _cli(f"localhost:{shared.port}", "-n", "1").returncode == 1  # not trusted
+
+
+# --------------------------------------------------------------------------------------
+# Cache files: resumption across runs
+# --------------------------------------------------------------------------------------
+
+
+def _key_file(tmp_path: Path, name: str = "cache.key") -> str:
+    path = tmp_path / name
+    path.write_text(tlsresume.generate_cache_key().hex() + "\n")
+    return str(path)
+
+
+def _cache_run(
+    server: ServeProcess, version: str, cafile: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """One `tlsresume check -n 3 --json` process; its JSON result and stderr."""
+    proc = subprocess.run(
+        tlsresume_cmd(
+            "check", f"localhost:{server.port}", "-n", "3", f"--tls{version}", "--cafile",
+            cafile, "--no-server-stats", "--json", *args,
+        ),
+        capture_output=True, text=True, timeout=60, env=env or child_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def _saved_run(
+    server: ServeProcess, version: str, cafile: str, tmp_path: Path
+) -> tuple[dict[str, Any], str, str]:
+    """A first run that saves its cache: (its result, the cache file, the key file)."""
+    cache_file, key_file = str(tmp_path / "sessions.bin"), _key_file(tmp_path)
+    first, _ = _cache_run(
+        server, version, cafile, "--save", cache_file, "--cache-key-file", key_file
+    )
+    assert first["cache_load"] is None and first["possible"] == 2
+    assert not first["attempts"][0]["offered"] and not first["attempts"][0]["resumed"]
+    assert first["resumed"] == 2 and first["cache_saved"] >= 1
+    return first, cache_file, key_file
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("version", TLS)
+def test_cli_cache_file_resumes_the_first_connection_of_the_next_run(
+    two_workers: ServeProcess, server_cert: ServerCert, tmp_path: Path, version: str
+) -> None:
+    """A second process loading the first one's sealed file resumes all 3 of 3 connections."""
+    first, cache_file, key_file = _saved_run(two_workers, version, server_cert.cafile, tmp_path)
+    assert os.stat(cache_file).st_mode & 0o777 == 0o600
+    assert b"localhost" not in Path(cache_file).read_bytes()  # sealed, not plaintext
+    second, stderr = _cache_run(
+        two_workers, version, server_cert.cafile, "--load", cache_file,
+        "--cache-key-file", key_file,
+    )  # fmt: skip
+    assert stderr == ""
+    assert second["cache_load"] == cache_file
+    assert [a["offered"] for a in second["attempts"]] == [True, True, True]
+    assert [a["resumed"] for a in second["attempts"]] == [True, True, True]
+    assert (second["possible"], second["resumed"], second["by_ticket"]) == (3, 3, 3)
+    assert second["cache"]["loaded"] >= 1 and second["cache"]["misses"] == 0
+    # The loaded ticket is one the first run received: the same shared key name.
+    assert second["attempts"][0]["offered_key_name"] in first["key_names"]
+    assert "first connection resumed from the loaded cache" in second["verdict"]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("version", TLS)
+def test_cli_without_load_the_first_connection_is_full_control(
+    two_workers: ServeProcess, server_cert: ServerCert, tmp_path: Path, version: str
+) -> None:
+    """Negative control: the same second run without --load offers nothing at first."""
+    _, _, key_file = _saved_run(two_workers, version, server_cert.cafile, tmp_path)
+    second, _ = _cache_run(two_workers, version, server_cert.cafile, "--cache-key-file", key_file)
+    assert second["cache_load"] is None and second["possible"] == 2
+    assert not second["attempts"][0]["offered"] and not second["attempts"][0]["resumed"]
+    assert second["resumed"] == 2  # the reconnections still resume: the server is fine
+    assert second["cache"]["loaded"] == 0 and second["cache"]["misses"] == 1
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("version", TLS)
+def test_cli_wrong_cache_key_warns_and_starts_empty(
+    two_workers: ServeProcess, server_cert: ServerCert, tmp_path: Path, version: str
+) -> None:
+    """A wrong key (from TLSRESUME_CACHE_KEY) warns, loads nothing, and still exits 0."""
+    _, cache_file, _ = _saved_run(two_workers, version, server_cert.cafile, tmp_path)
+    wrong = child_env(TLSRESUME_CACHE_KEY=tlsresume.generate_cache_key().hex())
+    second, stderr = _cache_run(
+        two_workers, version, server_cert.cafile, "--load", cache_file, env=wrong
+    )
+    assert "tlsresume: warning:" in stderr and "wrong key" in stderr, stderr
+    assert second["possible"] == 3 and second["cache"]["loaded"] == 0
+    assert not second["attempts"][0]["offered"] and not second["attempts"][0]["resumed"]
+    assert second["resumed"] == 2
+    assert "gave the first connection no session" in second["verdict"]
+
+
+def test_cli_plaintext_cache_needs_the_opt_in(two_workers, server_cert, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without a key --save is a usage error naming the master secrets; the opt-in works."""
+    cache_file = str(tmp_path / "plain.json")
+    target = f"localhost:{two_workers.port}"
+    common = ["-n", "2", "--tls1.2", "--cafile", server_cert.cafile, "--no-server-stats"]
+    env = child_env()
+    env.pop("TLSRESUME_CACHE_KEY", None)
+    proc = _cli_env(env, target, *common, "--save", cache_file)
+    assert proc.returncode == 2 and "master secrets" in proc.stderr
+    assert not os.path.exists(cache_file)
+    proc = _cli_env(env, target, *common, "--save", cache_file, "--insecure-plaintext-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert b"localhost" in Path(cache_file).read_bytes()  # really plaintext
+    proc = _cli_env(env, target, *common, "--load", cache_file, "--insecure-plaintext-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed          2/2 connections (the first resumed from the loaded cache)" in (
+        proc.stdout
+    )
+    assert "client cache     offered 2, resumed 2, rejected 0, misses 0," in proc.stdout
+    assert f"cache file       loaded 1 session from {cache_file}" in proc.stdout
+
+
+def test_cli_cache_key_usage_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A bad TLSRESUME_CACHE_KEY or an unreadable key file exits 2 before connecting."""
+    target, cache_file = "localhost:1", str(tmp_path / "c")
+    proc = _cli_env(child_env(TLSRESUME_CACHE_KEY="abcd"), target, "--load", cache_file)
+    assert proc.returncode == 2 and "64 hex digits" in proc.stderr
+    missing = str(tmp_path / "missing.key")
+    proc = _cli(target, "--load", cache_file, "--cache-key-file", missing)
+    assert proc.returncode == 2 and "cache-key-file" in proc.stderr
+
+
+def test_cli_save_failure_exits_1_after_the_report(shared, server_cert, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An unwritable --save path prints the check, then fails with exit status 1."""
+    cache_file = str(tmp_path / "no-such-dir" / "c")
+    proc = _cli(
+        f"localhost:{shared.port}", "-n", "2", "--cafile", server_cert.cafile,
+        "--save", cache_file, "--cache-key-file", _key_file(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "resumed          1/1 reconnections" in proc.stdout
+    assert "session cache not saved" in proc.stderr
+
+
+def test_run_check_cache_file_in_process(shared, server_cert, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """run_check(save=, load=, cache_key=): a new check resumes from the saved file."""
+    key, cache_file = tlsresume.generate_cache_key(), tmp_path / "c"
+    common: dict[str, Any] = dict(
+        tls_version="1.3", cafile=server_cert.cafile, servername="localhost",
+        server_stats=False, cache_key=key,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="master secrets"):
+        run_check(shared.host, shared.port, 2, load=cache_file, **{**common, "cache_key": None})
+    r = run_check(shared.host, shared.port, 2, save=cache_file, **common)
+    assert r.cache_save == str(cache_file) and r.cache_saved and r.cache_error is None
+    r = run_check(shared.host, shared.port, 2, load=cache_file, **common)
+    assert (r.possible, r.resumed) == (2, 2) and r.attempts[0].resumed
 
 
 # --------------------------------------------------------------------------------------
@@ -377,6 +534,26 @@ def test_server_report_deltas() -> None:
     assert server_report(None, after)["store"]["during_check"] is None
     renamed = {**before, "store": {"name": "other", "stats": {"hits": 0}}}
     assert server_report(renamed, after)["store"]["during_check"] is None
+
+
+def test_verdict_after_a_cache_file_speaks_of_the_first_connection() -> None:
+    """With a loaded cache the verdict says how the first went, then judges the rest."""
+    full = [Attempt(i, resumed=True, offered=True, offered_ticket=True) for i in range(3)]
+    loaded = dict(n=3, possible=3, key_names=["a"], cache_load="f")
+    v = verdict(_result(resumed=3, by_ticket=3, attempts=full, **loaded))
+    assert v.startswith("the first connection resumed from the loaded cache file; all 2 ")
+    assert v.endswith("resumption works")
+    refused = [Attempt(0, offered=True, offered_ticket=True), *full[1:]]
+    v = verdict(_result(resumed=2, by_ticket=2, attempts=refused, **loaded))
+    assert v.startswith("the server did not resume the session loaded") and "all 2 " in v
+    empty = [Attempt(0), *full[1:]]
+    v = verdict(_result(resumed=2, by_ticket=2, attempts=empty, **loaded))
+    assert v.startswith("the cache file gave the first connection no session")
+
+
+def test_summary_of_unknown_key_names() -> None:
+    """A result without key names (None) says "unknown", not 0."""
+    assert "ticket key names unknown" in _result(key_names=None).summary()
 
 
 def test_verdict_rules() -> None:

@@ -231,16 +231,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 
+#: Where `check` finds the session cache file's key when --cache-key-file is not given.
+_CACHE_KEY_ENV = "TLSRESUME_CACHE_KEY"
+
+
 def _add_check(sub: Any) -> None:
     p = sub.add_parser(
         "check",
         help="connect n times as a resuming client and report what resumed",
         description=(
-            "Connect n times, each time offering the session the previous connection "
-            "ended with, and report how many reconnections resumed (by ticket or by "
+            "Connect n times through tlsresume's client session cache, which offers "
+            "each connection what the server gave the earlier ones (TLS 1.3 tickets "
+            "each once), and report how many reconnections resumed (by ticket or by "
             "session ID), the ticket lifetime hint, and how many distinct ticket key "
             "names the server handed out: more than one means its workers do not share "
-            "ticket keys."
+            "ticket keys. With --save and --load the cache outlives the run, so the "
+            "first connection of the next run resumes too."
         ),
     )
     p.add_argument("target", metavar="HOST:PORT", help="server to check ([::1]:443 for IPv6)")
@@ -268,7 +274,71 @@ def _add_check(sub: Any) -> None:
         "/.well-known/tlsresume/stats before and after, which a 'tlsresume serve' answers; "
         "other servers are left alone after one unanswered request)",
     )
+    cache = p.add_argument_group(
+        "session cache file",
+        "The file holds each session's master secret: whoever reads it can decrypt "
+        "those sessions' traffic, and whoever can write it can make this client resume "
+        "a session they know, i.e. impersonate the server without a certificate. So it "
+        "is sealed (AES-256-GCM) under a 32-byte key kept elsewhere: --cache-key-file, "
+        f"or the environment variable {_CACHE_KEY_ENV} (64 hex digits).",
+    )
+    cache.add_argument(
+        "--load",
+        metavar="PATH",
+        help="load the cache before the first connection (then all n connections may "
+        "resume); a bad file or the wrong key is a warning, not an error",
+    )
+    cache.add_argument(
+        "--save",
+        metavar="PATH",
+        help="save the cache after the last connection (atomically, mode 0600); may be "
+        "the --load file",
+    )
+    cache.add_argument(
+        "--cache-key-file",
+        metavar="FILE",
+        help=f"the key: 32 bytes or 64 hex digits (overrides {_CACHE_KEY_ENV}); make one "
+        "with python -c 'import os; print(os.urandom(32).hex())'",
+    )
+    cache.add_argument(
+        "--insecure-plaintext-cache",
+        action="store_true",
+        help="without a key, read and write the file unencrypted: anyone who can read it "
+        "gets the master secrets, anyone who can write it can impersonate the servers in it",
+    )
     p.set_defaults(func=_cmd_check)
+
+
+def _check_cache_key(args: argparse.Namespace) -> bytes | None:
+    """The key for --save/--load: --cache-key-file, else the environment; ``None``
+    only with --insecure-plaintext-cache.
+
+    Raises:
+        ValueError: the key cannot be read, or there is none and no plaintext opt-in.
+    """
+    from tlsresume.client import read_cache_key
+
+    if args.cache_key_file is not None:
+        try:
+            return read_cache_key(args.cache_key_file)
+        except OSError as exc:
+            raise ValueError(f"cannot read --cache-key-file: {exc}") from None
+    text = os.environ.get(_CACHE_KEY_ENV, "").strip()
+    if text:
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValueError(f"{_CACHE_KEY_ENV} must be 64 hex digits (a 32-byte key)")
+        return key
+    if not args.insecure_plaintext_cache:
+        raise ValueError(
+            "--save/--load need a key (--cache-key-file or "
+            f"{_CACHE_KEY_ENV}): the file holds the sessions' master secrets; "
+            "--insecure-plaintext-cache writes them unencrypted, knowingly"
+        )
+    return None
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -278,19 +348,36 @@ def _cmd_check(args: argparse.Namespace) -> int:
         host, port = parse_hostport(args.target)
         if args.n < 1:
             raise ValueError(f"-n must be at least 1, not {args.n}")
+        key = _check_cache_key(args) if (args.load or args.save) else None
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    result = run_check(
-        host,
-        port,
-        args.n,
-        tls_version=args.tls_version,
-        cafile=args.cafile,
-        insecure=args.insecure,
-        servername=args.servername,
-        timeout=args.timeout,
-        server_stats=args.server_stats,
-    )
+    # A cache file that cannot be loaded is logged as a warning (the check goes on);
+    # show it as this command's own warning, on stderr, for the run only.
+    import logging
+
+    warnings = logging.StreamHandler(sys.stderr)
+    warnings.setLevel(logging.WARNING)
+    warnings.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+    client_log = logging.getLogger("tlsresume.client")
+    client_log.addHandler(warnings)
+    try:
+        result = run_check(
+            host,
+            port,
+            args.n,
+            tls_version=args.tls_version,
+            cafile=args.cafile,
+            insecure=args.insecure,
+            servername=args.servername,
+            timeout=args.timeout,
+            server_stats=args.server_stats,
+            load=args.load,
+            save=args.save,
+            cache_key=key,
+            insecure_plaintext_cache=args.insecure_plaintext_cache,
+        )
+    finally:
+        client_log.removeHandler(warnings)
     if args.json:
         print(result.to_json())
     else:
@@ -298,6 +385,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         first_error = next((a.error for a in result.attempts if a.error), None)
         if first_error:
             print(f"first error      {first_error}")
+    if result.cache_error:
+        return _fail(f"session cache not saved: {result.cache_error}")
     return EXIT_FAIL if result.errors == result.n else EXIT_OK
 
 
