@@ -665,8 +665,13 @@ def test_writes_never_block_and_overflow_is_counted(redis_server: RedisServer,
 def test_handshake_never_waits_past_the_bound_when_redis_stalls(
         redis_server: RedisServer, name: str, cert: trustme.LeafCert, ca: trustme.CA) -> None:
     """Redis paused with SIGSTOP (connections accepted, nothing answered): a handshake
-    whose session is missing locally waits at most the tier's bound for Redis, then
-    completes as a full handshake; later lookups skip Redis during the back-off."""
+    whose session is missing locally waits the tier's bound for Redis, no longer, then
+    completes as a full handshake; later lookups skip Redis during the back-off.
+
+    Unloaded, the stalled lookups take the bound plus ~0.5 ms. The lookups' median
+    is held to the bound plus 10 ms (whole handshakes, whose own CPU time varies
+    under load, plus 20 ms) and every sample to the bound plus 100 ms: slack for a
+    loaded CI machine, while a wait that is not bounded lasts until SIGCONT."""
     bound = 0.005
     client = client_ctx(ca, TLS12, tickets=False)
     origin = SessionStore("1M")
@@ -682,7 +687,7 @@ def test_handshake_never_waits_past_the_bound_when_redis_stalls(
             samples.append(time.perf_counter() - t0)
         baseline = statistics.median(samples)
     machines = []
-    for _ in range(5):  # five machines, each with a connection ready before the stall
+    for _ in range(7):  # seven machines, each with a connection ready before the stall
         store = SessionStore("1M")
         tier = SessionTier(redis_server.url, name=name, timeout=bound, retry=5.0)
         store.set_remote(tier)
@@ -691,17 +696,23 @@ def test_handshake_never_waits_past_the_bound_when_redis_stalls(
     try:
         assert wait_until(lambda: all(t.stats()["idle"] > 0 for _, t, _ in machines), 3)
         redis_server.pause()
-        waits = []
+        first, later = [], []
         for _store, _tier, ctx in machines:
-            for _ in range(3):
+            for i in range(3):
                 t0 = time.perf_counter()
                 assert not memory_pair(ctx, client, session)[1]
-                waits.append(time.perf_counter() - t0 - baseline)
+                (later if i else first).append(time.perf_counter() - t0 - baseline)
         stats = [t.stats() for _, t, _ in machines]
         assert all(s["timeouts"] == 1 for s in stats), stats  # one wait per machine...
-        assert all(s["skipped_down"] >= 1 for s in stats), stats  # ...then no more
-        assert max(s["max_get_ms"] for s in stats) < (bound + 0.010) * 1000, stats
-        assert max(waits) < bound + 0.030, (waits, baseline)
+        assert all(s["skipped_down"] >= 2 for s in stats), stats  # ...then no more
+        lookups = [s["max_get_ms"] / 1000 for s in stats]
+        print(f"stalled lookups: median {statistics.median(lookups) * 1000:.1f} ms, max "
+              f"{max(lookups) * 1000:.1f} ms; handshake extra wait: median "
+              f"{statistics.median(first) * 1000:.1f} ms (bound {bound * 1000:g} ms)")
+        assert statistics.median(lookups) < bound + 0.010, lookups
+        assert statistics.median(first) < bound + 0.020, (first, baseline)
+        assert statistics.median(later) < 0.010, (later, baseline)
+        assert max(lookups + first + later) < bound + 0.100, (lookups, first, later)
     finally:
         redis_server.resume()
         for store, tier, _ in machines:
