@@ -22,8 +22,11 @@
 #include "loadgen.h"
 #include "ossl.h"
 
-#define SSL_ERROR_SYSCALL 5
-#define SSL_ERROR_ZERO_RETURN 6
+/* OpenSSL's SSL_get_error codes we tell apart (stable since 1.1.0). */
+#define TLSR_SSL_ERROR_SYSCALL 5
+#define TLSR_SSL_ERROR_ZERO_RETURN 6
+/* A response longer than this is not the small answer we asked for. */
+#define MAX_RESPONSE (1 << 20)
 
 struct tlsr_loadgen {
     SSL_CTX *ctx;                 /* borrowed: the caller keeps it alive */
@@ -158,11 +161,12 @@ static int open_socket(const tlsr_loadgen *lg)
 
 /* Read the response to its end. Returns 1 if it ended with close_notify (or a
  * bare EOF, when the context ignores unexpected EOFs) and began with a 200
- * status line, 0 on a bad status, -1 on an I/O or TLS error. */
+ * status line, 0 on a bad status or a response over MAX_RESPONSE bytes, -1 on an
+ * I/O or TLS error (a bare EOF included: OpenSSL 3 reports it as an error). */
 static int read_response(SSL *s, tlsr_loadgen_result *out)
 {
     char buf[4096], head[16];
-    size_t have = 0;
+    size_t have = 0, total = 0;
     int n, e;
 
     for (;;) {
@@ -171,6 +175,9 @@ static int read_response(SSL *s, tlsr_loadgen_result *out)
         if (n <= 0)
             break;
         out->bytes_read += n;
+        total += (size_t)n;
+        if (total > MAX_RESPONSE)
+            return 0;
         if (have < sizeof head) {
             size_t take = (size_t)n < sizeof head - have ? (size_t)n : sizeof head - have;
             memcpy(head + have, buf, take);
@@ -178,8 +185,8 @@ static int read_response(SSL *s, tlsr_loadgen_result *out)
         }
     }
     e = OSSL(SSL_get_error)(s, n);
-    if (e != SSL_ERROR_ZERO_RETURN) {
-        note_error(out, "read", e == SSL_ERROR_SYSCALL ? errno : 0);
+    if (e != TLSR_SSL_ERROR_ZERO_RETURN) {
+        note_error(out, "read", e == TLSR_SSL_ERROR_SYSCALL ? errno : 0);
         return -1;
     }
     /* "HTTP/1.x 200" */
@@ -189,8 +196,10 @@ static int read_response(SSL *s, tlsr_loadgen_result *out)
 }
 
 /* One connection, offering *slot if slot and *slot are set; on success the newest
- * resumable session replaces *slot. Returns 1 completed, 0 failed. Bounded by
- * four I/O timeouts (connect, handshake, write, read) plus the server's work. */
+ * resumable session replaces *slot. Returns 1 completed, 0 failed. Every socket
+ * call waits at most the I/O timeout, and the response is read up to
+ * MAX_RESPONSE bytes, so a stalled server costs one timeout; only a server that
+ * trickles bytes slower than that can stretch a connection further. */
 static int one_connection(tlsr_loadgen *lg, SSL_SESSION **slot, tlsr_loadgen_result *out)
 {
     int64_t t0 = mono_ns();
@@ -223,7 +232,7 @@ static int one_connection(tlsr_loadgen *lg, SSL_SESSION **slot, tlsr_loadgen_res
     if (rc != 1) {
         int e = OSSL(SSL_get_error)(s, rc);
         out->failed_handshake++;
-        note_error(out, "handshake", e == SSL_ERROR_SYSCALL ? errno : 0);
+        note_error(out, "handshake", e == TLSR_SSL_ERROR_SYSCALL ? errno : 0);
         goto done;
     }
     out->handshake_ns += mono_ns() - t0;
@@ -245,7 +254,7 @@ static int one_connection(tlsr_loadgen *lg, SSL_SESSION **slot, tlsr_loadgen_res
         out->bad_response++;
         if (out->first_error[0] == '\0')
             snprintf(out->first_error, sizeof out->first_error,
-                     "response: not an HTTP/1.x 200 answer");
+                     "response: not an HTTP/1.x 200 answer of at most 1 MiB");
         goto done;
     }
     out->completed++;

@@ -30,7 +30,7 @@ typedef struct {
     int64_t failed_connect;   /* TCP connect failed or timed out */
     int64_t failed_handshake; /* SSL_connect failed */
     int64_t failed_io;        /* writing the request or reading the response failed */
-    int64_t bad_response;     /* the response did not start with "HTTP/1.x 200" */
+    int64_t bad_response;     /* not "HTTP/1.x 200 ...", or longer than 1 MiB */
     int64_t bytes_read;       /* response bytes, all connections */
     int64_t wall_ns;          /* whole run */
     int64_t handshake_ns;     /* sum over connections of connect + SSL_connect */
@@ -55,9 +55,10 @@ void tlsr_loadgen_free(tlsr_loadgen *lg);
  * session; also warms the server up). Returns 1, or -TLSR_E_* on bad arguments. */
 int tlsr_loadgen_warm(tlsr_loadgen *lg, tlsr_loadgen_result *out);
 /* Connections one after another until max_conns were attempted (<= 0: no limit)
- * or duration_ms passed, or MAX_FAILSTREAK failed in a row. The last connection
- * may end up to io_timeout_ms after the deadline. Runs without the GIL when
- * called through cffi; the process must ignore SIGPIPE (Python does).
+ * or duration_ms passed, or MAX_FAILSTREAK failed in a row. A connection under
+ * way at the deadline is finished (each of its socket calls waits at most
+ * io_timeout_ms). Runs without the GIL when called through cffi; the process
+ * must ignore SIGPIPE (Python does).
  * Returns 1, or -TLSR_E_* on bad arguments. */
 int tlsr_loadgen_run(tlsr_loadgen *lg, int64_t max_conns, int64_t duration_ms,
                      tlsr_loadgen_result *out);
