@@ -196,6 +196,53 @@ def _add_serve(sub: Any) -> None:
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log every failed connection (debug)"
     )
+    fleet = p.add_argument_group(
+        "across machines (Redis)",
+        "Instances started with the same --redis URL and --redis-name share their "
+        "ticket keys and (with --session-cache) their sessions, wherever they run: a "
+        "client resumes on any of them. Redis down at start is a warning (the instance "
+        "serves with its own keys and converges when Redis comes up); refused "
+        "credentials or a master key that does not match the fleet's are errors. "
+        "See docs/redis.md.",
+    )
+    fleet.add_argument(
+        "--redis",
+        metavar="URL",
+        help="redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS, e.g. "
+        "?ssl_ca_certs=CA.pem) or unix://PATH",
+    )
+    fleet.add_argument(
+        "--redis-name",
+        metavar="NAME",
+        help="the service's name: instances share only with the same name (default: default)",
+    )
+    fleet.add_argument(
+        "--redis-refresh",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between key polls, the longest an instance lags the fleet's keys; "
+        "shorter than the rotation period (default 5)",
+    )
+    fleet.add_argument(
+        "--redis-timeout-ms",
+        type=float,
+        metavar="MS",
+        help="the longest a handshake waits for Redis on a local session miss, then it is "
+        "a full handshake (default 5)",
+    )
+    fleet.add_argument(
+        "--redis-master-key-file",
+        metavar="FILE",
+        help="seal keys and sessions in Redis under the fleet's master key, read from FILE "
+        "(64 hex digits or base64; mode 0600); make one with python -c 'import "
+        "tlsresume.redis as r; print(r.generate_master_key())'",
+    )
+    fleet.add_argument(
+        "--redis-local-rotation",
+        action="store_true",
+        help="while Redis is unreachable, rotate the ticket keys locally (default: keep "
+        "the current key until Redis is back)",
+    )
     p.set_defaults(func=_cmd_serve)
 
 
@@ -218,6 +265,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tls_max=args.tls_max,
         threads=args.threads,
         log_level="DEBUG" if args.verbose else "WARNING",
+        redis=args.redis,
+        redis_name=args.redis_name,
+        redis_refresh=args.redis_refresh,
+        redis_timeout=args.redis_timeout_ms / 1000 if args.redis_timeout_ms is not None else None,
+        redis_master_key_file=args.redis_master_key_file,
+        redis_local_rotation=args.redis_local_rotation,
     )
     try:
         config.validate()
@@ -739,8 +792,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.
     """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:
+        # bench has its own parser (tlsresume.benchmark); hand it everything after.
+        from tlsresume import benchmark
+
+        return int(benchmark.main(args_list[1:]))
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
