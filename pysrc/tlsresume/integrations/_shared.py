@@ -128,53 +128,56 @@ def _region_name(prefix: str) -> str:
 
 # ---- the integration object -----------------------------------------------------------------
 
-_NOT_MADE = object()
-
-
 class Resumption:
     """TLS session resumption shared by the worker processes of one server.
 
-    Make it in the parent (master) process before the workers start. Forked workers
-    inherit the key ring and session store it made; spawned workers (uvicorn and
-    hypercorn ``--workers``) receive it pickled, as the names of the regions, and
-    attach. Each worker then gets one server context from :meth:`context` (cached
-    per process) or installs onto its own with :meth:`install`.
+    Make it in the parent (master) process before the workers start: it makes the
+    key ring (and session store) at once. Forked workers inherit them; spawned
+    workers (uvicorn and hypercorn ``--workers``) receive the object pickled, as the
+    names of the regions, and attach. Each worker then gets one server context from
+    :meth:`context` (built once per process) or installs onto its own with
+    :meth:`install`.
 
     Args:
         keys: session-ticket keys.
-            ``None`` (default): a new rotating :class:`TicketKeyRing`, made here
-            (anonymous for forked workers; named, and removed when this process
-            exits, once the object is pickled for spawned ones).
-            A :class:`TicketKeyRing`: that ring (a named one to share with spawned
-            workers). A ``str``: the name of a ring, opened (created by the first
-            process that asks, kept after exit so keys survive restarts).
-            A :class:`KeyFile`: keys read from a key file, shared by every process
-            and machine that reads it. ``False``: no shared ticket keys (only the
-            session cache).
+            ``None`` (default): a new rotating :class:`TicketKeyRing`, made here.
+            A :class:`TicketKeyRing`: that ring. A ``str``: the name of a ring,
+            opened (created by the first process that asks; it outlives the server,
+            so keys survive restarts, until someone unlinks it). A :class:`KeyFile`:
+            keys read from a key file, shared by every process and machine reading
+            it. ``False``: no shared ticket keys (only the session cache).
         session_cache: a server session cache shared by the workers, for clients
-            that resume by session ID (curl over TLS 1.2) and for servers with
-            tickets off. ``None`` (default): none. A size (``"10M"``): a new
-            :class:`SessionStore`, made like a new ring. A :class:`SessionStore`:
-            that store.
+            that resume by session ID (curl over TLS 1.2) and servers with tickets
+            off. ``None`` (default): none. A size (``"10M"``): a new
+            :class:`SessionStore`, made here. A :class:`SessionStore`: that store.
+        spawn: the workers are spawned, not forked: make the new regions *named*
+            (``/dev/shm/tlsresume.ring.<name>-<pid>-<random>``, mode 0600) so that
+            they can attach, and remove the names when this process exits. A given
+            ring or store must then be named too.
         close_notify: contexts from this object make sockets that send close_notify
             when the server shuts them down or closes them (see
             :class:`CloseNotifySSLSocket`). asyncio already does; servers on
             blocking sockets need this.
-        name: prefix of the names of regions made for spawned workers (default
-            ``"tlsresume"``).
+        name: prefix of the names of regions made with ``spawn=True``.
 
     Raises:
         TypeError, ValueError: bad arguments.
+        SharedMemoryError: a region could not be made.
     """
+
+    _ring: TicketKeyRing | None
+    _store: SessionStore | None
 
     def __init__(
         self,
         keys: TicketKeyRing | KeyFile | str | bool | None = None,
         *,
         session_cache: SessionStore | int | str | None = None,
+        spawn: bool = False,
         close_notify: bool = True,
         name: str = "tlsresume",
     ) -> None:
+        self._setup(close_notify)
         if keys is True:
             keys = None
         if not (keys is None or keys is False or isinstance(keys, (TicketKeyRing, KeyFile, str))):
@@ -191,18 +194,43 @@ class Resumption:
             )
         if keys is False and session_cache is None:
             raise TypeError("keys=False needs a session_cache: there would be nothing to share")
-        self._keys = keys
-        self._cache_size = (parse_size(session_cache)
-                            if isinstance(session_cache, (int, str)) else None)
-        self._store_given = session_cache if isinstance(session_cache, SessionStore) else None
+        size = parse_size(session_cache) if isinstance(session_cache, (int, str)) else None
+        prefix = name if spawn else None
+        self._ring = self._make_ring(keys, prefix)
+        if isinstance(session_cache, SessionStore):
+            self._store = session_cache
+        elif size is not None:
+            self._store = cast(SessionStore, _once(("store", size, prefix), lambda: SessionStore(
+                size, name=_region_name(prefix) if prefix else None)))
+
+    def _setup(self, close_notify: bool) -> None:
         self.close_notify = close_notify
-        self._prefix = name
-        self._ring: Any = _NOT_MADE   # TicketKeyRing | None once known
-        self._store: Any = _NOT_MADE  # SessionStore | None once known
+        self._ring = None
+        self._store = None
         self._attach: tuple[str | None, str | None] | None = None  # names, in a spawned worker
-        self._lock = threading.Lock()
-        self._ctx_lock = threading.Lock()
+        self._lock = threading.Lock()       # attaching in a spawned worker
+        self._ctx_lock = threading.Lock()   # building this process's context
         self._ctx: tuple[int, ssl.SSLContext] | None = None
+
+    @staticmethod
+    def _make_ring(keys: TicketKeyRing | KeyFile | str | bool | None, prefix: str | None
+                   ) -> TicketKeyRing | None:
+        if keys is False:
+            return None
+        if isinstance(keys, TicketKeyRing):
+            return keys
+        if isinstance(keys, str):
+            return TicketKeyRing.open(keys)
+        if isinstance(keys, KeyFile):
+            path, fmt, poll = keys
+
+            def from_file() -> TicketKeyRing:
+                return TicketKeyRing.from_file(
+                    path, fmt, name=_region_name(prefix) if prefix else None,
+                    poll_interval=poll)
+            return cast(TicketKeyRing, _once(("keyfile", path, fmt, prefix), from_file))
+        return cast(TicketKeyRing, _once(("ring", prefix), lambda: TicketKeyRing(
+            name=_region_name(prefix) if prefix else None)))
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **kwargs: Any
@@ -220,70 +248,33 @@ class Resumption:
             keys = env["TLSRESUME_RING"]
         return cls(keys, session_cache=env.get("TLSRESUME_SESSION_CACHE") or None, **kwargs)
 
-    # ---- the shared regions ---------------------------------------------------------
-
-    def share(self, *, spawn: bool = False) -> Resumption:
-        """Make the regions now, in this process (idempotent). Call it in the parent
-        before the workers start; :meth:`context`, :meth:`install` and pickling call
-        it too. ``spawn=True`` makes named regions, which spawned workers can join.
-        """
-        with self._lock:
-            if self._ring is _NOT_MADE:
-                self._ring = self._make_ring(spawn)
-            if self._store is _NOT_MADE:
-                self._store = self._make_store(spawn)
-        return self
-
-    def _make_ring(self, spawn: bool) -> TicketKeyRing | None:
-        keys = self._keys
-        if self._attach is not None:
-            return TicketKeyRing.attach(self._attach[0]) if self._attach[0] else None
-        if keys is False:
-            return None
-        if isinstance(keys, TicketKeyRing):
-            return keys
-        if isinstance(keys, str):
-            return TicketKeyRing.open(keys)
-        if isinstance(keys, KeyFile):
-            path, fmt, poll = keys
-            def from_file() -> TicketKeyRing:
-                return TicketKeyRing.from_file(
-                    path, fmt, name=_region_name(self._prefix) if spawn else None,
-                    poll_interval=poll)
-            return cast(TicketKeyRing, _once(("keyfile", path, fmt, spawn), from_file))
-        return cast(TicketKeyRing, _once(("ring", spawn, self._prefix), lambda: TicketKeyRing(
-            name=_region_name(self._prefix) if spawn else None)))
-
-    def _make_store(self, spawn: bool) -> SessionStore | None:
-        if self._attach is not None:
-            return SessionStore.attach(self._attach[1]) if self._attach[1] else None
-        if self._store_given is not None:
-            return self._store_given
-        size = self._cache_size
-        if size is None:
-            return None
-        return cast(SessionStore, _once(("store", size, spawn, self._prefix), lambda: SessionStore(
-            size, name=_region_name(self._prefix) if spawn else None)))
+    def _regions(self) -> tuple[TicketKeyRing | None, SessionStore | None]:
+        if self._attach is not None:  # a spawned worker joins the parent's regions
+            with self._lock:
+                if self._attach is not None:
+                    ring_name, store_name = self._attach
+                    self._ring = TicketKeyRing.attach(ring_name) if ring_name else None
+                    self._store = SessionStore.attach(store_name) if store_name else None
+                    self._attach = None
+        return self._ring, self._store
 
     @property
     def ring(self) -> TicketKeyRing | None:
         """The key ring the workers share (``None``: no ticket keys)."""
-        self.share()
-        return self._ring  # type: ignore[no-any-return]
+        return self._regions()[0]
 
     @property
     def session_store(self) -> SessionStore | None:
         """The session store the workers share (``None``: none)."""
-        self.share()
-        return self._store  # type: ignore[no-any-return]
+        return self._regions()[1]
 
     # ---- contexts ---------------------------------------------------------------------
 
     def install(self, ctx: ssl.SSLContext) -> ssl.SSLContext:
         """Put the shared keys and store on ``ctx`` (a server context), and the
         close_notify socket class if asked; returns ``ctx``."""
-        self.share()
-        install(ctx, self._ring, session_cache=self._store)
+        ring, store = self._regions()
+        install(ctx, ring, session_cache=store)
         if self.close_notify:
             ctx.sslsocket_class = CloseNotifySSLSocket
         return ctx
@@ -318,34 +309,34 @@ class Resumption:
     # ---- travelling to spawned workers -------------------------------------------------
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # Pickled in the parent just before a spawned worker starts: make the regions
-        # here, named, so that the worker can join them by name.
-        self.share(spawn=True)
+        # Pickled in the parent as a spawned worker starts: it travels as the names
+        # of the regions, which the worker attaches to.
         if self._attach is not None:
             names = self._attach
         else:
-            ring, store = self._ring, self._store
-            for region in (ring, store):
+            for region in (self._ring, self._store):
                 if region is not None and region.name is None:
                     raise TypeError(
                         f"this Resumption shares an anonymous {region._what}, which only "
-                        "forked workers inherit; give it a name to share it with spawned "
-                        "workers")
-            names = (ring.name if ring else None, store.name if store else None)
+                        "forked workers inherit; for spawned workers make it with "
+                        "spawn=True (or give it a named ring and store)")
+            names = (self._ring.name if self._ring is not None else None,
+                     self._store.name if self._store is not None else None)
         return (_attached, (type(self), names, self.close_notify))
 
     def __repr__(self) -> str:
+        if self._attach is not None:
+            return f"<{type(self).__name__} attaching to ring={self._attach[0]} " \
+                   f"store={self._attach[1]}>"
         def show(region: Any) -> str:
-            if region is _NOT_MADE:
-                return "not made yet"
             return "none" if region is None else region.name or "anonymous"
-        return f"<Resumption ring={show(self._ring)} store={show(self._store)}>"
+        return f"<{type(self).__name__} ring={show(self._ring)} store={show(self._store)}>"
 
 
 def _attached(cls: type[Resumption], names: tuple[str | None, str | None], close_notify: bool
               ) -> Resumption:
     """A spawned worker's copy: it attaches to the parent's regions on first use."""
     res = cls.__new__(cls)
-    Resumption.__init__(res, close_notify=close_notify)
+    res._setup(close_notify)
     res._attach = names
     return res

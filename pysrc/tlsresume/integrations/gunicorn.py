@@ -45,13 +45,10 @@ class Resumption(_Resumption):
     """gunicorn hooks sharing TLS sessions between the workers.
 
     Takes the arguments of :class:`tlsresume.integrations.Resumption`. The regions
-    are made at once: gunicorn runs its config file in the master, before it forks.
-    A HUP reload re-runs the config file in the same master and gets the same keys.
+    are made with the object, so in the master: gunicorn runs its config file there,
+    before it forks. A HUP reload re-runs the config file in the same master and
+    gets the same ring and store back.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.share()
 
     def ssl_context(self, conf: Any,
                     default_ssl_context_factory: Callable[[], ssl.SSLContext]

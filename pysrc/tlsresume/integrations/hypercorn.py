@@ -21,10 +21,10 @@ or, unchanged hypercorn command line, through this module::
     python -m tlsresume.integrations.hypercorn --workers 4 \\
         --certfile cert.pem --keyfile key.pem --bind 0.0.0.0:8443 app:app
 
-hypercorn spawns its workers and sends each the pickled config; pickling the
-config's :class:`Resumption` makes a named key ring (and store) in the master,
-removed when it exits, which the workers attach to. asyncio (and trio) end TLS
-connections with close_notify by themselves.
+hypercorn spawns its workers and sends each the pickled config; the config's
+:class:`Resumption` makes a named key ring (and store) in the master, removed when
+it exits, which the workers attach to. asyncio (and trio) end TLS connections with
+close_notify by themselves.
 """
 
 from __future__ import annotations
@@ -43,11 +43,12 @@ __all__ = ["Config", "Resumption", "KeyFile", "main"]
 
 
 class Resumption(_Resumption):
-    """Takes the arguments of :class:`tlsresume.integrations.Resumption`; the
-    default name prefix of the regions is ``"hypercorn"``."""
+    """Takes the arguments of :class:`tlsresume.integrations.Resumption`, with
+    ``spawn=True`` (named regions) and the name prefix ``"hypercorn"`` by default."""
 
-    def __init__(self, *args: Any, name: str = "hypercorn", **kwargs: Any) -> None:
-        super().__init__(*args, name=name, **kwargs)
+    def __init__(self, *args: Any, spawn: bool = True, name: str = "hypercorn", **kwargs: Any
+                 ) -> None:
+        super().__init__(*args, spawn=spawn, name=name, **kwargs)
 
 
 class Config(hypercorn.config.Config):

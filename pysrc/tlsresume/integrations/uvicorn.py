@@ -16,9 +16,9 @@ or, unchanged uvicorn command line, through this module::
         --ssl-certfile cert.pem --ssl-keyfile key.pem
 
 ``uvicorn --workers N`` *spawns* its workers (fresh interpreters) and sends each the
-pickled ``Config``. Pickling the :class:`Resumption` makes a named key ring (and
-store) in the master, removed when the master exits; each worker attaches to them by
-name. The context is uvicorn's own (``default_factory()``, so every ``--ssl-*``
+pickled ``Config``. The :class:`Resumption` makes a named key ring (and store) in the
+master, removed when the master exits, and travels as their names; each worker
+attaches by name. The context is uvicorn's own (``default_factory()``, so every ``--ssl-*``
 option applies) with resumption installed. asyncio ends TLS connections with
 close_notify by itself.
 """
@@ -40,12 +40,13 @@ __all__ = ["Resumption", "KeyFile", "main"]
 class Resumption(_Resumption):
     """uvicorn's ``ssl_context_factory`` sharing TLS sessions between the workers.
 
-    Takes the arguments of :class:`tlsresume.integrations.Resumption`; the default
-    name prefix of the regions is ``"uvicorn"``.
+    Takes the arguments of :class:`tlsresume.integrations.Resumption`, with
+    ``spawn=True`` (named regions) and the name prefix ``"uvicorn"`` by default.
     """
 
-    def __init__(self, *args: Any, name: str = "uvicorn", **kwargs: Any) -> None:
-        super().__init__(*args, name=name, **kwargs)
+    def __init__(self, *args: Any, spawn: bool = True, name: str = "uvicorn", **kwargs: Any
+                 ) -> None:
+        super().__init__(*args, spawn=spawn, name=name, **kwargs)
 
     def __call__(self, config: Any, default_factory: Callable[[], ssl.SSLContext]
                  ) -> ssl.SSLContext:
