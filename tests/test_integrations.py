@@ -229,6 +229,34 @@ def worker(port, ctx):
 '''
 
 
+# The Python-API recipes of docs/integrations.md, on a shared socket (fd in argv[1]).
+UVICORN_LAUNCHER = '''
+import sys
+import uvicorn
+from tlsresume.integrations.uvicorn import Resumption
+
+if __name__ == "__main__":
+    uvicorn.run("asgiapp:app", fd=int(sys.argv[1]), workers=2, log_level="warning",
+                ssl_certfile=sys.argv[2], ssl_keyfile=sys.argv[3],
+                ssl_context_factory=Resumption(session_cache="1M"))
+'''
+
+HYPERCORN_LAUNCHER = '''
+import sys
+from hypercorn.run import run
+from tlsresume.integrations.hypercorn import Config, Resumption
+
+if __name__ == "__main__":
+    config = Config()
+    config.application_path = "asgiapp:app"
+    config.bind = [f"fd://{sys.argv[1]}"]
+    config.certfile, config.keyfile = sys.argv[2], sys.argv[3]
+    config.workers = 2
+    config.tlsresume = Resumption(session_cache="1M")
+    sys.exit(run(config))
+'''
+
+
 # --------------------------------------------------------------------------------------
 # Running servers
 # --------------------------------------------------------------------------------------
@@ -560,6 +588,31 @@ def test_gunicorn_curl_resumes_across_workers(pool, server_cert, worker_class, v
     assert c.resumed == len(c.fetches) - 1, c.fetches
 
 
+def test_gunicorn_reload_keeps_the_keys(pool, server_cert) -> None:  # type: ignore[no-untyped-def]
+    """After kill -HUP (config file re-run, all workers replaced), a session from an
+    old worker resumes on the new ones: the master keeps its ring and store."""
+    server = pool.gunicorn("tlsresume", "sync", workers=3)
+    ctx = client_context(server_cert.cafile, "1.2")
+    before = [https_get("127.0.0.1", server.port, ctx) for _ in range(6)]
+    old = {r.headers["x-worker"] for r in before}
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while any(os.path.exists(f"/proc/{pid}") and _alive(int(pid)) for pid in old):
+        assert time.monotonic() < deadline, "old workers still running"
+        time.sleep(0.1)
+    after = [https_get("127.0.0.1", server.port, ctx, session=r.session) for r in before]
+    assert not {r.headers["x-worker"] for r in after} & old
+    assert all(r.resumed for r in after), [r.resumed for r in after]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("version", TLS)
 def test_gunicorn_curl_without_tlsresume_resumes_nothing(pool, server_cert, version) -> None:  # type: ignore[no-untyped-def]
     """Control: curl offers its session every time; stock gunicorn never resumes it."""
@@ -617,6 +670,7 @@ def _hypercorn(pool: ServerPool, tlsresume_on: bool) -> Server:
 
 
 SPAWNING = {"uvicorn": _uvicorn, "hypercorn": _hypercorn}
+LAUNCHERS = {"uvicorn": UVICORN_LAUNCHER, "hypercorn": HYPERCORN_LAUNCHER}
 
 
 @pytest.mark.parametrize("version", TLS)
@@ -637,6 +691,18 @@ def test_spawned_workers_without_tlsresume(pool, server_cert, server_name, versi
     """Control: the stock command lines resume only on the session's own worker."""
     server = SPAWNING[server_name](pool, False)
     assert_no_cross_worker_resumption(walk(server.port, server_cert.cafile, version))
+
+
+@pytest.mark.parametrize("server_name", LAUNCHERS)
+def test_python_api_recipes_resume_across_workers(pool, server_cert, server_name) -> None:  # type: ignore[no-untyped-def]
+    """The launcher recipes (uvicorn.run(ssl_context_factory=Resumption(...)), and
+    hypercorn's run() with tlsresume's Config) resume across their two workers."""
+    def argv() -> list[str]:
+        path = pool.dir / f"launch_{server_name}.py"
+        path.write_text(LAUNCHERS[server_name])
+        return [sys.executable, str(path), "{fd}", server_cert.cert, server_cert.key]
+    server = pool.get(f"launcher-{server_name}", argv)
+    assert_resumes_across_workers(walk(server.port, server_cert.cafile, "1.3"))
 
 
 def _shm_names(master: int) -> list[str]:
