@@ -118,8 +118,13 @@ class ServeProcess:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         env: dict[str, str] | None = None,
+        new_session: bool = False,
     ) -> ServeProcess:
         """Start ``tlsresume serve --port 0 ARGS`` and wait for its listening line.
+
+        ``new_session`` starts it in a session (and process group) of its own, as a
+        server on another machine would be: a signal to the test's group does not
+        reach it (:meth:`stop` still does).
 
         Raises:
             RuntimeError: it exited or printed no listening line within ``timeout``;
@@ -133,6 +138,7 @@ class ServeProcess:
             stderr=stderr_file,
             stdin=subprocess.DEVNULL,
             env=env or child_env(),
+            start_new_session=new_session,
         )
         server = cls(list(args), proc, stderr_file)
         try:

@@ -31,6 +31,19 @@ Two ways to start workers, matching the two ways real servers do it:
 * ``--spawn``: workers are fresh interpreters (``subprocess``) that attach to the
   regions by name and receive the listening socket by file-descriptor inheritance.
 
+Across machines, ``--redis URL``: the master links the ring (and the store) to Redis
+with :func:`tlsresume.redis.connect_server` after making them and before any worker
+exists, so the first key sync is done before a ticket is issued. Forked workers
+inherit the link (each restarts its own session tier); ``--spawn`` workers attach a
+session tier of their own (:func:`tlsresume.redis.connect_worker`) and read the keys
+the master's sync puts into the named ring. Several ``serve --redis URL`` instances
+(their own process groups, shared memory and ports) then resume each other's
+sessions. The master key comes from a file (``--redis-master-key-file``), never from
+the command line; spawned workers get it from the master through a pipe. Redis down
+at start is a warning (the instance serves with its own keys and converges when Redis
+comes); a URL redis-py cannot use, refused credentials or a master key that does not
+match the fleet's stop the start with an error. See docs/redis.md.
+
 Each worker answers every HTTP/1.0 or 1.1 request with ``worker <pid>`` and closes
 the connection with close_notify, because an OpenSSL client (curl) refuses to reuse a
 TLS 1.2 session from a connection that ended without one (DESIGN.md section 3).
@@ -98,6 +111,14 @@ _LINGER_BYTES = 1 << 18
 
 _TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
+# tlsresume.redis's defaults (DEFAULT_REFRESH, DEFAULT_TIMEOUT), here so that checking
+# the options needs neither redis-py nor the core.
+_REDIS_REFRESH = 5.0
+_REDIS_TIMEOUT = 0.005
+
+# A worker's last word on the ready pipe: its session tier's counters, as JSON.
+_TIER_REPORT = b"redis-tier "
+
 # accept() errors that say "no resources right now" or "that client already left":
 # the worker backs off or moves on instead of dying.
 _TRANSIENT_ACCEPT_ERRNOS = frozenset(
@@ -140,6 +161,19 @@ class ServerConfig:
         max_header_bytes: request head size limit; larger heads get a 431 answer.
         backlog: ``listen()`` backlog of the shared socket.
         log_level: logging level name for the master and workers (``"WARNING"``).
+        redis: Redis URL (``redis://[:PASSWORD@]HOST:PORT/DB``, ``rediss://...``,
+            ``unix://...``): share the ring and store with every instance that uses
+            the same Redis and ``redis_name``; ``None`` shares nothing beyond this
+            instance.
+        redis_name: the service's name in Redis (``None``: ``"default"``).
+        redis_refresh: seconds between key polls, the longest this instance lags the
+            fleet's ring (``None``: 5); shorter than the rotation period.
+        redis_timeout: the longest a handshake waits for a Redis session lookup, in
+            seconds (``None``: 0.005).
+        redis_master_key_file: a file holding the fleet's master key (64 hex digits
+            or base64): keys and sessions are sealed in Redis under it.
+        redis_local_rotation: while Redis is unreachable, let the ring rotate by
+            itself (see :class:`tlsresume.redis.KeySync`).
     """
 
     cert: str | None = None
@@ -162,6 +196,12 @@ class ServerConfig:
     max_header_bytes: int = 16384
     backlog: int = 128
     log_level: str = "WARNING"
+    redis: str | None = None
+    redis_name: str | None = None
+    redis_refresh: float | None = None
+    redis_timeout: float | None = None
+    redis_master_key_file: str | None = None
+    redis_local_rotation: bool = False
 
     def validate(self) -> None:
         """Check the values before anything is bound or forked.
@@ -214,6 +254,70 @@ class ServerConfig:
             raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout}")
         if self.max_header_bytes < 64:
             raise ValueError(f"max_header_bytes must be at least 64, not {self.max_header_bytes}")
+        self._validate_redis()
+
+    def _validate_redis(self) -> None:
+        """The ``--redis*`` options; the URL itself is redis-py's to judge (at start)."""
+        given = {
+            "--redis-name": self.redis_name is not None,
+            "--redis-refresh": self.redis_refresh is not None,
+            "--redis-timeout-ms": self.redis_timeout is not None,
+            "--redis-master-key-file": self.redis_master_key_file is not None,
+            "--redis-local-rotation": self.redis_local_rotation,
+        }
+        if self.redis is None:
+            for option, on in given.items():
+                if on:
+                    raise ValueError(f"{option} needs --redis URL")
+            return
+        if not self.share:
+            raise ValueError(
+                "--redis shares tlsresume's keys and sessions between instances; --no-share "
+                "runs without tlsresume (drop one of them)"
+            )
+        if not self.tickets and self.session_cache is None:
+            raise ValueError(
+                "--redis has nothing to share with --no-tickets and no --session-cache "
+                "(add --session-cache SIZE to share sessions)"
+            )
+        if self.redis_local_rotation and not self.tickets:
+            raise ValueError(
+                "--redis-local-rotation rotates ticket keys; with --no-tickets there are none"
+            )
+        if not self.redis.strip():
+            raise ValueError("--redis needs a URL, e.g. redis://:PASSWORD@HOST:6379/0")
+        name = self.redis_name
+        if name is not None and (not name or len(name) > 200 or any(c.isspace() for c in name)):
+            raise ValueError(f"--redis-name {name!r}: use 1-200 characters, no spaces")
+        timeout = self.redis_timeout
+        if timeout is not None and not 0 < timeout <= 1:
+            raise ValueError(
+                f"--redis-timeout-ms must be more than 0 and at most 1000, not {timeout * 1000:g}"
+            )
+        refresh = self.redis_refresh
+        if refresh is not None and not 0 < refresh <= 86400:
+            raise ValueError(f"--redis-refresh must be in (0, 86400] seconds, not {refresh:g}")
+        if self.tickets:
+            period = self.rotate
+            if period is None:
+                try:
+                    from tlsresume.keyring import DEFAULT_ROTATION_PERIOD
+                except ImportError:  # the core cannot load: start() reports that clearly
+                    return
+                period = DEFAULT_ROTATION_PERIOD
+            if (refresh if refresh is not None else _REDIS_REFRESH) >= period:
+                raise ValueError(
+                    f"--redis-refresh must be shorter than the rotation period ({period:g} s, "
+                    "--rotate), so every instance learns the next key before it is used"
+                )
+
+    def redis_settings(self) -> tuple[str, float, float]:
+        """``(name, refresh, timeout)`` for ``--redis``, defaults filled in."""
+        return (
+            self.redis_name if self.redis_name is not None else "default",
+            self.redis_refresh if self.redis_refresh is not None else _REDIS_REFRESH,
+            self.redis_timeout if self.redis_timeout is not None else _REDIS_TIMEOUT,
+        )
 
 
 @dataclass(frozen=True)
@@ -378,6 +482,7 @@ def stats_payload(
     workers: int,
     tickets: bool,
     worker_pid: int | None = None,
+    redis: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON object served at :data:`STATS_PATH`.
 
@@ -388,12 +493,17 @@ def stats_payload(
         workers: configured worker count.
         tickets: whether workers issue tickets.
         worker_pid: the worker answering (default: this process).
+        redis: the Redis link's report (``--redis``), or ``None``.
 
     Returns:
         ``{"server": "tlsresume serve", "version", "pid", "worker", "workers",
-        "tickets", "ring": region | None, "store": region | None}``, each region as
-        :func:`tlsresume.stats.region_report` describes it: counters are totals over
-        every worker since the server started.
+        "tickets", "ring": region | None, "store": region | None, "redis": link |
+        None}``, each region as :func:`tlsresume.stats.region_report` describes it:
+        counters are totals over every worker since the server started. ``redis`` is
+        ``{"url" (without its password), "name", "key_sync", "session_tier"}``:
+        ``key_sync`` holds the master's sync counters (``None`` in a ``--spawn``
+        worker: only the master has them, and prints them when it stops), and
+        ``session_tier`` the answering worker's own tier (each worker has one).
     """
     payload: dict[str, Any] = {
         "server": STATS_SERVER_ID,
@@ -404,6 +514,7 @@ def stats_payload(
         "tickets": tickets,
         "ring": None,
         "store": None,
+        "redis": redis,
     }
     if ring is not None or store is not None:
         from tlsresume.stats import region_report
@@ -630,6 +741,62 @@ class _ConnectionPool:
 # --------------------------------------------------------------------------------------
 
 
+class _RedisView:
+    """What one process knows of the Redis link (``--redis``): for the stats URL and
+    the master's shutdown lines.
+
+    ``key_sync`` is the master's sync, whose counters live in memory that forked
+    workers share; a ``--spawn`` worker has none (only the master syncs). The session
+    tier is this process's own: each worker has one.
+    """
+
+    def __init__(self, url: str, name: str, key_sync: Any, session_tier: Any) -> None:
+        self.url = url  # without its password
+        self.name = name
+        self.key_sync = key_sync
+        self.session_tier = session_tier
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "name": self.name,
+            "key_sync": self.key_sync.stats() if self.key_sync is not None else None,
+            "session_tier": self.session_tier.stats() if self.session_tier is not None else None,
+        }
+
+    def stop_tier(self, report_fd: int) -> None:
+        """In a stopping worker: flush and stop this process's session tier, and send
+        its final counters to the master on ``report_fd`` (one line, an atomic pipe
+        write). Never raises: the worker is exiting either way."""
+        tier = self.session_tier
+        if tier is None:
+            return
+        try:
+            tier.stop(flush=0.5)  # queued writes reach Redis before the worker exits
+            line = _TIER_REPORT + json.dumps(tier.stats(), separators=(",", ":")).encode()
+            os.write(report_fd, line + b"\n")  # well under PIPE_BUF: one atomic write
+        except Exception as exc:
+            log.debug("could not stop or report the Redis session tier: %s", exc)
+
+
+def _sum_tier_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals of several processes' session tier counters (gauges are left out,
+    ``max_get_ms`` is the largest)."""
+    gauges = {"queued", "connections", "idle", "redis_up", "timeout_ms"}
+    total: dict[str, Any] = {}
+    for report in reports:
+        for key, value in report.items():
+            if key == "max_get_ms":
+                total[key] = max(total.get(key, 0.0), value)
+            elif key not in gauges and isinstance(value, int) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def _key_values(stats: dict[str, Any]) -> str:
+    return " ".join(f"{k}={round(v, 3) if isinstance(v, float) else v}" for k, v in stats.items())
+
+
 class _Stop(BaseException):
     """Raised in a worker's main thread by SIGTERM; not an Exception, so no
     connection handler can swallow it."""
@@ -658,8 +825,12 @@ def _worker_main(
     master_pid: int,
     death_fd: int,
     ready_fd: int,
+    redis: _RedisView | None = None,
 ) -> int:
     """Body of every worker, forked or spawned.
+
+    ``redis`` is this worker's view of the Redis link; with a session tier, the
+    worker keeps ``ready_fd`` open to report the tier's final counters when it stops.
 
     Returns:
         The exit status (0 after SIGTERM).
@@ -680,6 +851,7 @@ def _worker_main(
                 master_pid=master_pid,
                 workers=config.workers,
                 tickets=config.tickets,
+                redis=redis.stats() if redis is not None else None,
             )
 
         threading.Thread(
@@ -693,7 +865,8 @@ def _worker_main(
             os.write(ready_fd, f"{os.getpid()}\n".encode("ascii"))
         except BrokenPipeError:  # the master is gone; the watchdog ends us
             pass
-        os.close(ready_fd)
+        if redis is None or redis.session_tier is None:
+            os.close(ready_fd)  # else kept for the tier's last report (stop_tier)
         while True:
             # A plain blocking accept: Linux queues blocked acceptors FIFO and wakes
             # one per connection, so connections go round-robin across idle workers,
@@ -711,6 +884,8 @@ def _worker_main(
         sock.close()
         if pool is not None:
             pool.drain(timeout=2.0)
+        if redis is not None:
+            redis.stop_tier(ready_fd)
         return 0
 
 
@@ -718,8 +893,10 @@ def _spawned_worker(spec_json: str) -> int:
     """Entry point of a ``--spawn`` worker (a fresh interpreter).
 
     Args:
-        spec_json: JSON with the config, the inherited fds, the master's pid and
-            the names of the ring and store.
+        spec_json: JSON with the config, the inherited fds, the master's pid, the
+            names of the ring and store, and the Redis master key (hex) if any. It
+            arrives on stdin, not argv, so that no worker's entry in the process
+            list shows the master key or the Redis URL with its password.
 
     Returns:
         The exit status.
@@ -736,19 +913,39 @@ def _spawned_worker(spec_json: str) -> int:
             ring = tlsresume.TicketKeyRing.attach(spec["ring"])
         if spec["store"] is not None:
             store = tlsresume.SessionStore.attach(spec["store"])
+    redis = None
+    if config.redis is not None:
+        # The ring needs nothing here: the master's key sync writes into its memory.
+        # The session tier is per process, so this worker attaches its own.
+        from tlsresume.redis import _redact, connect_worker
+
+        name, refresh, timeout = config.redis_settings()
+        tier = None
+        if store is not None:
+            key = spec.get("redis_master_key")
+            tier = connect_worker(
+                config.redis,
+                store=store,
+                name=name,
+                timeout=timeout,
+                master_key=bytes.fromhex(key) if key else None,
+                retry=min(refresh, 1.0),  # as connect_server does for the master's tier
+            )
+        redis = _RedisView(_redact(config.redis), name, None, tier)
     sock = socket.socket(fileno=spec["listen_fd"])
     return _worker_main(
-        sock, config, ring, store, spec["master_pid"], spec["death_fd"], spec["ready_fd"]
+        sock, config, ring, store, spec["master_pid"], spec["death_fd"], spec["ready_fd"], redis
     )
 
 
 _LOG_FORMAT = "%(asctime)s tlsresume[%(process)d] %(levelname)s %(message)s"
 
-# What a --spawn worker runs. os._exit skips joining the daemon connection threads.
+# What a --spawn worker runs; its spec comes on stdin (see _spawned_worker). os._exit
+# skips joining the daemon connection threads.
 _SPAWN_CODE = (
     "import os, sys\n"
     "from tlsresume.serve import _spawned_worker\n"
-    "code = _spawned_worker(sys.argv[1])\n"
+    "code = _spawned_worker(sys.stdin.read())\n"
     "sys.stdout.flush(); sys.stderr.flush()\n"
     "os._exit(code)\n"
 )
@@ -809,6 +1006,10 @@ class _Master:
         self.ring: TicketKeyRing | None = None
         self.store: SessionStore | None = None
         self.cert_dir: Any = None
+        self.link: Any = None  # tlsresume.redis.RedisLink with --redis
+        self.redis: _RedisView | None = None
+        self.redis_master_key: bytes | None = None
+        self.tier_reports: list[dict[str, Any]] = []  # stopped workers' tier counters
         self.stop_signal: int | None = None
         self.respawns: list[float] = []
         self._death_r = self._death_w = self._ready_r = self._ready_w = -1
@@ -827,6 +1028,8 @@ class _Master:
             Exception: whatever binding, loading the core or making the ring raised.
         """
         config = self.config
+        if config.redis_master_key_file is not None:
+            self.redis_master_key = _read_master_key(config.redis_master_key_file)
         if config.cert is None:
             from tlsresume.selfsigned import make_self_signed
 
@@ -845,6 +1048,8 @@ class _Master:
         self.sock = _bind(config.host, config.port, config.backlog)
         if config.share and (config.tickets or config.session_cache is not None):
             self._make_regions()
+        if config.redis is not None:
+            self._connect_redis()
 
         self._death_r, self._death_w = os.pipe()
         self._ready_r, self._ready_w = os.pipe()
@@ -862,7 +1067,8 @@ class _Master:
             f"listening on {_url(self.sock)} workers={len(self.workers)} "
             f"mode={'spawn' if config.spawn else 'fork'} "
             f"sharing={'on' if config.share else 'off'} ring={ring} store={store} "
-            f"tickets={'on' if config.tickets else 'off'} pids={pids}"
+            f"tickets={'on' if config.tickets else 'off'} "
+            f"redis={'on' if self.link is not None else 'off'} pids={pids}"
         )
 
     def _make_regions(self) -> None:
@@ -895,6 +1101,109 @@ class _Master:
                 config.session_cache, name=name, single_use=config.single_use
             )
 
+    def _connect_redis(self) -> None:
+        """Link the ring and store to Redis, after making them and BEFORE any worker
+        exists: the first key sync is done before a worker can issue a ticket, and
+        forked workers inherit the link.
+
+        Raises:
+            ServeError: redis-py cannot use the URL (the message has no password).
+            TLSResumeError: refused credentials, a master key that does not match
+                the fleet's, something else at the Redis key (see
+                :func:`tlsresume.redis.connect_server`).
+        """
+        from tlsresume.errors import TLSResumeError
+        from tlsresume.redis import _redact, connect_server
+
+        config = self.config
+        assert config.redis is not None
+        url = config.redis
+        name, refresh, timeout = config.redis_settings()
+        try:
+            self.link = connect_server(
+                url,
+                ring=self.ring,
+                store=self.store,
+                name=name,
+                refresh=refresh,
+                timeout=timeout,
+                master_key=self.redis_master_key,
+                local_rotation=config.redis_local_rotation,
+            )
+        except TLSResumeError:
+            raise  # its message names the URL without the password, and what to do
+        except (ValueError, TypeError) as exc:
+            # redis-py refusing the URL: an unknown scheme, a bad port or option.
+            raise ServeError(f"--redis {_redact(url)}: {_scrub(str(exc), url)}") from None
+        link = self.link
+        self.redis = _RedisView(_redact(url), name, link.key_sync, link.session_tier)
+        if link.session_tier is not None:
+            # Let this process's tier make its first connection (a TLS handshake with
+            # rediss://) before the workers fork, for the reason _hold_key_sync gives.
+            deadline = time.monotonic() + link.session_tier.write_timeout + 0.5
+            while time.monotonic() < deadline:
+                tier = link.session_tier.stats()
+                if tier["connects"] + tier["connect_failures"] > 0:
+                    break
+                time.sleep(0.005)
+        shared = " and ".join(
+            what
+            for what, part in (("ticket keys", link.key_sync), ("sessions", link.session_tier))
+            if part is not None
+        )
+        line = (
+            f"sharing {shared} through Redis at {_redact(url)} name={name} "
+            f"refresh={refresh:g}s timeout={timeout * 1000:g}ms "
+            f"sealed={'yes' if self.redis_master_key is not None else 'no'}"
+        )
+        if link.key_sync is not None and not link.key_sync.stats()["redis_up"]:
+            line += "; Redis is not reachable yet: serving with this instance's own keys"
+        self.say(line)
+
+    def _drain_reports(self) -> None:
+        """Read what workers wrote on the ready pipe without waiting: ready lines
+        (of respawned workers) are dropped, session tier reports are kept."""
+        if self._ready_r < 0:
+            return
+        os.set_blocking(self._ready_r, False)
+        data = b""
+        while True:
+            try:
+                chunk = os.read(self._ready_r, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        for line in data.split(b"\n"):
+            if line.startswith(_TIER_REPORT):
+                try:
+                    self.tier_reports.append(json.loads(line[len(_TIER_REPORT) :]))
+                except ValueError:
+                    log.debug("garbled session tier report: %r", line)
+
+    def _stop_redis(self) -> None:
+        """Print the link's counters, then stop it: the key sync (it writes into the
+        ring, so before the ring goes) and the master's session tier."""
+        assert self.redis is not None
+        try:
+            own = self.redis.stats()
+            if own["key_sync"] is not None:
+                self.say("redis key_sync stats: " + _key_values(own["key_sync"]))
+            if own["session_tier"] is not None:
+                reports = [own["session_tier"], *self.tier_reports]
+                self.say(
+                    f"redis session_tier stats (master and {len(self.tier_reports)} "
+                    "workers): " + _key_values(_sum_tier_reports(reports))
+                )
+        except Exception as exc:  # stats are informative; never block shutdown
+            log.debug("could not read the Redis link's stats: %s", exc)
+        try:
+            self.link.stop()
+        except Exception as exc:
+            self.say(f"could not stop the Redis link: {exc}")
+        self.link = None
+
     def _start_worker(self) -> int:
         if self.config.spawn:
             return self._spawn_worker()
@@ -908,7 +1217,14 @@ class _Master:
         # Block the stop signals across fork so the child cannot run the master's
         # handler before it installs its own.
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        pid = os.fork()
+        sync_lock = self._hold_key_sync()
+        try:
+            pid = os.fork()
+        except BaseException:
+            if sync_lock is not None:
+                sync_lock.release()
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            raise
         if pid == 0:
             code = 1
             try:
@@ -922,6 +1238,7 @@ class _Master:
                     self.master_pid,
                     self._death_r,
                     self._ready_w,
+                    self.redis,
                 )
             except BaseException:
                 traceback.print_exc()
@@ -929,9 +1246,32 @@ class _Master:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
+        if sync_lock is not None:
+            sync_lock.release()
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         self.workers[pid] = _WorkerProc(pid)
         return pid
+
+    def _hold_key_sync(self) -> Any:
+        """With ``--redis``, wait until the key sync thread is between rounds and keep
+        it there (returns the held lock, to release after ``fork``; ``None`` if there is
+        nothing to hold).
+
+        The master forks while that thread runs. A round uses OpenSSL (HMAC and
+        AES-GCM with a master key, TLS with ``rediss://``): a fork in the middle of one
+        could leave a child with an OpenSSL lock held by a thread it does not have,
+        and its first handshake would hang forever.
+        """
+        sync = self.link.key_sync if self.link is not None else None
+        # KeySync holds this lock for each whole round (tlsresume.redis).
+        lock = getattr(sync, "_round_lock", None)
+        if lock is None:
+            return None
+        # A round is bounded by the sync's Redis timeouts; never stall a respawn longer.
+        if lock.acquire(timeout=5.0):
+            return lock
+        log.warning("the Redis key sync is busy; forking a worker anyway")
+        return None
 
     def _spawn_worker(self) -> int:
         assert self.sock is not None
@@ -943,16 +1283,28 @@ class _Master:
             "master_pid": self.master_pid,
             "ring": self.ring.name if self.ring is not None else None,
             "store": self.store.name if self.store is not None else None,
+            "redis_master_key": (
+                self.redis_master_key.hex() if self.redis_master_key is not None else None
+            ),
         }
         sys.stdout.flush()
         sys.stderr.flush()
         popen = subprocess.Popen(
-            [sys.executable, "-c", _SPAWN_CODE, json.dumps(spec)],
+            [sys.executable, "-c", _SPAWN_CODE],
             pass_fds=(self.sock.fileno(), self._death_r, self._ready_w),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             env=child_env(),
         )
         self.workers[popen.pid] = _WorkerProc(popen.pid, popen)
+        # On stdin, not argv: the worker's entry in the process list must show neither
+        # the master key nor the Redis URL's password. A few hundred bytes fit the
+        # pipe: this never blocks.
+        assert popen.stdin is not None
+        try:
+            popen.stdin.write(json.dumps(spec).encode("utf-8"))
+            popen.stdin.close()
+        except BrokenPipeError:  # it died at once; _wait_ready or _reap reports that
+            pass
         return popen.pid
 
     def _wait_ready(self, timeout: float) -> None:
@@ -977,7 +1329,7 @@ class _Master:
             if readable:
                 pending += os.read(self._ready_r, 4096)
                 *lines, pending = pending.split(b"\n")
-                ready.update(int(line) for line in lines if line.strip())
+                ready.update(int(line) for line in lines if line.strip().isdigit())
 
     # -- run ----------------------------------------------------------------------
 
@@ -1016,10 +1368,7 @@ class _Master:
                     return
                 new = self._start_worker()
                 self.say(f"worker {pid} exited ({_describe_status(status)}); started {new}")
-            try:
-                os.read(self._ready_r, 4096)
-            except BlockingIOError:
-                pass
+            self._drain_reports()
             # A signal interrupts nothing here (PEP 475 resumes the sleep), so poll.
             time.sleep(0.1)
 
@@ -1052,12 +1401,15 @@ class _Master:
                     except ChildProcessError:
                         pass
                 del self.workers[proc.pid]
+        self._drain_reports()  # the stopped workers' last words
         for fd in (self._death_r, self._death_w, self._ready_r, self._ready_w):
             if fd >= 0:
                 os.close(fd)
         self._death_r = self._death_w = self._ready_r = self._ready_w = -1
         if self.sock is not None:
             self.sock.close()
+        if self.link is not None:
+            self._stop_redis()
         # Counters first (the workers are gone, so they are final), then the names.
         for kind, region in (("ring", self.ring), ("store", self.store)):
             if region is None:
@@ -1078,6 +1430,31 @@ class _Master:
         self.ring = self.store = None
         if self.cert_dir is not None:
             self.cert_dir.cleanup()
+
+
+def _read_master_key(path: str) -> bytes:
+    """The Redis master key from ``--redis-master-key-file``.
+
+    Raises:
+        ServeError: the file cannot be read or holds no 32-byte key.
+    """
+    from tlsresume.redis import load_master_key
+
+    try:
+        return load_master_key(path)
+    except (OSError, ValueError) as exc:
+        raise ServeError(f"--redis-master-key-file {path}: {exc}") from None
+
+
+def _scrub(message: str, url: str) -> str:
+    """``message`` without the URL's password, should redis-py have quoted it."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return message.replace(password, "***") if password else message
 
 
 def _describe_status(status: int) -> str:
