@@ -7,7 +7,8 @@ never calls gunicorn's ``ssl_context`` hook. This module's worker does::
 
 with ``from tlsresume.integrations.gunicorn import ssl_context`` in the config file
 (see :mod:`tlsresume.integrations.gunicorn`): one context per worker, from
-gunicorn's default factory, with the master's key ring.
+gunicorn's default factory, with the master's key ring. (Importing this module needs
+gunicorn, as ``aiohttp.worker`` does.)
 
 With ``web.run_app`` in processes of your own, make a
 :class:`~tlsresume.integrations.Resumption` before forking and give each worker

@@ -26,6 +26,7 @@ close_notify by itself.
 from __future__ import annotations
 
 import importlib
+import inspect
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> Any:
     # uvicorn's package exports the click command as ``main``, hiding the module.
     uvicorn_main = importlib.import_module("uvicorn.main")
     real_run = getattr(uvicorn_main, "run")  # noqa: B009  (a module found at run time)
+    if "ssl_context_factory" not in inspect.signature(real_run).parameters:
+        raise SystemExit("tlsresume needs uvicorn >= 0.47, which added ssl_context_factory; "
+                         "upgrade uvicorn (pip install -U uvicorn)")
 
     def run(*args: Any, **kwargs: Any) -> Any:
         # A factory turns TLS on in uvicorn: add one only where a certificate is.
