@@ -460,3 +460,31 @@ def test_inconsistent_redis_options_are_usage_errors(args, message, capsys) -> N
 
     assert main(["serve", "--port", "0", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_redis_url_from_environment_keeps_password_off_argv(server_cert) -> None:  # type: ignore[no-untyped-def]
+    """`--redis env` reads the URL from TLSRESUME_REDIS_URL: two instances share
+    tickets through a password-protected Redis, and the password is on no command line
+    of master or workers; without the variable it is a clear error."""
+    import sys
+
+    password = secrets.token_hex(12)
+    name = _name()
+    with RedisServer(password=password) as rs:
+        env = child_env(TLSRESUME_REDIS_URL=rs.url)
+        args = ["--cert", server_cert.cert, "--key", server_cert.key, "--workers", "2",
+                "--redis", "env", "--redis-name", name]
+        fleet = [ServeProcess.start(args, env=env, new_session=True) for _ in range(2)]
+        try:
+            tickets, _ = hop(fleet, client_context(server_cert.cafile, "1.3"), 10)
+            assert tickets.resumed == 10, tickets
+            for server in fleet:
+                assert all(password.encode() not in _cmdline(p) for p in server.pids)
+        finally:
+            for server in fleet:
+                server.stop()
+    env = {k: v for k, v in os.environ.items() if k != "TLSRESUME_REDIS_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tlsresume", "serve", "--port", "0", "--redis", "env"],
+        capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode != 0 and "TLSRESUME_REDIS_URL" in result.stderr

@@ -209,7 +209,8 @@ def _add_serve(sub: Any) -> None:
         "--redis",
         metavar="URL",
         help="redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS, e.g. "
-        "?ssl_ca_certs=CA.pem) or unix://PATH",
+        "?ssl_ca_certs=CA.pem) or unix://PATH; 'env' reads the URL from $TLSRESUME_REDIS_URL "
+        "so a password stays off the command line (ps shows it to every user)",
     )
     fleet.add_argument(
         "--redis-name",
@@ -265,7 +266,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tls_max=args.tls_max,
         threads=args.threads,
         log_level="DEBUG" if args.verbose else "WARNING",
-        redis=args.redis,
+        redis=_redis_url(args.redis),
         redis_name=args.redis_name,
         redis_refresh=args.redis_refresh,
         redis_timeout=args.redis_timeout_ms / 1000 if args.redis_timeout_ms is not None else None,
@@ -446,6 +447,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # stats
 # --------------------------------------------------------------------------------------
+
+
+def _redis_url(value: str | None) -> str | None:
+    """``--redis env`` takes the URL from ``$TLSRESUME_REDIS_URL``."""
+    if value != "env":
+        return value
+    url = os.environ.get("TLSRESUME_REDIS_URL", "").strip()
+    if not url:
+        raise SystemExit(f"{PROG} serve: --redis env: set TLSRESUME_REDIS_URL to the Redis URL")
+    return url
 
 
 def _add_stats(sub: Any) -> None:
