@@ -17,6 +17,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 
+def pump(client: ssl.SSLObject, server: ssl.SSLObject,
+         bios: tuple[ssl.MemoryBIO, ssl.MemoryBIO, ssl.MemoryBIO, ssl.MemoryBIO]) -> None:
+    """Drive both handshakes to completion, moving bytes between the memory BIOs
+    (client in, client out, server in, server out)."""
+    c_in, c_out, s_in, s_out = bios
+    done = [False, False]
+    for _ in range(20):
+        for i, (obj, out, peer) in enumerate(((client, c_out, s_in), (server, s_out, c_in))):
+            if not done[i]:
+                try:
+                    obj.do_handshake()
+                    done[i] = True
+                except ssl.SSLWantReadError:
+                    pass
+            peer.write(out.read())
+        if all(done):
+            return
+    raise AssertionError("handshake did not complete")
+
+
 def memory_pair(
     server_ctx: ssl.SSLContext,
     client_ctx: ssl.SSLContext,
@@ -31,19 +51,7 @@ def memory_pair(
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     client = client_ctx.wrap_bio(c_in, c_out, server_hostname=hostname, session=session)
     server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
-    done = [False, False]
-    for _ in range(20):
-        for i, (obj, out, peer) in enumerate(((client, c_out, s_in), (server, s_out, c_in))):
-            if not done[i]:
-                try:
-                    obj.do_handshake()
-                    done[i] = True
-                except ssl.SSLWantReadError:
-                    pass
-            peer.write(out.read())
-        if all(done):
-            break
-    assert all(done), "handshake did not complete"
+    pump(client, server, (c_in, c_out, s_in, s_out))
     server.write(b"x")  # TLS 1.3 tickets arrive with the first application data
     c_in.write(s_out.read())
     assert client.read(1) == b"x"

@@ -33,6 +33,7 @@ from tlsresume.client import (
     session_lifetime,
 )
 
+from .handshake import pump
 from .support import InProcessServer
 
 TLS12 = ssl.TLSVersion.TLSv1_2
@@ -104,23 +105,6 @@ class Outcome:
     offered_ticket: bytes | None = None  # ticket of the session the cache offered
 
 
-def _pump(client: ssl.SSLObject, server: ssl.SSLObject, bios: tuple[ssl.MemoryBIO, ...]) -> None:
-    c_in, c_out, s_in, s_out = bios
-    done = [False, False]
-    for _ in range(20):
-        for i, (obj, out, peer) in enumerate(((client, c_out, s_in), (server, s_out, c_in))):
-            if not done[i]:
-                try:
-                    obj.do_handshake()
-                    done[i] = True
-                except ssl.SSLWantReadError:
-                    pass
-            peer.write(out.read())
-        if all(done):
-            return
-    raise AssertionError("handshake did not complete")
-
-
 def pair(client_ctx: ssl.SSLContext, server: ssl.SSLContext, host: str = "localhost",
          port: int = 443) -> Outcome:
     """One in-memory handshake; the server then sends data (TLS 1.3 tickets come
@@ -132,7 +116,7 @@ def pair(client_ctx: ssl.SSLContext, server: ssl.SSLContext, host: str = "localh
     else:
         client = client_ctx.wrap_bio(c_in, c_out, server_hostname=host)
     srv = server.wrap_bio(s_in, s_out, server_side=True)
-    _pump(client, srv, bios)
+    pump(client, srv, bios)
     start = client.session
     ticket = tlsresume.session_ticket(start) if start is not None else b""
     outcome = Outcome(client.session_reused, offered(client), client.version(), ticket or b"",
@@ -324,11 +308,11 @@ def test_two_hosts_never_share(leaf: trustme.LeafCert, ca: trustme.CA) -> None:
     ca.configure_trust(plain)
     c_in, c_out, s_in, s_out = bios = tuple(ssl.MemoryBIO() for _ in range(4))
     first = plain.wrap_bio(c_in, c_out, server_hostname="a.test")
-    _pump(first, server.wrap_bio(s_in, s_out, server_side=True), bios)
+    pump(first, server.wrap_bio(s_in, s_out, server_side=True), bios)
     session = first.session
     c_in, c_out, s_in, s_out = bios = tuple(ssl.MemoryBIO() for _ in range(4))
     second = plain.wrap_bio(c_in, c_out, server_hostname="b.test", session=session)
-    _pump(second, server.wrap_bio(s_in, s_out, server_side=True), bios)
+    pump(second, server.wrap_bio(s_in, s_out, server_side=True), bios)
     assert second.session_reused
 
 
@@ -358,7 +342,7 @@ def test_wrap_bio_port_rule(leaf: trustme.LeafCert, ca: trustme.CA, loopback: In
     c_in, c_out, s_in, s_out = bios = tuple(ssl.MemoryBIO() for _ in range(4))
     obj = ctx.wrap_bio(c_in, c_out, server_hostname="localhost")
     assert offered(obj) is False  # port 0: nothing there
-    _pump(obj, server.wrap_bio(s_in, s_out, server_side=True), bios)
+    pump(obj, server.wrap_bio(s_in, s_out, server_side=True), bios)
     del obj
     with tlsresume.session_port(loopback.port):
         c_in, c_out, s_in, s_out = tuple(ssl.MemoryBIO() for _ in range(4))
@@ -574,7 +558,7 @@ def test_fatal_alert_drops_the_session(leaf: trustme.LeafCert, ca: trustme.CA) -
     pair(ctx, server)
     c_in, c_out, s_in, s_out = bios = tuple(ssl.MemoryBIO() for _ in range(4))
     client = ctx.wrap_bio(c_in, c_out, server_hostname="localhost", port=443)
-    _pump(client, server.wrap_bio(s_in, s_out, server_side=True), bios)
+    pump(client, server.wrap_bio(s_in, s_out, server_side=True), bios)
     assert client.session_reused
     c_in.write(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # application data with a bad MAC
     with pytest.raises(ssl.SSLError):
