@@ -274,3 +274,30 @@ def test_stats_url_and_stats_command_agree(serve, server_cert) -> None:  # type:
     assert read["name"] == served["name"]
     assert read["stats"]["lookups"] == served["stats"]["lookups"]
     assert read["stats"]["stores"] >= served["stats"]["stores"] >= 1
+
+
+def test_cleanup_removes_only_regions_of_dead_servers(serve) -> None:  # type: ignore[no-untyped-def]
+    """`stats --cleanup` unlinks serve-<pid> regions whose master is gone, and leaves
+    a running server's regions (and regions of other names) alone."""
+    import subprocess
+    import sys
+
+    import tlsresume
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ghost = tlsresume.TicketKeyRing(name=f"serve-{dead.pid}")
+    other = tlsresume.TicketKeyRing(name=f"keep-{dead.pid}")
+    live = serve("--workers", "1")
+    try:
+        out = subprocess.run([sys.executable, "-m", "tlsresume", "stats", "--cleanup"],
+                             capture_output=True, text=True, timeout=60, env=child_env())
+        assert out.returncode == 0, out.stderr
+        assert f"tlsresume.ring.serve-{dead.pid}" in out.stdout
+        assert not os.path.exists(f"/dev/shm/tlsresume.ring.serve-{dead.pid}")
+        assert os.path.exists(f"/dev/shm/tlsresume.ring.{other.name}")
+        assert os.path.exists(f"/dev/shm/tlsresume.ring.{live.ring_name}")
+    finally:
+        ghost.close()
+        other.unlink()
+        other.close()

@@ -481,6 +481,9 @@ def _add_stats(sub: Any) -> None:
     form.add_argument("--json", action="store_true", help="print the result as JSON")
     form.add_argument("--prometheus", action="store_true",
                       help="print the counters in Prometheus text exposition format")
+    form.add_argument("--cleanup", action="store_true",
+                      help="remove the regions of 'tlsresume serve' masters that are no "
+                      "longer running (left behind by SIGKILL)")
     p.set_defaults(func=_cmd_stats)
 
 
@@ -489,6 +492,15 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     from tlsresume.errors import TLSResumeError
 
+    if args.cleanup:
+        from tlsresume.stats import remove_leftovers
+
+        removed = remove_leftovers()
+        for region in removed:
+            print(f"removed {region.path} (its server is gone)")
+        if not removed:
+            print("no leftover regions")
+        return EXIT_OK
     try:
         from tlsresume.stats import collect, render_text
 

@@ -137,6 +137,35 @@ def serve_owner(name: str) -> dict[str, Any] | None:
     return {"pid": pid, "running": running}
 
 
+def leftovers(shm_dir: str = SHM_DIR) -> list[RegionFile]:
+    """Regions ``tlsresume serve`` made whose master is no longer running (it was
+    killed with SIGKILL and could not remove them). Only ``serve-<pid>`` names: for
+    any other name there is no way to tell whether someone still uses it."""
+    out = []
+    for region in list_regions(shm_dir):
+        owner = serve_owner(region.name)
+        if owner is not None and not owner["running"]:
+            out.append(region)
+    return out
+
+
+def remove_leftovers(shm_dir: str = SHM_DIR, *, dry_run: bool = False) -> list[RegionFile]:
+    """Unlink what :func:`leftovers` finds (processes that still map a region keep
+    it; only the name goes). Returns what was (or, with ``dry_run``, would be)
+    removed."""
+    import tlsresume
+
+    found = leftovers(shm_dir)
+    if not dry_run:
+        for region in found:
+            cls = tlsresume.TicketKeyRing if region.kind == "ring" else tlsresume.SessionStore
+            unlink = cls._unlink
+            rc = unlink(region.name.encode())
+            if rc < 0 and os.path.exists(region.path):
+                os.unlink(region.path)  # e.g. a name the core's checks refuse
+    return found
+
+
 def region_report(kind: str, obj: Any) -> dict[str, Any]:
     """What one attached ring or store says about itself (JSON-ready).
 
