@@ -263,7 +263,9 @@ def session_control(start_fleet_module) -> list[ServeProcess]:  # type: ignore[n
 
 
 @pytest.mark.interop
-def test_session_ids_resume_across_three_instances(session_fleet, redis_server, server_cert) -> None:  # type: ignore[no-untyped-def]
+def test_session_ids_resume_across_three_instances(  # type: ignore[no-untyped-def]
+    session_fleet, redis_server, server_cert
+) -> None:
     """Tickets off, TLS 1.2: sessions found by ID cross instances through Redis
     (>= 39 of 40 hops; the client waits for the queued Redis write, see in_redis)."""
     fleet = session_fleet
@@ -283,7 +285,9 @@ def test_session_ids_resume_across_three_instances(session_fleet, redis_server, 
 
 
 @pytest.mark.interop
-def test_tls13_stateful_tickets_go_through_redis_on_every_hop(session_fleet, redis_server, server_cert) -> None:  # type: ignore[no-untyped-def]
+def test_tls13_stateful_tickets_go_through_redis_on_every_hop(  # type: ignore[no-untyped-def]
+    session_fleet, redis_server, server_cert
+) -> None:
     """Tickets off, TLS 1.3: every resumption issues a new stateful ticket (a new
     ID), so each of >= 39 of 40 resumed hops is a Redis hit (waiting for the write
     as above)."""
