@@ -177,17 +177,26 @@ static void init_layout(store_shm *s, uint64_t size, uint32_t flags)
     }
 }
 
+/* The LRU links come from shared memory that another process may have scribbled
+ * on; find() validates only the bucket chain. A link out of range is treated as
+ * the end of the list, so a damaged list costs order (and, at the next eviction,
+ * a rebuild: drop_by_head notices a tail that is not a live head), never a write
+ * outside the region. */
+static uint32_t link_or_end(store_shm *s, uint32_t i) { return valid_index(s, i) ? i : 0; }
+
 static void lru_unlink(store_shm *s, uint32_t i)
 {
     slot_hdr *h = slot_at(s, i);
-    if (h->prev)
-        slot_at(s, h->prev)->next = h->next;
+    uint32_t prev = link_or_end(s, h->prev), next = link_or_end(s, h->next);
+
+    if (prev)
+        slot_at(s, prev)->next = next;
     else
-        s->lru_head = h->next;
-    if (h->next)
-        slot_at(s, h->next)->prev = h->prev;
+        s->lru_head = next;
+    if (next)
+        slot_at(s, next)->prev = prev;
     else
-        s->lru_tail = h->prev;
+        s->lru_tail = prev;
     h->prev = h->next = 0;
 }
 
@@ -195,7 +204,7 @@ static void lru_push_front(store_shm *s, uint32_t i)
 {
     slot_hdr *h = slot_at(s, i);
     h->prev = 0;
-    h->next = s->lru_head;
+    h->next = s->lru_head = link_or_end(s, s->lru_head);
     if (s->lru_head)
         slot_at(s, s->lru_head)->prev = i;
     s->lru_head = i;
@@ -331,8 +340,9 @@ static int rebuild(store_shm *s)
         if (h->state != S_HEAD)
             continue;
         need = slots_needed(h->id_len, h->der_len);
+        /* der_len is bounded by what put() accepts: buf holds no more. */
         if (h->id_len == 0 || h->id_len > TLSR_STORE_MAX_ID || h->der_len == 0 ||
-            need == 0 || need > n || claimed[i]) {
+            h->der_len > TLSR_STORE_MAX_DER || need == 0 || need > n || claimed[i]) {
             dropped++;
             continue;
         }
@@ -351,16 +361,25 @@ static int rebuild(store_shm *s)
             live[kept].stamp = h->stamp;
             kept++;
         } else {
-            /* release what this entry claimed so other checks are not confused */
-            claimed[i] = 2;
+            /* Release the k - 1 continuation slots this entry claimed, so an intact
+             * entry whose chain a damaged one ran into is still kept. */
+            uint32_t j;
+            for (c = h->cont, j = 1; j < k; j++) {
+                claimed[c] = 0;
+                c = slot_at(s, c)->cont;
+            }
+            claimed[i] = 0;
             dropped++;
         }
     }
-    /* Second pass: chains of dropped entries are not claimed by live ones. */
+    /* Second pass: chains of dropped entries are not claimed by live ones. Walk
+     * exactly the slots the first pass checked: the last one's cont link is not
+     * part of the entry and may point anywhere (or back into the chain). */
     memset(claimed, 0, n + 1);
     for (k = 0; k < kept; k++) {
-        uint32_t c = live[k].head;
-        while (c) {
+        const slot_hdr *h = slot_at(s, live[k].head);
+        uint32_t c = live[k].head, left = slots_needed(h->id_len, h->der_len);
+        while (left-- > 0) {
             claimed[c] = 1;
             c = slot_at(s, c)->cont;
         }
@@ -391,9 +410,11 @@ static int rebuild(store_shm *s)
 static int header_sane(tlsr_store *st)
 {
     store_shm *s = st->shm;
+    /* nslots >= 16: a mapping too small for any slot (slots_for_size 0) would
+     * otherwise pass, and bucket_of divides by nslots. */
     return s->hdr.magic == TLSR_REGION_MAGIC && s->hdr.kind == STORE_KIND &&
            s->hdr.version == STORE_VERSION && s->hdr.size == st->map.size &&
-           s->nslots == slots_for_size(st->map.size) &&
+           s->nslots >= 16 && s->nslots == slots_for_size(st->map.size) &&
            s->buckets_off == ALIGN64(sizeof(store_shm)) &&
            s->slots_off == ALIGN64(s->buckets_off + (uint64_t)s->nslots * 4) &&
            s->free_count <= s->nslots && s->used_slots <= s->nslots &&

@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import ssl
+import struct
 import time
 import uuid
 
@@ -314,6 +315,148 @@ def test_corrupt_region_is_rebuilt_with_a_warning(store_name, caplog) -> None:
     again.put(b"r" * 32, b"w", expires=time.time() + 60)
     assert again.get(b"r" * 32) == b"w"
     again.close()
+
+
+class _RawStore:
+    """A named store's shared memory as bytes, laid out as store.c (version 1) does:
+    for scribbling on it the way a buggy or hostile process of the same user could."""
+
+    HEAD, SLOT, HDR = 1, 256, 40  # slot state "head", slot size, slot header size
+
+    def __init__(self, name: str) -> None:
+        self.path = f"/dev/shm/tlsresume.store.{name}"
+        with open(self.path, "rb") as f:
+            data = f.read()
+        self.nslots = struct.unpack_from("<I", data, 72)[0]
+        self.slots_off = struct.unpack_from("<Q", data, 120)[0]
+
+    def _at(self, i: int, field: int) -> int:
+        return self.slots_off + (i - 1) * self.SLOT + field
+
+    def read(self, i: int, field: int, fmt: str) -> int:
+        with open(self.path, "rb") as f:
+            f.seek(self._at(i, field))
+            return struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]
+
+    def write(self, i: int, field: int, fmt: str, value: int) -> None:
+        with open(self.path, "r+b") as f:
+            f.seek(self._at(i, field))
+            f.write(struct.pack("<" + fmt, value))
+
+    def head_of(self, sid: bytes) -> int:
+        with open(self.path, "rb") as f:
+            data = f.read()
+        for i in range(1, self.nslots + 1):
+            at = self._at(i, 0)
+            if data[at + 34] == self.HEAD and data[at + 35] == len(sid) and \
+                    data[at + self.HDR:at + self.HDR + len(sid)] == sid:
+                return i
+        raise AssertionError(f"no entry for {sid!r}")
+
+    def chain(self, head: int) -> list[int]:
+        out = [head]
+        while (nxt := self.read(out[-1], 12, "I")) and len(out) < self.nslots:
+            out.append(nxt)
+        return out
+
+
+# slot header fields (offsets)
+PREV, NEXT, CONT, DER_LEN = 4, 8, 12, 32
+
+
+def _survives(fn) -> int:  # type: ignore[no-untyped-def]
+    """Run fn in a forked child; its exit status (0: returned, else crashed or raised)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = fn() or 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1]
+
+
+def test_scribbled_lru_links_never_write_outside_the_region(store_name) -> None:
+    """LRU links pointing outside the slots (another process scribbled them) cost
+    order, not a wild write: hits, evictions and verify all run, entries stay right."""
+    store = SessionStore("64K", name=store_name)
+    sids = [bytes([i]) * 16 for i in range(1, 4)]
+    for sid in sids:
+        store.put(sid, sid * 2, expires=time.time() + 600)
+    raw = _RawStore(store_name)
+    victim = raw.head_of(sids[1])
+    raw.write(victim, PREV, "I", 0xFFFFFFFF)
+    raw.write(victim, NEXT, "I", 0xFFFFFF00)
+
+    def use() -> None:
+        assert store.get(sids[1]) == sids[1] * 2  # a hit moves it in the LRU list
+        for i in range(400):  # fill well past capacity: evictions walk the list
+            store.put(i.to_bytes(4, "big") * 4, b"x" * 100, expires=time.time() + 600)
+        store.verify()
+
+    assert _survives(use) == 0
+    store.put(b"z" * 16, b"after", expires=time.time() + 600)
+    assert store.get(b"z" * 16) == b"after"
+    store.close()
+
+
+def test_scribbled_chain_end_is_not_followed_by_verify(store_name) -> None:
+    """The last slot of an intact entry linking onward to garbage: verify() keeps the
+    entry and walks only its own slots (it used to follow the link off the region)."""
+    store = SessionStore("64K", name=store_name)
+    sid = b"c" * 32
+    store.put(sid, b"d" * 300, expires=time.time() + 600)  # two slots
+    raw = _RawStore(store_name)
+    last = raw.chain(raw.head_of(sid))[-1]
+    raw.write(last, CONT, "I", 0xFFFFFFF0)
+    assert _survives(lambda: 0 if store.verify() == 0 else 3) == 0
+    assert store.get(sid) == b"d" * 300
+    store.close()
+
+
+def test_oversized_length_in_a_scribbled_entry_is_dropped(store_name) -> None:
+    """An entry claiming more bytes than any session may have (its chain run into
+    another entry's) is dropped by verify() without reading past its buffer, and
+    the intact entry it ran into is kept."""
+    store = SessionStore("1M", name=store_name)
+    a, b = b"a" * 32, b"b" * 32
+    big = lib.TLSR_STORE_MAX_DER
+    store.put(a, b"A" * big, expires=time.time() + 600)
+    store.put(b, b"B" * big, expires=time.time() + 600)
+    raw = _RawStore(store_name)
+    chain_a, chain_b = raw.chain(raw.head_of(a)), raw.chain(raw.head_of(b))
+    raw.write(chain_a[-1], CONT, "I", chain_b[1])  # a's chain runs on into b's
+    room = (len(chain_a) + len(chain_b) - 1) * (raw.SLOT - raw.HDR) - len(a)
+    raw.write(chain_a[0], DER_LEN, "H", min(room, 0xFFFF))
+    assert room > big
+    assert _survives(lambda: 0 if store.verify() == 1 else 3) == 0
+    assert store.get(a) is None
+    assert store.get(b) == b"B" * big
+    store.close()
+
+
+def test_region_too_small_for_any_slot_is_refused(store_name) -> None:
+    """A region whose header is consistent but leaves room for no slot (nslots 0) is
+    refused at attach instead of dividing by zero on the first lookup."""
+    SessionStore("64K", name=store_name).close()
+    path = f"/dev/shm/tlsresume.store.{store_name}"
+    with open(path, "r+b") as f:
+        f.truncate(4096)
+        f.seek(16)
+        f.write(struct.pack("<Q", 4096))  # hdr.size
+        f.seek(72)
+        f.write(b"\0" * 32)  # nslots, free list, LRU ends, counts: all zero
+        f.seek(112)
+        f.write(struct.pack("<QQ", 256, 256))  # buckets_off, slots_off for 0 slots
+
+    def attach_and_look() -> int:
+        try:
+            SessionStore.attach(store_name).get(b"x" * 16)
+        except SharedMemoryError:
+            return 0
+        return 3
+
+    assert _survives(attach_and_look) == 0
 
 
 def test_garbage_entries_never_break_handshakes(cert, id_client) -> None:
