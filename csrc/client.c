@@ -119,20 +119,22 @@ static int64_t clamp_s(int64_t s)
 int64_t tlsr_client_session_life(int64_t now_ms, int64_t time_s, int64_t timeout_s,
                                  int64_t hint_s)
 {
-    int64_t end = (time_s + clamp_s(timeout_s)) * 1000, life;
+    int64_t start = tlsr_s_to_ms(time_s), end = tlsr_time_add(start, clamp_s(timeout_s) * 1000);
 
-    if (hint_s > 0 && (time_s + clamp_s(hint_s)) * 1000 < end)
-        end = (time_s + clamp_s(hint_s)) * 1000;
-    life = end - now_ms;
-    if (life < 0)
+    if (hint_s > 0 && tlsr_time_add(start, clamp_s(hint_s) * 1000) < end)
+        end = tlsr_time_add(start, clamp_s(hint_s) * 1000);
+    if (end <= now_ms)
         return 0;
-    return life > TLSR_CLIENT_MAX_LIFE_MS ? TLSR_CLIENT_MAX_LIFE_MS : life;
+    /* end > now_ms, so end - now_ms is positive; it overflows only past the cap */
+    if (now_ms < 0 && end > INT64_MAX + now_ms)
+        return TLSR_CLIENT_MAX_LIFE_MS;
+    return end - now_ms > TLSR_CLIENT_MAX_LIFE_MS ? TLSR_CLIENT_MAX_LIFE_MS : end - now_ms;
 }
 
 int64_t tlsr_client_deadline(int64_t stored_ms, int64_t expires_ms, int64_t ttl_ms)
 {
-    if (ttl_ms >= 0 && stored_ms + ttl_ms < expires_ms)
-        return stored_ms + ttl_ms;
+    if (ttl_ms >= 0 && tlsr_time_add(stored_ms, ttl_ms) < expires_ms)
+        return tlsr_time_add(stored_ms, ttl_ms);
     return expires_ms;
 }
 
@@ -395,9 +397,9 @@ static int conn_store(cc_conn *r, SSL *s, SSL_SESSION *sess, int counter)
                OSSL(SSL_get_verify_result)(s) == X509_V_OK;
     e.sess = sess;
     e.stored_ms = now;
-    e.expires_ms = now + tlsr_client_session_life(
+    e.expires_ms = tlsr_time_add(now, tlsr_client_session_life(
         tlsr_now_ms(), OSSL(SSL_SESSION_get_time)(sess), OSSL(SSL_SESSION_get_timeout)(sess),
-        (int64_t)OSSL(SSL_SESSION_get_ticket_lifetime_hint)(sess));
+        (int64_t)OSSL(SSL_SESSION_get_ticket_lifetime_hint)(sess)));
     e.level = !chain_ok ? TLSR_VERIFY_NONE
               : r->hostname_checked ? TLSR_VERIFY_HOSTNAME : TLSR_VERIFY_CHAIN;
     e.protocol = OSSL(SSL_SESSION_get_protocol_version)(sess);

@@ -81,7 +81,7 @@ static void slot_wipe(ring_state *s, int i)
 static int retired_expired(const ring_state *s, const tlsr_key_info *k, int64_t now)
 {
     return k->role == TLSR_KEY_RETIRED && s->window_ms >= 0 &&
-           now >= k->retired_ms + s->window_ms;
+           now >= tlsr_time_add(k->retired_ms, s->window_ms);
 }
 
 static void recompute_due(ring_state *s)
@@ -90,12 +90,12 @@ static void recompute_due(ring_state *s)
     int i;
 
     if ((s->flags & TLSR_RING_AUTO_ROTATE) && s->current >= 0)
-        due = s->slots[s->current].activated_ms + s->period_ms;
+        due = tlsr_time_add(s->slots[s->current].activated_ms, s->period_ms);
     for (i = 0; i < TLSR_RING_SLOTS; i++) {
         const tlsr_key_info *k = &s->slots[i];
         if (k->role == TLSR_KEY_RETIRED && s->window_ms >= 0 &&
-            k->retired_ms + s->window_ms < due)
-            due = k->retired_ms + s->window_ms;
+            tlsr_time_add(k->retired_ms, s->window_ms) < due)
+            due = tlsr_time_add(k->retired_ms, s->window_ms);
     }
     s->due_ms = due;
 }
@@ -165,7 +165,7 @@ static int state_maintain(ring_state *s, int64_t now, int force, int *rotated)
         secret_len = s->slots[s->current].secret_len;
     if (force || s->current < 0 ||
         ((s->flags & TLSR_RING_AUTO_ROTATE) &&
-         now >= s->slots[s->current].activated_ms + s->period_ms)) {
+         now >= tlsr_time_add(s->slots[s->current].activated_ms, s->period_ms))) {
         next = find_role(s, TLSR_KEY_NEXT);
         if (next < 0 && (next = fresh_key(s, secret_len, now, TLSR_KEY_NEXT)) < 0)
             return -1;

@@ -166,4 +166,23 @@ int64_t tlsr_now_ms(void);
 /* Wipe secrets so the compiler cannot elide it. */
 void tlsr_wipe(void *p, size_t n);
 
+/* t + d in milliseconds, saturating at INT64_MIN / INT64_MAX instead of
+ * overflowing (undefined behaviour). Times and durations reach the core from
+ * callers, files and other machines; "huge" must mean "never", not wrap around. */
+static inline int64_t tlsr_time_add(int64_t t, int64_t d)
+{
+    if (d > 0 && t > INT64_MAX - d)
+        return INT64_MAX;
+    if (d < 0 && t < INT64_MIN - d)
+        return INT64_MIN;
+    return t + d;
+}
+
+/* Seconds to milliseconds, saturating likewise (session times can come from
+ * DER another machine or a saved file supplied). */
+static inline int64_t tlsr_s_to_ms(int64_t s)
+{
+    return s > INT64_MAX / 1000 ? INT64_MAX : s < INT64_MIN / 1000 ? INT64_MIN : s * 1000;
+}
+
 #endif /* TLSR_OSSL_H */

@@ -919,6 +919,14 @@ static tlsr_store *store_of_ssl(const SSL *s)
     return tlsr_ctx_store(OSSL(SSL_get_SSL_CTX)(s));
 }
 
+/* When sess stops being resumable, in ms. Saturating: a session decoded from
+ * what the remote tier returned carries whatever times its DER says. */
+static int64_t session_expiry_ms(const SSL_SESSION *sess)
+{
+    return tlsr_time_add(tlsr_s_to_ms(OSSL(SSL_SESSION_get_time)(sess)),
+                         tlsr_s_to_ms(OSSL(SSL_SESSION_get_timeout)(sess)));
+}
+
 /* OpenSSL's contract: called with a new session the server may cache; return 1
  * if we kept a reference to sess, 0 if not. We copy it (DER), so always 0. */
 static int new_session_cb(SSL *s, SSL_SESSION *sess)
@@ -955,8 +963,7 @@ static int new_session_cb(SSL *s, SSL_SESSION *sess)
     }
     p = der;
     if (OSSL(i2d_SSL_SESSION)(sess, &p) == len) {
-        expires = (int64_t)OSSL(SSL_SESSION_get_time)(sess) * 1000 +
-                  (int64_t)OSSL(SSL_SESSION_get_timeout)(sess) * 1000;
+        expires = session_expiry_ms(sess);
         put(st, id, id_len, der, (size_t)len, expires, now,
             OSSL(SSL_SESSION_get_protocol_version)(sess) == TLSR_TLS1_3_VERSION ? E_TLS13 : 0,
             timeout_for_callbacks(st));
@@ -1038,8 +1045,7 @@ static void remote_backfill(tlsr_store *st, const uint8_t *id, size_t id_len,
     OSSL(ERR_pop_to_mark)();
     if (sess == NULL)
         return;
-    expires = (int64_t)OSSL(SSL_SESSION_get_time)(sess) * 1000 +
-              (int64_t)OSSL(SSL_SESSION_get_timeout)(sess) * 1000;
+    expires = session_expiry_ms(sess);
     put(st, id, id_len, der, len, expires, tlsr_now_ms(),
         OSSL(SSL_SESSION_get_protocol_version)(sess) == TLSR_TLS1_3_VERSION ? E_TLS13 : 0,
         timeout_for_callbacks(st));

@@ -176,6 +176,16 @@ def test_deadline_is_the_sooner_of_lifetime_and_ttl() -> None:
     assert session_deadline(stored=100, expires=130, ttl=60) == 130
 
 
+def test_huge_times_saturate_instead_of_wrapping() -> None:
+    """A TTL or session start near the int64 limit (a saved file, a caller's "never")
+    saturates: no signed overflow turning "far future" into "long ago"."""
+    now = 1_700_000_000.0
+    huge = float(2**63 // 1000 - 1000)  # ms just under INT64_MAX
+    assert session_deadline(stored=now, expires=now + 100, ttl=huge) == now + 100
+    assert session_lifetime(now=now, time_=2**62, timeout=3600) == 7 * 86400
+    assert session_lifetime(now=now, time_=-(2**62), timeout=3600) == 0
+
+
 def test_safety_rule() -> None:
     """Never weaker verification than the context demands, same trust when it
     verifies, same client identity always."""

@@ -102,6 +102,33 @@ def test_retired_key_expires_after_window_and_is_wiped() -> None:
         assert ring.classify(b"\x00" * 16) == "unknown"
 
 
+# Just under INT64_MAX milliseconds: "never" for every practical purpose.
+NEVER_S = float(2**63 // 1000 - 10**6)
+
+
+def test_huge_rotation_period_means_never_rotate() -> None:
+    """A period near the int64 limit saturates to "never": the ring does not rotate
+    (activated + period used to overflow, and the ring rotated on every ticket)."""
+    with TicketKeyRing(rotation_period=NEVER_S, acceptance_window=0) as ring:
+        before = [k.name for k in ring.keys()]
+        assert ring.maybe_rotate() is False
+        assert ring.maybe_rotate(now=ring.keys()[0].activated + 10 * 365 * 86400) is False
+        assert [k.name for k in ring.keys()] == before
+
+
+def test_huge_acceptance_window_keeps_retired_keys() -> None:
+    """Records loaded with a window near the int64 limit keep their retired key
+    acceptable; the sum retired + window saturates instead of wrapping negative."""
+    with TicketKeyRing() as ring:
+        ring.rotate()
+        records = ring.records()
+        retired = next(r for r in records if r.role == "retired")
+        ring.load_records(records, acceptance_window=NEVER_S)
+        assert ring.classify(retired.key.name) == "retired"
+        assert ring.maybe_rotate() is False
+        assert roles(ring) == ["retired", "current", "next"]
+
+
 def test_full_ring_drops_oldest_retired_first() -> None:
     """With every slot used, a rotation evicts the oldest retired key."""
     with TicketKeyRing(rotation_period=1, acceptance_window=14) as ring:
