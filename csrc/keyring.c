@@ -61,12 +61,21 @@ static void count(ring_shm *r, int which)
     atomic_fetch_add_explicit(&r->counters[which], 1, memory_order_relaxed);
 }
 
+/* Which copy is active. Masked: the word lives in shared memory another process
+ * may have scribbled on, and it indexes st[2]. */
+static uint32_t active_of(ring_shm *r, memory_order order)
+{
+    return atomic_load_explicit(&r->active, order) & 1u;
+}
+
 /* ---- pure state operations (called on a private copy under the lock) ------- */
 
 static void grave_add(ring_state *s, const uint8_t *name)
 {
-    memcpy(s->grave[s->grave_next], name, TLSR_NAME_LEN);
-    s->grave_next = (s->grave_next + 1) % GRAVE_SLOTS;
+    uint32_t at = s->grave_next % GRAVE_SLOTS; /* from shared memory: bound it */
+
+    memcpy(s->grave[at], name, TLSR_NAME_LEN);
+    s->grave_next = (at + 1) % GRAVE_SLOTS;
     if (s->grave_count < GRAVE_SLOTS)
         s->grave_count++;
 }
@@ -161,8 +170,8 @@ static int state_maintain(ring_state *s, int64_t now, int force, int *rotated)
             slot_wipe(s, i);
             changed = 1;
         }
-    if (s->current >= 0)
-        secret_len = s->slots[s->current].secret_len;
+    if (s->current >= 0 && s->slots[s->current].secret_len == 16)
+        secret_len = 16; /* else 32: never a length read from shared memory */
     if (force || s->current < 0 ||
         ((s->flags & TLSR_RING_AUTO_ROTATE) &&
          now >= tlsr_time_add(s->slots[s->current].activated_ms, s->period_ms))) {
@@ -193,9 +202,31 @@ static int state_maintain(ring_state *s, int64_t now, int force, int *rotated)
 
 typedef int (*state_fn)(ring_state *s, void *arg);
 
+/* The writer's copy came from shared memory: make the fields used as indices or
+ * lengths safe before any state function trusts them. A CURRENT index that does
+ * not name the CURRENT key is looked up again (-1 if there is none: the next
+ * maintain draws one); a key with an impossible secret length is dropped. */
+static void state_sanitize(ring_state *s)
+{
+    int i;
+
+    for (i = 0; i < TLSR_RING_SLOTS; i++) {
+        tlsr_key_info *k = &s->slots[i];
+        if (k->role > TLSR_KEY_RETIRED ||
+            (k->role != TLSR_KEY_FREE && k->secret_len != 16 && k->secret_len != 32))
+            tlsr_wipe(k, sizeof *k);
+    }
+    if (s->current < 0 || s->current >= TLSR_RING_SLOTS ||
+        s->slots[s->current].role != TLSR_KEY_CURRENT)
+        s->current = find_role(s, TLSR_KEY_CURRENT);
+    s->grave_next %= GRAVE_SLOTS;
+    if (s->grave_count > GRAVE_SLOTS)
+        s->grave_count = GRAVE_SLOTS;
+}
+
 static void repair(ring_shm *r)
 {
-    uint32_t a = atomic_load_explicit(&r->active, memory_order_relaxed);
+    uint32_t a = active_of(r, memory_order_relaxed);
     uint32_t b = 1 - a;
     uint64_t sb = atomic_load_explicit(&r->seq[b], memory_order_relaxed);
 
@@ -229,12 +260,13 @@ static int ring_write(tlsr_ring *ring, int timeout_ms, state_fn fn, void *arg)
         return rc;
     if (recovered)
         repair(r);
-    a = atomic_load_explicit(&r->active, memory_order_relaxed);
+    a = active_of(r, memory_order_relaxed);
     b = 1 - a;
     sb = atomic_load_explicit(&r->seq[b], memory_order_relaxed) | 1;
     atomic_store_explicit(&r->seq[b], sb, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     memcpy(&r->st[b], &r->st[a], sizeof r->st[b]);
+    state_sanitize(&r->st[b]);
     rc = fn(&r->st[b], arg);
     if (rc <= 0) {
         /* Nothing to publish: restore b to a's content (fn may have scribbled). */
@@ -255,7 +287,7 @@ static int ring_write(tlsr_ring *ring, int timeout_ms, state_fn fn, void *arg)
 
 #define READ_BEGIN(r, st_ptr, s1)                                           \
     for (int try_ = 0; try_ < READ_TRIES; try_++) {                         \
-        uint32_t a_ = atomic_load_explicit(&(r)->active, memory_order_acquire); \
+        uint32_t a_ = active_of((r), memory_order_acquire);                 \
         uint64_t s1 = atomic_load_explicit(&(r)->seq[a_], memory_order_acquire); \
         const ring_state *st_ptr = &(r)->st[a_];                            \
         if (s1 & 1)                                                         \
@@ -267,8 +299,16 @@ static int ring_write(tlsr_ring *ring, int timeout_ms, state_fn fn, void *arg)
         }                                                                   \
     }
 
+/* A key the callback may hand to OpenSSL: its secret length is one we made. */
+static int key_usable(const tlsr_key_info *k)
+{
+    return k->secret_len == 16 || k->secret_len == 32;
+}
+
 /* The CURRENT key and the state's due time. 1: found, 0: no current key,
- * -1: the state kept moving (a writer is busy); the caller treats it as failure. */
+ * -1: the state kept moving (a writer is busy); the caller treats it as failure.
+ * Readers race writers (the sequence check comes last), so everything read is
+ * bounded before use, whatever another process left in the region. */
 static int read_current(ring_shm *r, tlsr_key_info *out, int64_t *due)
 {
     READ_BEGIN(r, s, seq1)
@@ -276,7 +316,10 @@ static int read_current(ring_shm *r, tlsr_key_info *out, int64_t *due)
         int64_t d = s->due_ms;
         if (cur >= 0 && cur < TLSR_RING_SLOTS)
             memcpy(out, &s->slots[cur], sizeof *out);
-    READ_END(r, seq1, { *due = d; return cur >= 0 && cur < TLSR_RING_SLOTS; })
+    READ_END(r, seq1, {
+        *due = d;
+        return cur >= 0 && cur < TLSR_RING_SLOTS && key_usable(out);
+    })
     return -1;
 }
 
@@ -292,6 +335,8 @@ static int read_lookup(ring_shm *r, const uint8_t *name, int64_t now, tlsr_key_i
                 continue;
             if (retired_expired(s, k, now)) {
                 verdict = LOOK_EXPIRED;
+            } else if (!key_usable(k)) {
+                verdict = LOOK_BUSY; /* not a key we made: never decrypt with it */
             } else {
                 memcpy(out, k, sizeof *out);
                 verdict = k->role == TLSR_KEY_CURRENT ? LOOK_CURRENT : LOOK_OTHER;
@@ -299,7 +344,7 @@ static int read_lookup(ring_shm *r, const uint8_t *name, int64_t now, tlsr_key_i
             break;
         }
         if (verdict == LOOK_UNKNOWN)
-            for (i = 0; i < (int)s->grave_count; i++)
+            for (i = 0; i < (int)s->grave_count && i < GRAVE_SLOTS; i++)
                 if (memcmp(s->grave[i], name, TLSR_NAME_LEN) == 0) {
                     verdict = LOOK_EXPIRED;
                     break;
@@ -354,7 +399,10 @@ int tlsr_ticket_cb(SSL *s, unsigned char *key_name, unsigned char *iv,
     OSSL(ERR_set_mark)();
     if (enc) {
         got = read_current(r, &k, &due);
-        if (got == 1 && now >= due && tlsr_ring_maintain(ring, now, 0, 0) == 1)
+        /* got == 0: no usable CURRENT key, which only damage to the region can
+         * cause; a forced maintain (its writer sanitises the state) draws one. */
+        if (((got == 1 && now >= due) || got == 0) &&
+            tlsr_ring_maintain(ring, now, got == 0, 0) == 1)
             got = read_current(r, &k, &due);
         if (got != 1 || OSSL(RAND_bytes)(iv, 16) != 1 ||
             OSSL(EVP_EncryptInit_ex)(cctx, cipher_for(&k), NULL, k.aes, iv) != 1 ||
@@ -403,7 +451,7 @@ out:
 
 static ring_state *active_state(ring_shm *r)
 {
-    return &r->st[atomic_load_explicit(&r->active, memory_order_acquire)];
+    return &r->st[active_of(r, memory_order_acquire)];
 }
 
 tlsr_ring *tlsr_ring_create(const char *name, int64_t period_ms, int64_t window_ms,
@@ -692,7 +740,7 @@ int tlsr_ring_debug_die_in_write(tlsr_ring *ring, int scribble)
     if ((rc = tlsr_lock(&r->hdr.lock, 2000000, &recovered)) < 0)
         return rc;
     if (scribble) {
-        uint32_t b = 1 - atomic_load(&r->active);
+        uint32_t b = 1 - active_of(r, memory_order_seq_cst);
         atomic_fetch_or(&r->seq[b], 1);
         memset(&r->st[b], 0xA5, sizeof r->st[b]);
     }

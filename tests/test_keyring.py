@@ -7,6 +7,7 @@ import os
 import signal
 import ssl
 import stat
+import struct
 import time
 import uuid
 
@@ -401,6 +402,61 @@ def test_writer_killed_holding_lock_does_not_block_others(cert, client, scribble
         ring.rotate()  # the writer recovers the lock
         assert ring.stats()["lock_recoveries"] == 1
         assert memory_pair(ctx, client, session)[1]  # old key now retired, still resumes
+
+
+# Offsets in a ring's shared memory (keyring.c, version 1): the active-copy word,
+# the two state copies, and within a state the CURRENT index, the slots (112
+# bytes each; secret_len at 80) and the grave counter.
+ACTIVE, STATES, STATE_SIZE = 72, (160, 2512), 2352
+CURRENT, SLOTS, SLOT_SIZE, SECRET_LEN, GRAVE_COUNT = 36, 40, 112, 80, 2348
+
+
+def _scribble_ring(name: str, offset: int, fmt: str, value: int) -> None:
+    with open(f"/dev/shm/tlsresume.ring.{name}", "r+b") as f:
+        f.seek(offset)
+        f.write(struct.pack("<" + fmt, value))
+
+
+def _survives(fn) -> int:  # type: ignore[no-untyped-def]
+    """Run fn in a forked child; its exit status (0: returned, else crashed or raised)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fn()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1]
+
+
+def _serve_and_rotate(ring: TicketKeyRing, cert, client) -> None:  # type: ignore[no-untyped-def]
+    ctx = server_context(cert, ring)
+    session, _ = memory_pair(ctx, client)
+    assert memory_pair(ctx, client, session)[1]
+    ring.classify(b"\x01" * 16)
+    ring.rotate()
+    ring.keys()
+
+
+@pytest.mark.parametrize("what", ["active", "current", "grave_count", "secret_len"])
+def test_scribbled_ring_fields_are_bounded(cert, client, ring_name, what) -> None:
+    """Indices and lengths a reader or writer takes from the ring's shared memory are
+    bounded, whatever another process wrote there: handshakes still issue and accept
+    tickets, classify and rotate still work (they used to index or read off the
+    region, or hand OpenSSL a 4 GiB key)."""
+    with TicketKeyRing(name=ring_name) as ring:
+        if what == "active":
+            _scribble_ring(ring_name, ACTIVE, "I", 0x80000000)
+        for st in STATES:
+            slot = st + SLOTS  # slot 0 holds the current key of a new ring
+            if what == "current":
+                _scribble_ring(ring_name, st + CURRENT, "i", 0x7FFFFFFF)
+            elif what == "grave_count":
+                _scribble_ring(ring_name, st + GRAVE_COUNT, "I", 0x7FFFFFFF)
+            elif what == "secret_len":
+                _scribble_ring(ring_name, slot + SECRET_LEN, "I", 0xFFFFFFFF)
+        assert _survives(lambda: _serve_and_rotate(ring, cert, client)) == 0
 
 
 # ---- key files -----------------------------------------------------------------
