@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "ossl.h"
 #include "region.h"
@@ -78,6 +79,23 @@ typedef struct {
     SSL_SESSION *sess;
 } local_entry;
 
+/* A remote tier as published to the callbacks: immutable once published, kept
+ * (on the store's `tiers` list) until the store handle is freed, so a callback
+ * that loaded it never reads freed memory. inflight counts the callbacks inside
+ * it; tlsr_store_set_remote waits for the old tier's to drain, so that once it
+ * returns nothing calls the old functions with the old ctx (the caller may then
+ * free what ctx points to). */
+typedef struct remote_tier {
+    tlsr_remote_get_fn get;
+    tlsr_remote_put_fn put;
+    tlsr_remote_remove_fn remove;
+    void *ctx;
+    _Atomic long inflight;
+    struct remote_tier *older;
+} remote_tier;
+
+#define REMOTE_DRAIN_MS 5000
+
 struct tlsr_store {
     _Atomic long refs;
     tlsr_map map;
@@ -86,10 +104,8 @@ struct tlsr_store {
     pthread_mutex_t local_lock;
     local_entry *local;
     /* remote tier (process-local) */
-    tlsr_remote_get_fn remote_get;
-    tlsr_remote_put_fn remote_put;
-    tlsr_remote_remove_fn remote_remove;
-    void *remote_ctx;
+    _Atomic(remote_tier *) remote;   /* the one in use, or NULL */
+    _Atomic(remote_tier *) tiers;    /* every tier ever published, newest first */
 };
 
 /* ---- geometry -------------------------------------------------------------- */
@@ -721,6 +737,40 @@ static void local_free_all(tlsr_store *st)
     st->local = NULL;
 }
 
+/* Enter the current tier (NULL: none). Pairs with remote_leave. The re-check
+ * after counting ourselves in closes the race with tlsr_store_set_remote: either
+ * it sees our count and waits, or we see its new tier and back off. */
+static remote_tier *remote_enter(tlsr_store *st)
+{
+    remote_tier *t = atomic_load(&st->remote);
+
+    if (t == NULL)
+        return NULL;
+    atomic_fetch_add(&t->inflight, 1);
+    if (atomic_load(&st->remote) != t) {
+        atomic_fetch_sub(&t->inflight, 1);
+        return NULL; /* being replaced: treat this one call as tier-less */
+    }
+    return t;
+}
+
+static void remote_leave(remote_tier *t)
+{
+    atomic_fetch_sub(&t->inflight, 1);
+}
+
+static void remote_free_all(tlsr_store *st)
+{
+    remote_tier *t = atomic_load(&st->tiers), *older;
+
+    for (; t != NULL; t = older) {
+        older = t->older;
+        free(t);
+    }
+    atomic_store(&st->tiers, NULL);
+    atomic_store(&st->remote, NULL);
+}
+
 static int init_region(tlsr_store *st, uint32_t flags)
 {
     store_shm *s = st->shm;
@@ -813,6 +863,7 @@ void tlsr_store_release(tlsr_store *st)
 {
     if (st != NULL && atomic_fetch_sub(&st->refs, 1) == 1) {
         local_free_all(st);
+        remote_free_all(st);
         tlsr_region_unmap(&st->map);
         pthread_mutex_destroy(&st->local_lock);
         free(st);
@@ -851,13 +902,34 @@ int tlsr_store_clear(tlsr_store *st)
     return 0;
 }
 
+/* Contract: publishes the new tier (NULL functions: none) in one atomic store,
+ * then waits up to REMOTE_DRAIN_MS for callbacks still inside the previous tier.
+ * Returns 0, -TLSR_E_NOMEM, or -TLSR_E_BUSY if the old tier was still in use
+ * when the wait ran out (a tier that does not bound its own wait). */
 int tlsr_store_set_remote(tlsr_store *st, tlsr_remote_get_fn get, tlsr_remote_put_fn put,
                           tlsr_remote_remove_fn remove, void *ctx)
 {
-    st->remote_get = get;
-    st->remote_put = put;
-    st->remote_remove = remove;
-    st->remote_ctx = ctx;
+    remote_tier *t = NULL, *old;
+    int waited;
+
+    if (get != NULL || put != NULL || remove != NULL) {
+        if ((t = calloc(1, sizeof *t)) == NULL)
+            return -TLSR_E_NOMEM;
+        t->get = get;
+        t->put = put;
+        t->remove = remove;
+        t->ctx = ctx;
+        t->older = atomic_load(&st->tiers);
+        while (!atomic_compare_exchange_weak(&st->tiers, &t->older, t))
+            ;
+    }
+    old = atomic_exchange(&st->remote, t);
+    for (waited = 0; old != NULL && atomic_load(&old->inflight) > 0; waited++) {
+        struct timespec ms = {0, 1000000};
+        if (waited >= REMOTE_DRAIN_MS)
+            return -TLSR_E_BUSY;
+        nanosleep(&ms, NULL);
+    }
     return 0;
 }
 
@@ -967,8 +1039,12 @@ static int new_session_cb(SSL *s, SSL_SESSION *sess)
         put(st, id, id_len, der, (size_t)len, expires, now,
             OSSL(SSL_SESSION_get_protocol_version)(sess) == TLSR_TLS1_3_VERSION ? E_TLS13 : 0,
             timeout_for_callbacks(st));
-        if (st->remote_put != NULL)
-            st->remote_put(st->remote_ctx, id, id_len, der, (size_t)len, expires);
+        remote_tier *t = remote_enter(st);
+        if (t != NULL) {
+            if (t->put != NULL)
+                t->put(t->ctx, id, id_len, der, (size_t)len, expires);
+            remote_leave(t);
+        }
     } else {
         count(st->shm, TLSR_SC_ERRORS);
     }
@@ -1058,6 +1134,7 @@ static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, 
     uint8_t local[2048], *heap = NULL, *der;
     const unsigned char *p;
     SSL_SESSION *sess, *mine;
+    remote_tier *tier = NULL;
     get_probe probe;
     unsigned int got_len = 0;
     const unsigned char *got;
@@ -1075,14 +1152,17 @@ static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, 
         return mine; /* our reference goes to OpenSSL (*copy = 0) */
     if (mine != NULL)
         OSSL(SSL_SESSION_free)(mine);
-    if (len == 0 && st->remote_get != NULL) {
+    if (len == 0 && (tier = remote_enter(st)) != NULL) {
         /* Local miss: ask the remote tier (it bounds its own wait), and keep what it
          * returns locally so the next lookup on this machine is local. The remote
          * tier cannot honour single use across machines; it is not consulted for
          * single-use stores. */
-        if (!(st->shm->flags & TLSR_STORE_SINGLE_USE))
-            len = st->remote_get(st->remote_ctx, id, (size_t)id_len, local, sizeof local);
-        count(st->shm, len > 0 ? TLSR_SC_REMOTE_HITS : TLSR_SC_REMOTE_MISSES);
+        int asked = tier->get != NULL;
+        if (asked && !(st->shm->flags & TLSR_STORE_SINGLE_USE))
+            len = tier->get(tier->ctx, id, (size_t)id_len, local, sizeof local);
+        remote_leave(tier);
+        if (asked)
+            count(st->shm, len > 0 ? TLSR_SC_REMOTE_HITS : TLSR_SC_REMOTE_MISSES);
         if (len > 0 && (size_t)len <= sizeof local)
             remote_backfill(st, id, (size_t)id_len, local, (size_t)len);
         else
@@ -1141,8 +1221,12 @@ static void info_cb(const SSL *s, int where, int ret)
     id = OSSL(SSL_SESSION_get_id)(sess, &id_len);
     if (id != NULL && id_len > 0) {
         remove_id(st, id, id_len, timeout_for_callbacks(st));
-        if (st->remote_remove != NULL)
-            st->remote_remove(st->remote_ctx, id, id_len);
+        remote_tier *t = remote_enter(st);
+        if (t != NULL) {
+            if (t->remove != NULL)
+                t->remove(t->ctx, id, id_len);
+            remote_leave(t);
+        }
     }
 }
 

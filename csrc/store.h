@@ -77,7 +77,9 @@ int tlsr_store_debug_die_in_put(tlsr_store *st, const uint8_t *id, size_t id_len
  * inside handshakes: get on a local miss (it must bound its own wait and return
  * the DER length copied into buf, 0 for a miss), put after a local store and
  * remove after a fatal alert (both must not block: queue the work). ctx is passed
- * back untouched. Passing NULL functions removes the tier. */
+ * back untouched. Passing NULL functions removes the tier. Once this returns 0, no
+ * callback is still inside the previous tier (it waits up to 5 s for those that
+ * are), so the caller may free the previous ctx; -TLSR_E_BUSY: one still was. */
 typedef int (*tlsr_remote_get_fn)(void *ctx, const uint8_t *id, size_t id_len, uint8_t *buf,
                                   size_t len);
 typedef void (*tlsr_remote_put_fn)(void *ctx, const uint8_t *id, size_t id_len,

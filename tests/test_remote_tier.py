@@ -4,6 +4,7 @@ protocol). Two separate stores stand in for two machines."""
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 
 import pytest
@@ -112,6 +113,39 @@ def test_tier_survives_its_python_store_object(cert, id_client) -> None:
     b.close()
     session, _ = memory_pair(ctx_a, id_client)
     assert memory_pair(ctx_b, id_client, session)[1]
+
+
+class GateTier(DictTier):
+    """A tier whose get() signals when it starts and records when it finishes."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay=delay)
+        self.entered = threading.Event()
+        self.left: float | None = None
+
+    def get(self, session_id: bytes) -> bytes | None:
+        self.entered.set()
+        try:
+            return super().get(session_id)
+        finally:
+            self.left = time.monotonic()
+
+
+def test_replacing_a_tier_waits_for_handshakes_inside_it(cert, id_client) -> None:
+    """set_remote() returns only once no handshake is still inside the old tier, so
+    the old tier (and cffi's handle to it) may be freed as soon as it returns."""
+    tier = GateTier(delay=0.5)
+    with SessionStore("1M") as store:
+        store.set_remote(tier)
+        ctx = machine(cert, store)
+        # The client's legacy session ID misses locally, so the server asks the tier.
+        handshake = threading.Thread(target=memory_pair, args=(ctx, id_client))
+        handshake.start()
+        assert tier.entered.wait(10)
+        store.set_remote(None)
+        replaced = time.monotonic()
+        handshake.join(10)
+    assert tier.left is not None and tier.left <= replaced
 
 
 def test_a_tier_needs_the_protocol() -> None:
