@@ -54,13 +54,13 @@ import os
 import socket
 import ssl
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ._binding import check, ffi, lib, ssl_ctx_pointer
+from ._files import write_private
 from .errors import ContextError, TLSResumeError
 
 __all__ = [
@@ -505,7 +505,7 @@ class ClientSessionCache:
 
             nonce = os.urandom(_NONCE_SIZE)
             blob = _MAGIC_SEALED + nonce + AESGCM(key).encrypt(nonce, payload, _MAGIC_SEALED)
-        _write_atomic(os.fspath(path), blob)
+        write_private(os.fspath(path), blob)
         return len(records)
 
     def load(self, path: str | os.PathLike[str], key: bytes | None = None, *,
@@ -631,28 +631,6 @@ def _session_der(session: Any) -> bytes | None:
     if lib.tlsr_client_session_der(session, buf, n) != n:
         return None
     return bytes(ffi.buffer(buf, n))
-
-
-def _write_atomic(path: str, blob: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tlsresume-", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def _read_records(path: str, key: bytes | None, insecure_plaintext: bool

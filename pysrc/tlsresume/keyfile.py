@@ -60,11 +60,11 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from ._files import write_private
 from .errors import KeyFileError
 from .keys import KEY_NAME_LEN, TicketKey
 
@@ -520,7 +520,7 @@ def write(
     fmt = _canonical(fmt, dest)
     data = _render(_as_keyset(keyset_or_keys, fmt, dest), fmt, dest)
     try:
-        _atomic_write(dest, data)
+        write_private(dest, data)
     except OSError as exc:
         raise _error(dest, f"cannot write: {exc.strerror or exc}", fmt) from exc
 
@@ -541,51 +541,6 @@ def _as_keyset(obj: KeySet | Sequence[TicketKey] | TicketKey, fmt: str, dest: st
         if not isinstance(key, TicketKey):
             raise TypeError(f"keys[{i}] must be a TicketKey, not {type(key).__name__}")
     return _keyset(obj, fmt, dest)
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Temp file beside ``path``, 0600, fsync, rename over ``path``, fsync the directory.
-
-    The temporary file never outlives this call, whatever is raised.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        try:
-            os.fchmod(fd, 0o600)  # mkstemp's 0600 is still subject to the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _unlink_quietly(path: str) -> None:
-    """Remove ``path`` if it exists; ignore errors (we are already failing)."""
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make the rename durable. Best effort: the file is already in place."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- generate --------------------------------------------------------------------
