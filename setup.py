@@ -1,5 +1,6 @@
-"""Build glue: setuptools compiles the C core through cffi (see csrc/build_core.py)."""
+"""Build glue: setuptools compiles the C modules through cffi (see csrc/build_core.py)."""
 
 from setuptools import setup
 
-setup(cffi_modules=["csrc/build_core.py:ffibuilder"])
+setup(cffi_modules=["csrc/build_core.py:core", "csrc/build_core.py:bench",
+                    "csrc/build_core.py:testhooks"])

@@ -20,7 +20,7 @@ client (TLS 1.3 tickets arrive with it), and the objects are dropped without
 close_notify, as most Python code does.
 
 Run: ``python bench/client_pairs.py`` (``--pairs``, ``--rounds``, ``--json``).
-Timings are ratios within one run (DESIGN.md section 6); nothing is asserted.
+Timings are ratios within one run (docs/design.md, "How we measure"); nothing is asserted.
 """
 
 from __future__ import annotations
@@ -42,8 +42,14 @@ import tlsresume  # noqa: E402
 VARIANTS = ("full", "plain-session", "plain-first", "tlsresume", "c-loop")
 
 
-def _pump(client: ssl.SSLObject, server: ssl.SSLObject, c_in: ssl.MemoryBIO,
-          c_out: ssl.MemoryBIO, s_in: ssl.MemoryBIO, s_out: ssl.MemoryBIO) -> None:
+def _pump(
+    client: ssl.SSLObject,
+    server: ssl.SSLObject,
+    c_in: ssl.MemoryBIO,
+    c_out: ssl.MemoryBIO,
+    s_in: ssl.MemoryBIO,
+    s_out: ssl.MemoryBIO,
+) -> None:
     client_done = server_done = False
     for _ in range(10):
         if not client_done:
@@ -65,8 +71,9 @@ def _pump(client: ssl.SSLObject, server: ssl.SSLObject, c_in: ssl.MemoryBIO,
     raise RuntimeError("handshake did not complete")
 
 
-def one_pair(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext,
-             session: ssl.SSLSession | None) -> ssl.SSLObject:
+def one_pair(
+    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, session: ssl.SSLSession | None
+) -> ssl.SSLObject:
     """One handshake pair plus one byte server -> client; returns the client."""
     c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
     client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost", session=session)
@@ -85,8 +92,7 @@ def run_variant(variant: str, certs: Certs, version: str, n: int) -> tuple[float
         stats = run_pairs(server_ctx, certs.client(version), n + 1, resume=True)
         return stats.pairs_per_second, stats.resumed
     if variant == "tlsresume":
-        client_ctx: ssl.SSLContext = tlsresume.ClientContext(
-            cache=tlsresume.ClientSessionCache())
+        client_ctx: ssl.SSLContext = tlsresume.ClientContext(cache=tlsresume.ClientSessionCache())
     else:
         client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     certs.ca.configure_trust(client_ctx)
@@ -128,25 +134,37 @@ def main(argv: list[str] | None = None) -> int:
                 rates[variant].append(rate)
                 resumed[variant] = count
         results[version] = {
-            v: {"pairs_per_s": statistics.median(r), "best": max(r),
-                "resumed": resumed[v] / args.pairs}
+            v: {
+                "pairs_per_s": statistics.median(r),
+                "best": max(r),
+                "resumed": resumed[v] / args.pairs,
+            }
             for v, r in rates.items()
         }
-    info = {"python": sys.version.split()[0], "openssl": ssl.OPENSSL_VERSION,
-            "pairs": args.pairs, "rounds": args.rounds, "results": results}
+    info = {
+        "python": sys.version.split()[0],
+        "openssl": ssl.OPENSSL_VERSION,
+        "pairs": args.pairs,
+        "rounds": args.rounds,
+        "results": results,
+    }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"Python {info['python']}, {info['openssl']}, {args.pairs} pairs x "
-          f"{args.rounds} rounds (median pairs/s)")
+    print(
+        f"Python {info['python']}, {info['openssl']}, {args.pairs} pairs x "
+        f"{args.rounds} rounds (median pairs/s)"
+    )
     for version, rows in results.items():
         base = rows["plain-session"]["pairs_per_s"]
         print(f"\n{version}")
         for variant, row in rows.items():
-            print(f"  {variant:14} {row['pairs_per_s']:8.0f}/s  resumed {row['resumed']:4.0%}"
-                  f"  x{row['pairs_per_s'] / base:4.2f} vs plain-session"
-                  f"  x{row['pairs_per_s'] / rows['plain-first']['pairs_per_s']:4.2f}"
-                  " vs plain-first")
+            print(
+                f"  {variant:14} {row['pairs_per_s']:8.0f}/s  resumed {row['resumed']:4.0%}"
+                f"  x{row['pairs_per_s'] / base:4.2f} vs plain-session"
+                f"  x{row['pairs_per_s'] / rows['plain-first']['pairs_per_s']:4.2f}"
+                " vs plain-first"
+            )
     return 0
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import trustme
 
 import tlsresume
-from tlsresume._binding import ffi, lib, ssl_ctx_pointer
+from tlsresume._extra import bench, ctx_pointer
+
+ffi, lib = bench()
 
 VERSIONS = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -46,8 +48,9 @@ class Certs:
         self.ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
         self.leaf = self.ca.issue_cert("localhost", key_type=trustme.KeyType.ECDSA)
 
-    def server(self, version: str, setup: Callable[[ssl.SSLContext], None] | None = None
-               ) -> ssl.SSLContext:
+    def server(
+        self, version: str, setup: Callable[[ssl.SSLContext], None] | None = None
+    ) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.leaf.configure_cert(ctx)
         ctx.minimum_version = ctx.maximum_version = VERSIONS[version]
@@ -66,12 +69,12 @@ class Certs:
 def run_pairs(server: ssl.SSLContext, client: ssl.SSLContext, n: int, resume: bool) -> PairStats:
     """n handshake pairs in C (the GIL is released for the whole loop)."""
     out = ffi.new("tlsr_bench_result *")
-    rc = lib.tlsr_bench_pairs(ssl_ctx_pointer(server), ssl_ctx_pointer(client), n,
-                              int(resume), out)
+    rc = lib.tlsr_bench_pairs(
+        ctx_pointer(ffi, server), ctx_pointer(ffi, client), n, int(resume), out
+    )
     if rc < 0 or out.failed:
         raise RuntimeError(f"handshake pairs failed (rc={rc}, failed={out.failed})")
-    return PairStats(out.pairs, out.resumed, out.failed, out.wall_ns, out.server_ns,
-                     out.client_ns)
+    return PairStats(out.pairs, out.resumed, out.failed, out.wall_ns, out.server_ns, out.client_ns)
 
 
 def configurations() -> dict[str, Callable[[ssl.SSLContext], None] | None]:
@@ -108,8 +111,15 @@ def id_configurations() -> dict[str, Callable[[ssl.SSLContext], None] | None]:
     return {"openssl-cache": no_tickets, "tlsresume-store": shared}
 
 
-def interleaved(servers: dict[str, ssl.SSLContext], client: ssl.SSLContext, *, rounds: int,
-                pairs: int, resume: bool, baseline: str) -> dict[str, dict[str, float]]:
+def interleaved(
+    servers: dict[str, ssl.SSLContext],
+    client: ssl.SSLContext,
+    *,
+    rounds: int,
+    pairs: int,
+    resume: bool,
+    baseline: str,
+) -> dict[str, dict[str, float]]:
     """Run every server configuration ``rounds`` times, rotating the order each round
     so drift hits all alike; medians per configuration and the ratio to ``baseline``."""
     samples: dict[str, list[float]] = {name: [] for name in servers}

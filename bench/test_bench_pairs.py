@@ -22,8 +22,9 @@ def test_handshake_pairs(benchmark, certs: Certs, config: str, version: str, mod
     """PAIRS in-memory handshake pairs with this server configuration."""
     server = certs.server(version, CONFIGS[config])
     client = certs.client(version)
-    stats = benchmark.pedantic(run_pairs, args=(server, client, PAIRS, mode == "resumed"),
-                               rounds=8, warmup_rounds=1)
+    stats = benchmark.pedantic(
+        run_pairs, args=(server, client, PAIRS, mode == "resumed"), rounds=8, warmup_rounds=1
+    )
     benchmark.extra_info["server_us_per_pair"] = round(stats.server_us_per_pair, 2)
     benchmark.extra_info["resumed"] = stats.resumed
 

@@ -35,15 +35,23 @@ def main(argv: list[str] | None = None) -> int:
         client = certs.client(version)
         servers = {name: certs.server(version, setup) for name, setup in configs.items()}
         for mode in ("full", "resumed"):
-            rows = interleaved(servers, client, rounds=args.rounds, pairs=args.pairs,
-                               resume=mode == "resumed", baseline="openssl-builtin")
+            rows = interleaved(
+                servers,
+                client,
+                rounds=args.rounds,
+                pairs=args.pairs,
+                resume=mode == "resumed",
+                baseline="openssl-builtin",
+            )
             for name, row in rows.items():
                 results[f"{version} {mode} {name}"] = row
     width = max(len(k) for k in results)
     print(f"{'configuration':<{width}}  server µs/pair  ratio  pairs/s  resumed%")
     for key, row in results.items():
-        print(f"{key:<{width}}  {row['server_us_per_pair']:>14.2f}  {row['ratio']:>5.3f}"
-              f"  {row['pairs_per_s']:>7}  {row['resumed_pct']:>8}")
+        print(
+            f"{key:<{width}}  {row['server_us_per_pair']:>14.2f}  {row['ratio']:>5.3f}"
+            f"  {row['pairs_per_s']:>7}  {row['resumed_pct']:>8}"
+        )
     print(f"({args.rounds} rounds x {args.pairs} pairs, {time.time() - started:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -1,8 +1,17 @@
-"""cffi build script for the C core (API mode, out of line).
+"""cffi build script for tlsresume's C modules (API mode, out of line).
 
-The cdef is the block of ``tlsresume.h`` between the CDEF markers, so the header
-stays the one statement of the C contract. No OpenSSL library or header is named
-here: the core resolves OpenSSL at run time from the copy CPython's _ssl loaded.
+Three modules, each with one header as its contract (the cdef is the header's
+block between the CDEF markers):
+
+* ``tlsresume._core``: the product (``tlsresume.h``): binding, regions, key ring,
+  session store, client cache, context glue.
+* ``tlsresume._bench``: the measuring instruments (``bench/bench.h`` and
+  ``bench/loadgen.h``) that ``tlsresume bench`` and ``bench/`` load.
+* ``tlsresume._testhooks``: the product's sources built with ``TLSR_TEST_HOOKS``
+  (``testhooks.h``), for the crash-recovery tests only.
+
+No OpenSSL library or header is named here: each module resolves OpenSSL at run
+time from the copy CPython's _ssl loaded.
 """
 
 from __future__ import annotations
@@ -13,28 +22,8 @@ import re
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-# Every C file is part of the core. The cdef is tlsresume.h's CDEF block (it
-# declares the OpenSSL types the others use) followed by that of each header whose
-# C file (same stem) is present: a header describes its own C file.
-SOURCES = sorted(p.name for p in HERE.glob("*.c"))
-HEADERS = ["tlsresume.h"] + sorted(
-    p.name for p in HERE.glob("*.h")
-    if p.name != "tlsresume.h" and (HERE / (p.stem + ".c")).exists()
-)
-
-
-def _cdef() -> str:
-    blocks = []
-    for name in HEADERS:
-        text = (HERE / name).read_text()
-        if "/* CDEF-BEGIN */" in text:
-            blocks.append(text.split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0])
-    block = "\n".join(blocks)
-    # cffi wants "#define X ..." for values it should take from the compiler.
-    block = re.sub(r"^#define (\w+) .*$", r"#define \1 ...", block, flags=re.M)
-    # Comments are fine for cffi, but drop them to keep its parser's errors readable.
-    return re.sub(r"/\*.*?\*/", "", block, flags=re.S)
-
+CORE_SOURCES = ["ossl.c", "region.c", "keyring.c", "store.c", "client.c", "ctx.c"]
+FLAGS = ["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 # Functions the C core calls back into Python (cffi takes the GIL around them).
 # Not in a header: `extern "Python"` is cffi syntax, not C.
@@ -45,17 +34,61 @@ extern "Python" void tlsr_py_remote_put(void *, const uint8_t *, size_t, const u
 extern "Python" void tlsr_py_remote_remove(void *, const uint8_t *, size_t);
 """
 
-ffibuilder = FFI()
-ffibuilder.cdef(_cdef() + PYTHON_CALLBACKS)
-ffibuilder.set_source(
-    "tlsresume._core",
-    "\n".join(f'#include "{h}"' for h in HEADERS),
-    sources=[str((HERE / s).relative_to(HERE.parent)) for s in SOURCES],
-    include_dirs=[str(HERE.relative_to(HERE.parent))],
-    libraries=["dl", "pthread", "rt"],
-    extra_compile_args=["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra",
-                        "-Wno-unused-parameter"],
+
+def _cdef(headers: list[str]) -> str:
+    blocks = []
+    for name in headers:
+        text = (HERE / name).read_text()
+        blocks.append(text.split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0])
+    block = "\n".join(blocks)
+    # cffi wants "#define X ..." for values it should take from the compiler.
+    block = re.sub(r"^#define (\w+) .*$", r"#define \1 ...", block, flags=re.M)
+    # Comments are fine for cffi, but drop them to keep its parser's errors readable.
+    return re.sub(r"/\*.*?\*/", "", block, flags=re.S)
+
+
+def _module(
+    name: str,
+    headers: list[str],
+    sources: list[str],
+    extra_cdef: str = "",
+    defines: tuple[str, ...] = (),
+) -> FFI:
+    builder = FFI()
+    builder.cdef(_cdef(headers) + extra_cdef)
+    builder.set_source(
+        f"tlsresume.{name}",
+        "\n".join(f'#include "{h}"' for h in headers),
+        sources=[str((HERE / s).relative_to(HERE.parent)) for s in sources],
+        include_dirs=[
+            str(HERE.relative_to(HERE.parent)),
+            str((HERE / "bench").relative_to(HERE.parent)),
+        ],
+        libraries=["dl", "pthread", "rt"],
+        define_macros=[(d, "1") for d in defines],
+        extra_compile_args=FLAGS,
+    )
+    return builder
+
+
+core = _module("_core", ["tlsresume.h"], CORE_SOURCES, PYTHON_CALLBACKS)
+bench = _module(
+    "_bench",
+    ["bench/bench.h", "bench/loadgen.h"],
+    ["ossl.c", "bench/bench.c", "bench/loadgen.c"],
+    defines=("TLSR_BENCH_MODULE",),
 )
+# The tests' module carries the whole core again: the hooks reach into the
+# ring's and store's internals, and exist in no module but this one.
+testhooks = _module(
+    "_testhooks",
+    ["tlsresume.h", "testhooks.h"],
+    CORE_SOURCES,
+    PYTHON_CALLBACKS,
+    defines=("TLSR_TEST_HOOKS",),
+)
+ffibuilder = core  # the name older build glue used
 
 if __name__ == "__main__":
-    ffibuilder.compile(tmpdir=str(HERE.parent / "build" / "cffi"), verbose=True)
+    for builder in (core, bench, testhooks):
+        builder.compile(tmpdir=str(HERE.parent / "build" / "cffi"), verbose=True)

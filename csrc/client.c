@@ -3,6 +3,9 @@
  * server hostname, port), captured by the client new-session callback and set
  * on new connections with SSL_set_session.
  *
+ * One file: the table, the MRU lists and the callbacks share one lock and one
+ * private layout; each function states its bound.
+ *
  * Structure: a hash table of servers, threaded on a most-recently-used list; each
  * server holds up to tickets_per_host sessions, newest first. TLS 1.3 tickets are
  * single use (taken out when offered); a TLS 1.2 session stays and is reused until
@@ -16,15 +19,18 @@
  *
  * Safety: a session is stored with the verification level the connection that
  * made it achieved and the fingerprints of its context, and offered only where
- * tlsr_client_may_offer allows.
+ * tlsr_client_may_offer allows, and only to a connection that could negotiate it
+ * (tlsr_client_fits): an offer must never turn into a failed handshake.
+ *
+ * Memory: every session is charged its encoded size (tlsr_client_cache_configure)
+ * and the cache evicts least recently used servers to stay within max_bytes.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ossl.h"
-#include "client.h"
+#include "internal.h"
 
 #define SSL_VERIFY_PEER 0x01
 #define X509_V_OK 0
@@ -37,6 +43,8 @@ typedef struct {
     int32_t level;
     int32_t protocol;
     int32_t single_use;
+    int32_t ems;
+    uint64_t bytes;           /* what this session is charged */
     tlsr_client_fp fp;
 } cc_sess;
 
@@ -58,6 +66,8 @@ struct tlsr_client_cache {
     struct tlsr_client_cache **prev_next;
     uint32_t max_entries;
     uint32_t tickets;
+    uint64_t max_bytes;
+    uint64_t bytes;                  /* sum of the sessions' charges */
     int64_t ttl_ms;
     int manual_clock;
     _Atomic int64_t manual_now;
@@ -153,6 +163,75 @@ int tlsr_client_may_offer(int s_level, const tlsr_client_fp *s_fp, int c_level,
     return 1;
 }
 
+/* Whether the connection lists the cipher with this id (TLS 1.3 suites included:
+ * SSL_get_ciphers returns both kinds). O(enabled ciphers). */
+static int cipher_enabled(SSL *ssl, uint32_t id)
+{
+    void *list = OSSL(SSL_get_ciphers)(ssl);
+    int i, n = list == NULL ? 0 : OSSL(OPENSSL_sk_num)(list);
+
+    for (i = 0; i < n; i++) {
+        const SSL_CIPHER *c = OSSL(OPENSSL_sk_value)(list, i);
+        if (c != NULL && OSSL(SSL_CIPHER_get_id)(c) == id)
+            return 1;
+    }
+    return 0;
+}
+
+static int version_enabled(SSL *ssl, int version)
+{
+    long lo = OSSL(SSL_ctrl)(ssl, TLSR_SSL_CTRL_GET_MIN_PROTO_VERSION, 0, NULL);
+    long hi = OSSL(SSL_ctrl)(ssl, TLSR_SSL_CTRL_GET_MAX_PROTO_VERSION, 0, NULL);
+    uint64_t opts = OSSL(SSL_get_options)(ssl), off;
+
+    /* 0 means "no limit" for both */
+    if ((lo != 0 && version < lo) || (hi != 0 && version > hi))
+        return 0;
+    switch (version) {
+    case 0x0301: off = TLSR_SSL_OP_NO_TLSv1; break;
+    case 0x0302: off = TLSR_SSL_OP_NO_TLSv1_1; break;
+    case 0x0303: off = TLSR_SSL_OP_NO_TLSv1_2; break;
+    case 0x0304: off = TLSR_SSL_OP_NO_TLSv1_3; break;
+    default: return 0;  /* SSL 3.0, DTLS or unknown: never offered */
+    }
+    return !(opts & off);
+}
+
+/* What OpenSSL would refuse on resumption, checked before the offer rather than
+ * met as a fatal alert after it. A TLS 1.2 server that resumes answers with the
+ * session's cipher, which the client rejects ("wrong cipher returned", illegal
+ * parameter) unless it offered it; a TLS 1.3 PSK carries its cipher's hash, so we
+ * ask for the exact suite there too (conservative). The extended master secret
+ * must be used on resumption exactly when the session used it (RFC 7627 5.3: the
+ * server aborts, or must not resume, otherwise). A session for another server name is not one for this
+ * connection (OpenSSL 3.0 tolerates it, but it is not the server we meant). */
+int tlsr_client_fits(SSL *ssl, SSL_SESSION *sess, int ems)
+{
+    const SSL_CIPHER *cipher;
+    const char *sni, *name;
+    int version;
+
+    if (!tlsr_ossl.bound || ssl == NULL || sess == NULL)
+        return 0;
+    version = OSSL(SSL_SESSION_get_protocol_version)(sess);
+    if (!version_enabled(ssl, version))
+        return 0;
+    cipher = OSSL(SSL_SESSION_get0_cipher)(sess);
+    if (cipher == NULL || !cipher_enabled(ssl, OSSL(SSL_CIPHER_get_id)(cipher)))
+        return 0;
+    /* The connection sends the EMS extension unless the option is set; it must
+     * match the session's use of it (without: the server aborts; with, for a
+     * session made without: the server must not resume, a wasted offer). */
+    if (version < TLSR_TLS1_3_VERSION &&
+        !ems != !!(OSSL(SSL_get_options)(ssl) & TLSR_SSL_OP_NO_EXTENDED_MASTER_SECRET))
+        return 0;
+    sni = OSSL(SSL_get_servername)(ssl, TLSR_TLSEXT_NAMETYPE_host_name);
+    name = OSSL(SSL_SESSION_get0_hostname)(sess);
+    if (sni != NULL && name != NULL && strcmp(sni, name) != 0)
+        return 0;
+    return 1;
+}
+
 /* ---- servers: hash table and MRU list (caller holds the lock) ---------------- */
 
 static uint64_t key_hash(const char *ns, const char *host, int port)
@@ -204,13 +283,18 @@ static void touch(tlsr_client_cache *c, cc_host *e)
     }
 }
 
-/* Double the table when it is full; O(servers). Failure just keeps chains longer. */
-static void maybe_grow(tlsr_client_cache *c)
+/* Size the table for max_entries servers (a power of two at least that large), so
+ * that the handshake-time paths never rehash: called from tlsr_client_cache_new and
+ * tlsr_client_cache_configure only, with the lock held, O(servers held). Failure
+ * keeps the old table (chains just get longer). */
+static void size_table(tlsr_client_cache *c, uint32_t max_entries)
 {
-    size_t n = c->nbuckets * 2, i;
+    size_t n = MIN_BUCKETS, i;
     cc_host **b, *e, *next;
 
-    if (c->nhosts < c->nbuckets || (b = calloc(n, sizeof *b)) == NULL)
+    while (n < max_entries && n < ((size_t)1 << 30))
+        n *= 2;
+    if (n <= c->nbuckets || (b = calloc(n, sizeof *b)) == NULL)
         return;
     for (i = 0; i < c->nbuckets; i++)
         for (e = c->buckets[i]; e != NULL; e = next) {
@@ -226,6 +310,7 @@ static void maybe_grow(tlsr_client_cache *c)
 /* Remove session i of e, releasing the cache's reference; counted under `why`. */
 static void sess_drop(tlsr_client_cache *c, cc_host *e, uint32_t i, int why)
 {
+    c->bytes -= e->sess[i].bytes;
     OSSL(SSL_SESSION_free)(e->sess[i].sess);
     memmove(&e->sess[i], &e->sess[i + 1], (e->nsess - i - 1) * sizeof e->sess[0]);
     e->nsess--;
@@ -276,6 +361,24 @@ static void evict_to(tlsr_client_cache *c, size_t max_hosts)
         host_free(c, c->lru, TLSR_CC_EVICTED);
 }
 
+/* Make room for `need` more bytes: drop least recently used servers other than
+ * keep, then keep's oldest sessions. Returns whether the room is there. Each
+ * step frees at least one session, so O(sessions freed). */
+static int evict_bytes(tlsr_client_cache *c, uint64_t need, cc_host *keep)
+{
+    while (c->bytes + need > c->max_bytes) {
+        cc_host *victim = c->lru == keep ? (keep != NULL ? keep->newer : NULL) : c->lru;
+        if (victim != NULL) {
+            host_free(c, victim, TLSR_CC_EVICTED);
+        } else if (keep != NULL && keep->nsess > 0) {
+            sess_drop(c, keep, keep->nsess - 1, TLSR_CC_EVICTED);
+        } else {
+            return c->bytes + need <= c->max_bytes;
+        }
+    }
+    return 1;
+}
+
 static int ns_disabled(tlsr_client_cache *c, const char *ns)
 {
     size_t i;
@@ -290,11 +393,28 @@ static int same_profile(const cc_sess *a, const cc_sess *b)
     return a->level == b->level && memcmp(&a->fp, &b->fp, sizeof a->fp) == 0;
 }
 
+static uint32_t sess_cipher(const cc_sess *s)
+{
+    const SSL_CIPHER *c = OSSL(SSL_SESSION_get0_cipher)(s->sess);
+    return c == NULL ? 0 : OSSL(SSL_CIPHER_get_id)(c);
+}
+
+/* Does new session n make the reusable (TLS 1.2) session old redundant? Only if
+ * every connection that could negotiate old could negotiate n: same profile,
+ * protocol, cipher and extended master secret. Contexts sharing the cache with
+ * other cipher lists or versions keep their own sessions. */
+static int supersedes(const cc_sess *n, const cc_sess *old)
+{
+    return !old->single_use && same_profile(n, old) && n->protocol == old->protocol &&
+           n->ems == old->ems && sess_cipher(n) == sess_cipher(old);
+}
+
 /* Put *s (whose reference the cache takes) as the newest session of its server.
- * A TLS 1.2 session replaces the sessions made under the same profile (level and
- * fingerprints); a TLS 1.3 ticket replaces TLS 1.2 sessions of its profile. The
- * oldest session goes when the server holds tickets_per_host. Sessions of other
- * profiles (contexts sharing the cache with other trust) are left alone.
+ * It replaces the reusable sessions it supersedes (same profile, protocol and
+ * cipher); TLS 1.3 tickets are never replaced, only used or evicted. The oldest
+ * session goes when the server holds tickets_per_host, and least recently used
+ * servers when the byte budget needs room. Sessions of other profiles (contexts
+ * sharing the cache with other trust) are left alone.
  * O(tickets_per_host), plus evicting one server. Returns 0 (and takes nothing)
  * when the namespace is disabled or memory ran out. */
 static int store_locked(tlsr_client_cache *c, const char *ns, const char *host, int port,
@@ -305,10 +425,13 @@ static int store_locked(tlsr_client_cache *c, const char *ns, const char *host, 
 
     if (ns_disabled(c, ns))
         return 0;
+    if (s->bytes > c->max_bytes / 8) {
+        count(c, TLSR_CC_OVERSIZE, 1);
+        return 0;
+    }
     e = host_find(c, ns, host, port);
     if (e == NULL) {
-        evict_to(c, c->max_entries - 1);
-        maybe_grow(c);
+        evict_to(c, c->max_entries - 1);  /* bounded: the table was sized for this */
         if ((e = host_new(c, ns, host, port)) == NULL)
             return 0;
     }
@@ -316,7 +439,7 @@ static int store_locked(tlsr_client_cache *c, const char *ns, const char *host, 
     for (i = 0; i < e->nsess;) {
         if (e->sess[i].sess == s->sess) {          /* already held: keep one */
             sess_drop(c, e, i, -1);
-        } else if ((!s->single_use || !e->sess[i].single_use) && same_profile(s, &e->sess[i])) {
+        } else if (supersedes(s, &e->sess[i])) {
             sess_drop(c, e, i, TLSR_CC_REPLACED);
         } else {
             i++;
@@ -324,10 +447,12 @@ static int store_locked(tlsr_client_cache *c, const char *ns, const char *host, 
     }
     if (e->nsess == c->tickets)
         sess_drop(c, e, e->nsess - 1, TLSR_CC_EVICTED);
+    evict_bytes(c, s->bytes, e);  /* always succeeds: s->bytes <= max_bytes / 8 */
     memmove(&e->sess[1], &e->sess[0], e->nsess * sizeof e->sess[0]);
     e->sess[0] = *s;
     e->nsess++;
     c->nsessions++;
+    c->bytes += s->bytes;
     return 1;
 }
 
@@ -335,14 +460,14 @@ static int store_locked(tlsr_client_cache *c, const char *ns, const char *host, 
  * Expired and unusable sessions met on the way are dropped. A single-use ticket
  * is taken out; a reusable session gets a new reference. Returns that reference
  * (the caller owns it) or NULL. O(tickets_per_host). */
-static SSL_SESSION *take_locked(tlsr_client_cache *c, const char *ns, const char *host,
-                                int port, int c_level, const tlsr_client_fp *fp,
-                                int64_t now)
+static SSL_SESSION *take_locked(tlsr_client_cache *c, SSL *ssl, const char *ns,
+                                const char *host, int port, int c_level,
+                                const tlsr_client_fp *fp, int64_t now)
 {
     cc_host *e = host_find(c, ns, host, port);
     SSL_SESSION *found = NULL;
     uint32_t i = 0;
-    int unsafe = 0;
+    int unsafe = 0, unfit = 0;
 
     if (e == NULL)
         return NULL;
@@ -355,8 +480,12 @@ static SSL_SESSION *take_locked(tlsr_client_cache *c, const char *ns, const char
         } else if (!tlsr_client_may_offer(s->level, &s->fp, c_level, fp)) {
             unsafe = 1;
             i++;
+        } else if (!tlsr_client_fits(ssl, s->sess, s->ems)) {
+            unfit = 1;  /* another context sharing the cache may still use it */
+            i++;
         } else if (s->single_use) {
             found = s->sess;
+            c->bytes -= s->bytes;
             memmove(&e->sess[i], &e->sess[i + 1], (e->nsess - i - 1) * sizeof e->sess[0]);
             e->nsess--;
             c->nsessions--;
@@ -367,6 +496,8 @@ static SSL_SESSION *take_locked(tlsr_client_cache *c, const char *ns, const char
     }
     if (unsafe)
         count(c, TLSR_CC_UNSAFE, 1);
+    if (unfit && found == NULL)
+        count(c, TLSR_CC_UNFIT, 1);
     if (e->nsess == 0)
         host_free(c, e, -1);
     else if (found != NULL)
@@ -382,6 +513,26 @@ static void conn_count_outcome(cc_conn *r, SSL *s)
         return;
     r->outcome_counted = 1;
     count(r->cache, OSSL(SSL_session_reused)(s) ? TLSR_CC_RESUMED : TLSR_CC_REJECTED, 1);
+}
+
+/* What a session is charged: its DER (ticket, master secret, peer certificate,
+ * server name), the DER of the peer chain it references (s: the connection that
+ * made it, NULL for a decoded one, which holds no chain) and a fixed overhead for
+ * OpenSSL's structures. Certificates shared between sessions are charged to each:
+ * the count errs high. O(chain length). */
+static uint64_t sess_charge(SSL *s, SSL_SESSION *sess)
+{
+    uint64_t n = TLSR_CLIENT_SESS_OVERHEAD;
+    int der = OSSL(i2d_SSL_SESSION)(sess, NULL), i, k;
+    void *chain = s == NULL ? NULL : OSSL(SSL_get_peer_cert_chain)(s);
+
+    n += der > 0 ? (uint64_t)der : 0;
+    k = chain == NULL ? 0 : OSSL(OPENSSL_sk_num)(chain);
+    for (i = 0; i < k; i++) {
+        int len = OSSL(i2d_X509)(OSSL(OPENSSL_sk_value)(chain, i), NULL);
+        n += len > 0 ? (uint64_t)len : 0;
+    }
+    return n;
 }
 
 /* Store sess (the caller's reference passes to the cache on success) as made by
@@ -404,6 +555,14 @@ static int conn_store(cc_conn *r, SSL *s, SSL_SESSION *sess, int counter)
               : r->hostname_checked ? TLSR_VERIFY_HOSTNAME : TLSR_VERIFY_CHAIN;
     e.protocol = OSSL(SSL_SESSION_get_protocol_version)(sess);
     e.single_use = e.protocol >= TLSR_TLS1_3_VERSION;
+    /* The extended master secret: never with OP_NO_EXTENDED_MASTER_SECRET (the
+     * client did not ask for it); otherwise what OpenSSL says, but inside the
+     * handshake (where this callback usually runs) it says -1, unknown, which
+     * counts as used: such a session is then withheld from connections with the
+     * option, at worst a lost resumption, never a failed handshake. */
+    e.ems = (OSSL(SSL_get_options)(s) & TLSR_SSL_OP_NO_EXTENDED_MASTER_SECRET) ? 0
+            : OSSL(SSL_ctrl)(s, TLSR_SSL_CTRL_GET_EXTMS_SUPPORT, 0, NULL) != 0;
+    e.bytes = sess_charge(s, sess);
     e.fp = r->fp;
     pthread_mutex_lock(&c->lock);
     ok = store_locked(c, r->ns, r->host, r->port, &e);
@@ -589,7 +748,7 @@ int tlsr_client_attach(tlsr_client_cache *c, SSL_CTX *ctx, SSL *ssl, const char 
         return 0;
     }
     if (offer)
-        sess = take_locked(c, ns, host, port, level, fp, now_ms);
+        sess = take_locked(c, ssl, ns, host, port, level, fp, now_ms);
     pthread_mutex_unlock(&c->lock);
 
     if ((r = calloc(1, sizeof *r + nl + hl)) == NULL) {
@@ -657,12 +816,12 @@ long tlsr_client_offered_ticket(SSL *ssl, uint8_t *buf, size_t len)
 /* ---- the cache object ------------------------------------------------------- */
 
 tlsr_client_cache *tlsr_client_cache_new(uint32_t max_entries, uint32_t tickets_per_host,
-                                         int manual_clock)
+                                         uint64_t max_bytes, int manual_clock)
 {
     tlsr_client_cache *c;
 
     if (ensure_index() < 0 || max_entries == 0 || tickets_per_host == 0 ||
-        tickets_per_host > TLSR_CLIENT_MAX_TICKETS)
+        tickets_per_host > TLSR_CLIENT_MAX_TICKETS || max_bytes < TLSR_CLIENT_MIN_BYTES)
         return NULL;
     if ((c = calloc(1, sizeof *c)) == NULL)
         return NULL;
@@ -674,8 +833,10 @@ tlsr_client_cache *tlsr_client_cache_new(uint32_t max_entries, uint32_t tickets_
         return NULL;
     }
     atomic_init(&c->refs, 1);
+    size_table(c, max_entries);
     c->max_entries = max_entries;
     c->tickets = tickets_per_host;
+    c->max_bytes = max_bytes;
     c->ttl_ms = -1;
     c->manual_clock = manual_clock;
     atomic_init(&c->manual_now, tlsr_now_ms());
@@ -710,16 +871,19 @@ void tlsr_client_cache_release(tlsr_client_cache *c)
     free(c);
 }
 
-int tlsr_client_cache_configure(tlsr_client_cache *c, uint32_t max_entries, int64_t ttl_ms,
-                                int64_t now_ms)
+int tlsr_client_cache_configure(tlsr_client_cache *c, uint32_t max_entries, uint64_t max_bytes,
+                                int64_t ttl_ms, int64_t now_ms)
 {
-    if (c == NULL || max_entries == 0)
+    if (c == NULL || max_entries == 0 || max_bytes < TLSR_CLIENT_MIN_BYTES)
         return -TLSR_E_ARG;
     saw_now(c, now_ms);
     pthread_mutex_lock(&c->lock);
     c->max_entries = max_entries;
+    c->max_bytes = max_bytes;
     c->ttl_ms = ttl_ms < 0 ? -1 : ttl_ms;
+    size_table(c, max_entries);
     evict_to(c, max_entries);
+    evict_bytes(c, 0, NULL);
     pthread_mutex_unlock(&c->lock);
     return 1;
 }
@@ -827,6 +991,18 @@ void tlsr_client_cache_size(tlsr_client_cache *c, size_t *servers, size_t *sessi
     pthread_mutex_unlock(&c->lock);
 }
 
+uint64_t tlsr_client_cache_bytes(tlsr_client_cache *c)
+{
+    uint64_t n;
+
+    if (c == NULL)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    n = c->bytes;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
 /* ---- snapshot and insert (save/load; off the hot path) ---------------------- */
 
 int tlsr_client_cache_snapshot(tlsr_client_cache *c, tlsr_client_entry *out, size_t max)
@@ -849,6 +1025,7 @@ int tlsr_client_cache_snapshot(tlsr_client_cache *c, tlsr_client_entry *out, siz
             o->protocol = s->protocol;
             o->level = s->level;
             o->single_use = s->single_use;
+            o->ems = s->ems;
             o->stored_ms = s->stored_ms;
             o->expires_ms = s->expires_ms;
             o->fp = s->fp;
@@ -912,6 +1089,8 @@ int tlsr_client_cache_insert(tlsr_client_cache *c, const tlsr_client_entry *e,
     s.level = e->level;
     s.protocol = OSSL(SSL_SESSION_get_protocol_version)(sess);
     s.single_use = s.protocol >= TLSR_TLS1_3_VERSION;
+    s.ems = e->ems != 0;
+    s.bytes = sess_charge(NULL, sess);
     s.fp = e->fp;
     pthread_mutex_lock(&c->lock);
     ok = store_locked(c, e->ns, e->host, e->port, &s);

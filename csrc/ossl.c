@@ -18,9 +18,6 @@
 
 struct tlsr_ossl_table tlsr_ossl;
 
-static void ex_free_ctx_state(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
-                              long argl, void *argp);
-
 static void *open_loaded(const char *path, char *err, size_t errlen)
 {
     void *h;
@@ -33,8 +30,9 @@ static void *open_loaded(const char *path, char *err, size_t errlen)
     return h;
 }
 
-/* Contract: returns 1 when every symbol resolved and the ex_data slot exists;
- * else 0 with a message in err. On failure the table stays unbound. */
+/* Contract: returns 1 when every symbol resolved; else 0 with a message in err.
+ * On failure the table stays unbound. The functions resolved are this module's
+ * list (ossl.h): the product's, or the benchmark module's, which adds its own. */
 int tlsr_binding_init(const char *libssl_path, const char *libcrypto_path,
                       char *err, size_t errlen)
 {
@@ -67,12 +65,6 @@ int tlsr_binding_init(const char *libssl_path, const char *libcrypto_path,
 #undef TLSR_S
 #undef TLSR_RESOLVE
 
-    t.ctx_index = t.CRYPTO_get_ex_new_index(TLSR_CRYPTO_EX_INDEX_SSL_CTX, 0, NULL,
-                                            NULL, NULL, ex_free_ctx_state);
-    if (t.ctx_index < 0) {
-        snprintf(err, errlen, "OpenSSL refused an SSL_CTX ex_data index");
-        return 0;
-    }
     t.bound = 1;
     tlsr_ossl = t;
     return 1;
@@ -123,14 +115,4 @@ void tlsr_wipe(void *p, size_t n)
         while (n--)
             *v++ = 0;
     }
-}
-
-/* The ex_data free hook lives in ctx.c; this trampoline keeps the table private. */
-void tlsr_ctx_state_free(void *ptr);
-static void ex_free_ctx_state(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
-                              long argl, void *argp)
-{
-    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
-    if (ptr != NULL)
-        tlsr_ctx_state_free(ptr);
 }

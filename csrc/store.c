@@ -1,6 +1,9 @@
 /*
  * store.c - the server-side session store in shared memory.
  *
+ * One file: the index, LRU, free list, repair and callbacks all read the one
+ * shared layout, whose invariants (see docs/design.md) must be kept in one place.
+ *
  * Memory: a header, a bucket array (one uint32 per slot) and fixed 256-byte
  * slots. An entry is the session ID followed by the session's DER, spread over a
  * chain of slots; the first slot (the head) sits in its bucket's chain and in one
@@ -23,12 +26,10 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "ossl.h"
-#include "region.h"
-#include "store.h"
+#include "internal.h"
 
 #define STORE_KIND 2
-#define STORE_VERSION 1
+#define STORE_VERSION 3 /* 2: one more counter; 3: the repair gate */
 #define SLOT TLSR_STORE_SLOT_SIZE
 #define DEFAULT_LOCK_TIMEOUT_US 10000
 #define PY_LOCK_TIMEOUT_US 2000000
@@ -62,6 +63,7 @@ typedef struct {
     int32_t lock_timeout_us;
     uint64_t buckets_off, slots_off;
     _Atomic uint64_t counters[TLSR_STORE_NCOUNTERS];
+    _Atomic uint32_t repair_gate; /* pid re-initialising a lock nobody holds */
 } store_shm;
 
 /* Decoded sessions this process handed to OpenSSL recently, so a hit in the
@@ -106,6 +108,12 @@ struct tlsr_store {
     /* remote tier (process-local) */
     _Atomic(remote_tier *) remote;   /* the one in use, or NULL */
     _Atomic(remote_tier *) tiers;    /* every tier ever published, newest first */
+    /* The geometry, derived once from this process's mapping: slot and bucket
+     * addresses never come from bytes in the region, so a header written over
+     * while an operation runs cannot send it outside the mapping. */
+    uint32_t nslots;
+    uint64_t buckets_off, slots_off;
+    uint32_t flags; /* as created (or found on attach); the region's copy is only written */
 };
 
 /* ---- geometry -------------------------------------------------------------- */
@@ -120,16 +128,24 @@ static uint32_t slots_for_size(uint64_t size)
     return (uint32_t)((size - head - 128) / (SLOT + 4));
 }
 
-static uint32_t *buckets(store_shm *s) { return (uint32_t *)((char *)s + s->buckets_off); }
-
-static slot_hdr *slot_at(store_shm *s, uint32_t i) /* i in 1..nslots */
+static void bind_geometry(tlsr_store *st)
 {
-    return (slot_hdr *)((char *)s + s->slots_off + (uint64_t)(i - 1) * SLOT);
+    st->shm = st->map.base;
+    st->nslots = slots_for_size(st->map.size);
+    st->buckets_off = ALIGN64(sizeof(store_shm));
+    st->slots_off = ALIGN64(st->buckets_off + (uint64_t)st->nslots * 4);
+}
+
+static uint32_t *buckets(tlsr_store *st) { return (uint32_t *)((char *)st->shm + st->buckets_off); }
+
+static slot_hdr *slot_at(tlsr_store *st, uint32_t i) /* i in 1..nslots */
+{
+    return (slot_hdr *)((char *)st->shm + st->slots_off + (uint64_t)(i - 1) * SLOT);
 }
 
 static uint8_t *payload(slot_hdr *h) { return (uint8_t *)(h + 1); }
 
-static int valid_index(store_shm *s, uint32_t i) { return i >= 1 && i <= s->nslots; }
+static int valid_index(tlsr_store *st, uint32_t i) { return i >= 1 && i <= st->nslots; }
 
 static void count(store_shm *s, int which)
 {
@@ -143,11 +159,11 @@ static uint32_t fnv1a(uint32_t h, const uint8_t *p, size_t n)
     return h;
 }
 
-static uint32_t bucket_of(store_shm *s, const uint8_t *id, size_t len)
+static uint32_t bucket_of(tlsr_store *st, const uint8_t *id, size_t len)
 {
     /* Session IDs are random, but clients choose what they send: a keyed hash
      * (hdr.reserved holds a per-region seed) keeps chains short regardless. */
-    return fnv1a(2166136261u ^ s->hdr.reserved, id, len) % s->nslots;
+    return fnv1a(2166136261u ^ st->shm->hdr.reserved, id, len) % st->nslots;
 }
 
 static uint32_t entry_checksum(const slot_hdr *h, const uint8_t *id, const uint8_t *der)
@@ -168,26 +184,33 @@ static uint32_t slots_needed(size_t id_len, size_t der_len)
 
 /* ---- structure (called with the lock held) --------------------------------- */
 
-static void init_layout(store_shm *s, uint64_t size, uint32_t flags)
+/* Also the store's re-initialisation (clear, a scribbled header, no memory to
+ * rebuild with): everything after the header is wiped, buckets and every slot's
+ * payload, since sessions hold master secrets that must not stay readable in the
+ * region. size is the mapping's (callers pass st->map.size or a header checked
+ * equal to it). */
+static void init_layout(tlsr_store *st, uint64_t size, uint32_t flags)
 {
+    store_shm *s = st->shm;
     uint32_t i, seed = 0;
+    uint64_t head = ALIGN64(sizeof(store_shm));
 
-    s->nslots = slots_for_size(size);
-    s->buckets_off = ALIGN64(sizeof(store_shm));
-    s->slots_off = ALIGN64(s->buckets_off + (uint64_t)s->nslots * 4);
+    if (size > head)
+        tlsr_wipe((char *)s + head, (size_t)(size - head));
+    s->nslots = st->nslots;
+    s->buckets_off = st->buckets_off;
+    s->slots_off = st->slots_off;
     s->flags = flags;
     s->lock_timeout_us = DEFAULT_LOCK_TIMEOUT_US;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint32_t)tlsr_now_ms();
     s->hdr.reserved = seed;
-    memset(buckets(s), 0, (size_t)s->nslots * 4);
     s->lru_head = s->lru_tail = 0;
     s->entries = s->used_slots = 0;
     s->free_head = 0;
     s->free_count = s->nslots;
-    for (i = s->nslots; i >= 1; i--) {
-        slot_hdr *h = slot_at(s, i);
-        memset(h, 0, sizeof *h);
+    for (i = st->nslots; i >= 1; i--) {
+        slot_hdr *h = slot_at(st, i);
         h->next = s->free_head;
         s->free_head = i;
     }
@@ -198,40 +221,43 @@ static void init_layout(store_shm *s, uint64_t size, uint32_t flags)
  * the end of the list, so a damaged list costs order (and, at the next eviction,
  * a rebuild: drop_by_head notices a tail that is not a live head), never a write
  * outside the region. */
-static uint32_t link_or_end(store_shm *s, uint32_t i) { return valid_index(s, i) ? i : 0; }
+static uint32_t link_or_end(tlsr_store *st, uint32_t i) { return valid_index(st, i) ? i : 0; }
 
-static void lru_unlink(store_shm *s, uint32_t i)
+static void lru_unlink(tlsr_store *st, uint32_t i)
 {
-    slot_hdr *h = slot_at(s, i);
-    uint32_t prev = link_or_end(s, h->prev), next = link_or_end(s, h->next);
+    store_shm *s = st->shm;
+    slot_hdr *h = slot_at(st, i);
+    uint32_t prev = link_or_end(st, h->prev), next = link_or_end(st, h->next);
 
     if (prev)
-        slot_at(s, prev)->next = next;
+        slot_at(st, prev)->next = next;
     else
         s->lru_head = next;
     if (next)
-        slot_at(s, next)->prev = prev;
+        slot_at(st, next)->prev = prev;
     else
         s->lru_tail = prev;
     h->prev = h->next = 0;
 }
 
-static void lru_push_front(store_shm *s, uint32_t i)
+static void lru_push_front(tlsr_store *st, uint32_t i)
 {
-    slot_hdr *h = slot_at(s, i);
+    store_shm *s = st->shm;
+    slot_hdr *h = slot_at(st, i);
     h->prev = 0;
-    h->next = s->lru_head = link_or_end(s, s->lru_head);
+    h->next = s->lru_head = link_or_end(st, s->lru_head);
     if (s->lru_head)
-        slot_at(s, s->lru_head)->prev = i;
+        slot_at(st, s->lru_head)->prev = i;
     s->lru_head = i;
     if (!s->lru_tail)
         s->lru_tail = i;
     h->stamp = ++s->stamp;
 }
 
-static void free_slot(store_shm *s, uint32_t i)
+static void free_slot(tlsr_store *st, uint32_t i)
 {
-    slot_hdr *h = slot_at(s, i);
+    store_shm *s = st->shm;
+    slot_hdr *h = slot_at(st, i);
     memset(h, 0, SLOT); /* sessions hold master secrets: do not leave them behind */
     h->next = s->free_head;
     s->free_head = i;
@@ -243,15 +269,15 @@ static void free_slot(store_shm *s, uint32_t i)
 
 /* Find the head of id. *pprev gets the previous head in the bucket (0 = first).
  * Returns 0 when absent, CORRUPT if the chain is broken. At most nslots steps. */
-static uint32_t find(store_shm *s, const uint8_t *id, size_t len, uint32_t *pprev)
+static uint32_t find(tlsr_store *st, const uint8_t *id, size_t len, uint32_t *pprev)
 {
-    uint32_t i = buckets(s)[bucket_of(s, id, len)], prev = 0, steps = 0;
+    uint32_t i = buckets(st)[bucket_of(st, id, len)], prev = 0, steps = 0;
 
     while (i) {
         slot_hdr *h;
-        if (!valid_index(s, i) || ++steps > s->nslots)
+        if (!valid_index(st, i) || ++steps > st->nslots)
             return CORRUPT;
-        h = slot_at(s, i);
+        h = slot_at(st, i);
         if (h->state != S_HEAD)
             return CORRUPT;
         if (h->id_len == len && memcmp(payload(h), id, len) == 0) {
@@ -265,22 +291,23 @@ static uint32_t find(store_shm *s, const uint8_t *id, size_t len, uint32_t *ppre
 }
 
 /* Remove the entry at head i (prev: previous head in its bucket). */
-static void drop_entry(store_shm *s, uint32_t i, uint32_t prev)
+static void drop_entry(tlsr_store *st, uint32_t i, uint32_t prev)
 {
-    slot_hdr *h = slot_at(s, i);
+    store_shm *s = st->shm;
+    slot_hdr *h = slot_at(st, i);
     uint32_t n = 0, c, next;
 
     if (prev)
-        slot_at(s, prev)->hnext = h->hnext;
+        slot_at(st, prev)->hnext = h->hnext;
     else
-        buckets(s)[bucket_of(s, payload(h), h->id_len)] = h->hnext;
-    lru_unlink(s, i);
+        buckets(st)[bucket_of(st, payload(h), h->id_len)] = h->hnext;
+    lru_unlink(st, i);
     c = h->cont;
-    free_slot(s, i);
+    free_slot(st, i);
     n++;
-    while (c && valid_index(s, c) && slot_at(s, c)->state == S_CONT && n < s->nslots) {
-        next = slot_at(s, c)->cont;
-        free_slot(s, c);
+    while (c && valid_index(st, c) && slot_at(st, c)->state == S_CONT && n < st->nslots) {
+        next = slot_at(st, c)->cont;
+        free_slot(st, c);
         n++;
         c = next;
     }
@@ -288,29 +315,29 @@ static void drop_entry(store_shm *s, uint32_t i, uint32_t prev)
     s->used_slots -= n;
 }
 
-static int drop_by_head(store_shm *s, uint32_t i)
+static int drop_by_head(tlsr_store *st, uint32_t i)
 {
-    slot_hdr *h = slot_at(s, i);
-    uint32_t prev = 0, found = find(s, payload(h), h->id_len, &prev);
+    slot_hdr *h = slot_at(st, i);
+    uint32_t prev = 0, found = find(st, payload(h), h->id_len, &prev);
     if (found != i)
         return -1;
-    drop_entry(s, i, prev);
+    drop_entry(st, i, prev);
     return 0;
 }
 
 /* Copy an entry's id+DER bytes into out (id_len + der_len bytes). 0 ok, -1 corrupt. */
-static int read_bytes(store_shm *s, uint32_t i, uint8_t *out)
+static int read_bytes(tlsr_store *st, uint32_t i, uint8_t *out)
 {
-    slot_hdr *h = slot_at(s, i);
+    slot_hdr *h = slot_at(st, i);
     size_t total = (size_t)h->id_len + h->der_len, done = 0;
     uint32_t c = i, steps = 0;
 
     while (done < total) {
         size_t n = total - done < (size_t)PAYLOAD ? total - done : (size_t)PAYLOAD;
         slot_hdr *x;
-        if (!valid_index(s, c) || ++steps > s->nslots)
+        if (!valid_index(st, c) || ++steps > st->nslots)
             return -1;
-        x = slot_at(s, c);
+        x = slot_at(st, c);
         if (x->state != (c == i ? S_HEAD : S_CONT))
             return -1;
         memcpy(out + done, payload(x), n);
@@ -333,10 +360,19 @@ static int by_stamp(const void *a, const void *b)
 }
 
 /* Keep every entry whose chain is intact and whose checksum matches; everything
- * else becomes free. Returns the number of entries dropped. */
-static int rebuild(store_shm *s)
+ * else becomes free. Returns the number of entries dropped.
+ *
+ * Bound: one pass over every slot (size / 256: 4,096 per MB, 40,960 for "10M"),
+ * one checksum per live entry, and a sort of the live entries by age: linear in
+ * the store's size, under the region's lock. It runs only when the lock was found
+ * abandoned by a process that died holding it, or the index is inconsistent, never
+ * on an ordinary handshake; the one callback that meets that state pays it once
+ * (and every other worker's callbacks time out on the lock meanwhile, which is a
+ * miss and a full handshake, never an error). */
+static int rebuild(tlsr_store *st)
 {
-    uint32_t n = s->nslots, i, k, kept = 0, dropped = 0;
+    store_shm *s = st->shm;
+    uint32_t n = st->nslots, i, k, kept = 0, dropped = 0;
     uint8_t *claimed = calloc(n + 1, 1);
     live_entry *live = calloc(n + 1, sizeof *live);
     uint8_t *buf = malloc(TLSR_STORE_MAX_ID + TLSR_STORE_MAX_DER);
@@ -345,13 +381,13 @@ static int rebuild(store_shm *s)
     if (claimed == NULL || live == NULL || buf == NULL) {
         /* No memory to be careful with: start empty, which is always safe. */
         for (i = 1; i <= n; i++)
-            dropped += slot_at(s, i)->state == S_HEAD;
-        init_layout(s, s->hdr.size, s->flags);
+            dropped += slot_at(st, i)->state == S_HEAD;
+        init_layout(st, st->map.size, st->flags);
         free(claimed), free(live), free(buf);
         return (int)dropped;
     }
     for (i = 1; i <= n; i++) {
-        slot_hdr *h = slot_at(s, i);
+        slot_hdr *h = slot_at(st, i);
         uint32_t need, c, ok = 1;
         if (h->state != S_HEAD)
             continue;
@@ -364,14 +400,14 @@ static int rebuild(store_shm *s)
         }
         claimed[i] = 1;
         for (c = h->cont, k = 1; k < need; k++) {
-            if (!valid_index(s, c) || claimed[c] || slot_at(s, c)->state != S_CONT) {
+            if (!valid_index(st, c) || claimed[c] || slot_at(st, c)->state != S_CONT) {
                 ok = 0;
                 break;
             }
             claimed[c] = 1;
-            c = slot_at(s, c)->cont;
+            c = slot_at(st, c)->cont;
         }
-        if (ok && read_bytes(s, i, buf) == 0 &&
+        if (ok && read_bytes(st, i, buf) == 0 &&
             entry_checksum(h, buf, buf + h->id_len) == h->checksum) {
             live[kept].head = i;
             live[kept].stamp = h->stamp;
@@ -382,7 +418,7 @@ static int rebuild(store_shm *s)
             uint32_t j;
             for (c = h->cont, j = 1; j < k; j++) {
                 claimed[c] = 0;
-                c = slot_at(s, c)->cont;
+                c = slot_at(st, c)->cont;
             }
             claimed[i] = 0;
             dropped++;
@@ -393,28 +429,28 @@ static int rebuild(store_shm *s)
      * part of the entry and may point anywhere (or back into the chain). */
     memset(claimed, 0, n + 1);
     for (k = 0; k < kept; k++) {
-        const slot_hdr *h = slot_at(s, live[k].head);
+        const slot_hdr *h = slot_at(st, live[k].head);
         uint32_t c = live[k].head, left = slots_needed(h->id_len, h->der_len);
         while (left-- > 0) {
             claimed[c] = 1;
-            c = slot_at(s, c)->cont;
+            c = slot_at(st, c)->cont;
         }
     }
-    memset(buckets(s), 0, (size_t)n * 4);
+    memset(buckets(st), 0, (size_t)n * 4);
     s->lru_head = s->lru_tail = 0;
     s->free_head = 0;
     s->free_count = 0;
     s->entries = s->used_slots = 0;
     for (i = n; i >= 1; i--)
         if (!claimed[i])
-            free_slot(s, i);
+            free_slot(st, i);
     qsort(live, kept, sizeof *live, by_stamp);
     for (k = 0; k < kept; k++) {
-        slot_hdr *h = slot_at(s, live[k].head);
-        uint32_t b = bucket_of(s, payload(h), h->id_len);
-        h->hnext = buckets(s)[b];
-        buckets(s)[b] = live[k].head;
-        lru_push_front(s, live[k].head);
+        slot_hdr *h = slot_at(st, live[k].head);
+        uint32_t b = bucket_of(st, payload(h), h->id_len);
+        h->hnext = buckets(st)[b];
+        buckets(st)[b] = live[k].head;
+        lru_push_front(st, live[k].head);
         s->entries++;
         s->used_slots += slots_needed(h->id_len, h->der_len);
     }
@@ -434,15 +470,15 @@ static int header_sane(tlsr_store *st)
            s->buckets_off == ALIGN64(sizeof(store_shm)) &&
            s->slots_off == ALIGN64(s->buckets_off + (uint64_t)s->nslots * 4) &&
            s->free_count <= s->nslots && s->used_slots <= s->nslots &&
-           (s->lru_head == 0 || valid_index(s, s->lru_head)) &&
-           (s->lru_tail == 0 || valid_index(s, s->lru_tail)) &&
-           (s->free_head == 0 || valid_index(s, s->free_head));
+           (s->lru_head == 0 || valid_index(st, s->lru_head)) &&
+           (s->lru_tail == 0 || valid_index(st, s->lru_tail)) &&
+           (s->free_head == 0 || valid_index(st, s->free_head));
 }
 
 static int store_lock(tlsr_store *st, int64_t timeout_us)
 {
     store_shm *s = st->shm;
-    int recovered, rc = tlsr_lock(&s->hdr.lock, timeout_us, &recovered);
+    int recovered, rc = tlsr_lock_gated(&s->hdr.lock, &s->repair_gate, timeout_us, &recovered);
 
     if (rc < 0) {
         count(s, TLSR_SC_LOCK_TIMEOUTS);
@@ -450,15 +486,14 @@ static int store_lock(tlsr_store *st, int64_t timeout_us)
     }
     if (!header_sane(st)) {
         /* Scribbled header: rebuild geometry and start empty. */
-        uint32_t flags = s->flags & TLSR_STORE_SINGLE_USE;
         s->hdr.magic = TLSR_REGION_MAGIC;
         s->hdr.kind = STORE_KIND;
         s->hdr.version = STORE_VERSION;
         s->hdr.size = st->map.size;
-        init_layout(s, st->map.size, flags);
+        init_layout(st, st->map.size, st->flags);
         count(s, TLSR_SC_REPAIRS);
     } else if (recovered) {
-        rebuild(s);
+        rebuild(st);
     }
     return 0;
 }
@@ -485,21 +520,21 @@ static int put_locked(tlsr_store *st, const uint8_t *id, size_t id_len, const ui
     size_t done = 0, total = id_len + der_len;
     slot_hdr *h;
 
-    old = find(s, id, id_len, &prev);
+    old = find(st, id, id_len, &prev);
     if (old == CORRUPT) {
-        rebuild(s);
-        old = find(s, id, id_len, &prev);
+        rebuild(st);
+        old = find(st, id, id_len, &prev);
         if (old == CORRUPT)
             return -TLSR_E_BADREGION;
     }
     if (old)
-        drop_entry(s, old, prev);
+        drop_entry(st, old, prev);
     /* Make room: drop from the cold end, expired or not (counted apart). */
     while (s->free_count < need && s->lru_tail) {
-        slot_hdr *t = slot_at(s, s->lru_tail);
+        slot_hdr *t = slot_at(st, s->lru_tail);
         count(s, t->expires_ms <= now_ms ? TLSR_SC_EXPIRATIONS : TLSR_SC_EVICTIONS);
-        if (drop_by_head(s, s->lru_tail) < 0) {
-            rebuild(s);
+        if (drop_by_head(st, s->lru_tail) < 0) {
+            rebuild(st);
             return -TLSR_E_BADREGION;
         }
     }
@@ -509,11 +544,11 @@ static int put_locked(tlsr_store *st, const uint8_t *id, size_t id_len, const ui
         uint32_t i = s->free_head;
         size_t n = total - done < (size_t)PAYLOAD ? total - done : (size_t)PAYLOAD;
         slot_hdr *x;
-        if (!valid_index(s, i)) {
-            rebuild(s);
+        if (!valid_index(st, i)) {
+            rebuild(st);
             return -TLSR_E_BADREGION;
         }
-        x = slot_at(s, i);
+        x = slot_at(st, i);
         s->free_head = x->next;
         s->free_count--;
         memset(x, 0, sizeof *x);
@@ -528,14 +563,14 @@ static int put_locked(tlsr_store *st, const uint8_t *id, size_t id_len, const ui
         }
         done += n;
         if (last)
-            slot_at(s, last)->cont = i;
+            slot_at(st, last)->cont = i;
         else
             head = i;
         last = i;
         if (die_midway && k == 0)
             return 1; /* leave a half-built entry behind for the crash test */
     }
-    h = slot_at(s, head);
+    h = slot_at(st, head);
     h->id_len = (uint8_t)id_len;
     h->der_len = (uint16_t)der_len;
     h->expires_ms = expires_ms;
@@ -543,11 +578,11 @@ static int put_locked(tlsr_store *st, const uint8_t *id, size_t id_len, const ui
     h->checksum = entry_checksum(h, id, der);
     h->state = S_HEAD;
     {
-        uint32_t b = bucket_of(s, id, id_len);
-        h->hnext = buckets(s)[b];
-        buckets(s)[b] = head;
+        uint32_t b = bucket_of(st, id, id_len);
+        h->hnext = buckets(st)[b];
+        buckets(st)[b] = head;
     }
-    lru_push_front(s, head);
+    lru_push_front(st, head);
     s->entries++;
     s->used_slots += need;
     count(s, TLSR_SC_STORES);
@@ -606,9 +641,9 @@ static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, s
         count(s, TLSR_SC_MISSES);
         return rc;
     }
-    i = find(s, id, id_len, &prev);
+    i = find(st, id, id_len, &prev);
     if (i == CORRUPT) {
-        rebuild(s);
+        rebuild(st);
         store_unlock(st);
         count(s, TLSR_SC_ERRORS);
         count(s, TLSR_SC_MISSES);
@@ -619,9 +654,9 @@ static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, s
         count(s, TLSR_SC_MISSES);
         return 0;
     }
-    h = slot_at(s, i);
+    h = slot_at(st, i);
     if (h->expires_ms <= now_ms) {
-        drop_entry(s, i, prev);
+        drop_entry(st, i, prev);
         store_unlock(st);
         count(s, TLSR_SC_EXPIRATIONS);
         count(s, TLSR_SC_MISSES);
@@ -632,8 +667,8 @@ static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, s
                                                                  (h->eflags & E_TLS13)))) {
         rc = h->der_len;
         probe->unchanged = 1;
-        lru_unlink(s, i);
-        lru_push_front(s, i);
+        lru_unlink(st, i);
+        lru_push_front(st, i);
         store_unlock(st);
         count(s, TLSR_SC_HITS);
         return rc;
@@ -646,7 +681,7 @@ static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, s
         size_t total = (size_t)h->id_len + h->der_len;
         uint8_t local[1024], *tmp = total <= sizeof local ? local : malloc(total);
         uint8_t *dst = buf;
-        int ok = tmp != NULL && read_bytes(s, i, tmp) == 0 &&
+        int ok = tmp != NULL && read_bytes(st, i, tmp) == 0 &&
                  entry_checksum(h, tmp, tmp + h->id_len) == h->checksum;
         if (ok && h->der_len > len) {
             dst = heap != NULL ? malloc(h->der_len) : NULL;
@@ -670,7 +705,7 @@ static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, s
             tlsr_wipe(local, total < sizeof local ? total : sizeof local);
         }
         if (!ok) {
-            drop_entry(s, i, prev); /* corrupt: never serve it */
+            drop_entry(st, i, prev); /* corrupt: never serve it */
             store_unlock(st);
             count(s, TLSR_SC_ERRORS);
             count(s, TLSR_SC_MISSES);
@@ -678,13 +713,13 @@ static int get(tlsr_store *st, const uint8_t *id, size_t id_len, uint8_t *buf, s
         }
     }
     if (consume == 1 || (consume == 2 && (h->eflags & E_TLS13))) {
-        drop_entry(s, i, prev);
+        drop_entry(st, i, prev);
         count(s, TLSR_SC_CONSUMED);
         if (probe != NULL)
             probe->consumed = 1;
     } else {
-        lru_unlink(s, i);
-        lru_push_front(s, i);
+        lru_unlink(st, i);
+        lru_push_front(st, i);
     }
     store_unlock(st);
     count(s, TLSR_SC_HITS);
@@ -700,13 +735,13 @@ static int remove_id(tlsr_store *st, const uint8_t *id, size_t id_len, int64_t t
         return 0;
     if ((rc = store_lock(st, timeout_us)) < 0)
         return rc;
-    i = find(st->shm, id, id_len, &prev);
+    i = find(st, id, id_len, &prev);
     if (i == CORRUPT) {
-        rebuild(st->shm);
+        rebuild(st);
         i = 0;
     }
     if (i)
-        drop_entry(st->shm, i, prev);
+        drop_entry(st, i, prev);
     store_unlock(st);
     if (i)
         count(st->shm, TLSR_SC_REMOVALS);
@@ -777,17 +812,18 @@ static int init_region(tlsr_store *st, uint32_t flags)
     if (tlsr_lock_init(&s->hdr.lock) < 0)
         return -TLSR_E_SYS;
     s->hdr.size = st->map.size;
-    init_layout(s, st->map.size, flags);
+    init_layout(st, st->map.size, flags);
     tlsr_region_publish(&s->hdr, STORE_KIND, STORE_VERSION, st->map.size);
     return 0;
 }
 
 static int create_region(tlsr_store *st, const char *name, uint64_t size, uint32_t flags)
 {
-    int rc = tlsr_region_create("store", name, size, 0, &st->map);
+    int rc = tlsr_region_create("store", name, size, 1, &st->map);
     if (rc < 0)
         return rc;
-    st->shm = st->map.base;
+    st->flags = flags & TLSR_STORE_SINGLE_USE;
+    bind_geometry(st);
     if ((rc = init_region(st, flags)) < 0) {
         if (name != NULL)
             tlsr_region_unlink("store", name);
@@ -819,12 +855,14 @@ tlsr_store *tlsr_store_open(const char *name, uint64_t size, uint32_t flags, int
         goto done;
     }
     for (attempt = 0; attempt < 4; attempt++) {
-        rc = tlsr_region_attach("store", name, STORE_KIND, STORE_VERSION, 0, &st->map);
+        rc = tlsr_region_attach("store", name, STORE_KIND, STORE_VERSION, 1, &st->map);
         if (rc == 0) {
-            st->shm = st->map.base;
+            bind_geometry(st);
             if (!header_sane(st)) {
                 rc = -TLSR_E_BADREGION;
                 tlsr_region_unmap(&st->map);
+            } else {
+                st->flags = st->shm->flags & TLSR_STORE_SINGLE_USE;
             }
         }
         if (rc == 0)
@@ -897,7 +935,7 @@ int tlsr_store_clear(tlsr_store *st)
     int rc = store_lock(st, PY_LOCK_TIMEOUT_US);
     if (rc < 0)
         return rc;
-    init_layout(st->shm, st->map.size, st->shm->flags);
+    init_layout(st, st->map.size, st->flags);
     store_unlock(st);
     return 0;
 }
@@ -933,6 +971,18 @@ int tlsr_store_set_remote(tlsr_store *st, tlsr_remote_get_fn get, tlsr_remote_pu
     return 0;
 }
 
+long tlsr_store_remote_draining(tlsr_store *st)
+{
+    remote_tier *cur = atomic_load(&st->remote), *t;
+    long n = 0;
+
+    /* The tiers list is append-only and its nodes live as long as st. */
+    for (t = atomic_load(&st->tiers); t != NULL; t = t->older)
+        if (t != cur)
+            n += atomic_load(&t->inflight);
+    return n;
+}
+
 int tlsr_store_get_meta(tlsr_store *st, tlsr_store_meta *out)
 {
     store_shm *s = st->shm;
@@ -941,11 +991,17 @@ int tlsr_store_get_meta(tlsr_store *st, tlsr_store_meta *out)
     out->slots = s->nslots;
     out->used_slots = s->used_slots;
     out->entries = s->entries;
-    out->flags = s->flags;
+    out->flags = st->flags;
     out->lock_timeout_us = s->lock_timeout_us;
     out->named = st->map.named;
     out->reinitialised = st->reinitialised;
+    out->mlocked = st->map.mlocked;
     return 0;
+}
+
+int tlsr_store_relock(tlsr_store *st)
+{
+    return tlsr_region_relock(&st->map);
 }
 
 void tlsr_store_stats(tlsr_store *st, uint64_t *out, size_t n)
@@ -968,11 +1024,13 @@ int tlsr_store_verify(tlsr_store *st)
     int rc = store_lock(st, PY_LOCK_TIMEOUT_US);
     if (rc < 0)
         return rc;
-    rc = rebuild(st->shm);
+    rc = rebuild(st);
     store_unlock(st);
     return rc;
 }
 
+#ifdef TLSR_TEST_HOOKS
+/* Built only into the tests' module (see testhooks.h). */
 int tlsr_store_debug_die_in_put(tlsr_store *st, const uint8_t *id, size_t id_len)
 {
     static const uint8_t der[300] = {0x30};
@@ -981,15 +1039,9 @@ int tlsr_store_debug_die_in_put(tlsr_store *st, const uint8_t *id, size_t id_len
         return rc;
     return put_locked(st, id, id_len, der, sizeof der, INT64_MAX, 0, 0, 1);
 }
+#endif /* TLSR_TEST_HOOKS */
 
 /* ---- OpenSSL callbacks ------------------------------------------------------ */
-
-tlsr_store *tlsr_ctx_store(SSL_CTX *ctx); /* ctx.c */
-
-static tlsr_store *store_of_ssl(const SSL *s)
-{
-    return tlsr_ctx_store(OSSL(SSL_get_SSL_CTX)(s));
-}
 
 /* When sess stops being resumable, in ms. Saturating: a session decoded from
  * what the remote tier returned carries whatever times its DER says. */
@@ -1001,9 +1053,8 @@ static int64_t session_expiry_ms(const SSL_SESSION *sess)
 
 /* OpenSSL's contract: called with a new session the server may cache; return 1
  * if we kept a reference to sess, 0 if not. We copy it (DER), so always 0. */
-static int new_session_cb(SSL *s, SSL_SESSION *sess)
+int tlsr_store_on_new(tlsr_store *st, SSL *s, SSL_SESSION *sess)
 {
-    tlsr_store *st = store_of_ssl(s);
     unsigned int id_len = 0;
     const unsigned char *id;
     uint8_t local[2048], *der = local;
@@ -1128,9 +1179,9 @@ static void remote_backfill(tlsr_store *st, const uint8_t *id, size_t id_len,
     OSSL(SSL_SESSION_free)(sess);
 }
 
-static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, int *copy)
+SSL_SESSION *tlsr_store_on_get(tlsr_store *st, SSL *s, const unsigned char *id, int id_len,
+                               int *copy)
 {
-    tlsr_store *st = store_of_ssl(s);
     uint8_t local[2048], *heap = NULL, *der;
     const unsigned char *p;
     SSL_SESSION *sess, *mine;
@@ -1146,7 +1197,7 @@ static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, 
     memset(&probe, 0, sizeof probe);
     mine = local_take(st, id, (size_t)id_len, &probe);
     len = get(st, id, (size_t)id_len, local, sizeof local, &heap,
-              (st->shm->flags & TLSR_STORE_SINGLE_USE) ? 2 : 0, tlsr_now_ms(),
+              (st->flags & TLSR_STORE_SINGLE_USE) ? 2 : 0, tlsr_now_ms(),
               timeout_for_callbacks(st), &probe);
     if (len > 0 && probe.unchanged)
         return mine; /* our reference goes to OpenSSL (*copy = 0) */
@@ -1158,7 +1209,7 @@ static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, 
          * tier cannot honour single use across machines; it is not consulted for
          * single-use stores. */
         int asked = tier->get != NULL;
-        if (asked && !(st->shm->flags & TLSR_STORE_SINGLE_USE))
+        if (asked && !(st->flags & TLSR_STORE_SINGLE_USE))
             len = tier->get(tier->ctx, id, (size_t)id_len, local, sizeof local);
         remote_leave(tier);
         if (asked)
@@ -1196,28 +1247,61 @@ static SSL_SESSION *get_session_cb(SSL *s, const unsigned char *id, int id_len, 
 /* OpenSSL calls this when it drops a session from a cache, including on every
  * SSL_free of a connection that closed without close_notify. Most Python
  * servers close that way, so we keep the session (it is still good): eviction
- * is by expiry, LRU and fatal alerts only. */
-static void remove_session_cb(SSL_CTX *ctx, SSL_SESSION *sess)
+ * is by expiry, LRU and proven fatal alerts only (info_cb). */
+void tlsr_store_on_remove(tlsr_store *st, SSL_SESSION *sess)
 {
-    tlsr_store *st = tlsr_ctx_store(ctx);
     (void)sess;
     if (st != NULL)
         count(st->shm, TLSR_SC_KEPT_ON_UNCLEAN_CLOSE);
 }
 
-/* Info callback: a fatal alert, sent or received, means the session must not be
- * resumed again; drop it from the store. */
-static void info_cb(const SSL *s, int where, int ret)
+/* Alerts a server sends in answer to record bytes that failed authentication or
+ * framing (bad_record_mac, decryption_failed, record_overflow, and
+ * protocol_version, which after the handshake only the record header check
+ * sends): anyone who can inject bytes into the connection can provoke them. */
+static int answers_unauthenticated_bytes(int description)
 {
-    tlsr_store *st;
+    return description == 20 || description == 21 || description == 22 || description == 70;
+}
+
+/* Whether a fatal alert on s proves that the session must not be resumed again.
+ * The session ID travels in clear in a TLS 1.2 ServerHello, so anyone who saw it
+ * can send a ClientHello carrying it and then a plaintext fatal alert: if that
+ * removed the session, a passive observer could make every later connection of
+ * the victim a full handshake on every worker and machine. So an alert counts
+ * only once the handshake has finished (both Finished messages verified, which
+ * on a resumed connection proves the peer holds the session's master secret):
+ * a received alert then came through the record layer's authentication, and a
+ * sent one is the server's own verdict, unless it merely answers bytes that
+ * failed authentication (see above). Alerts during a handshake cost at most that
+ * connection. */
+static int alert_is_proven(const SSL *s, int where, int description)
+{
+    if (!OSSL(SSL_is_init_finished)(s))
+        return 0;
+    if ((where & TLSR_SSL_CB_WRITE) && answers_unauthenticated_bytes(description))
+        return 0;
+    return 1;
+}
+
+/* The store's part of the server info callback (ctx.c): a fatal alert proven by
+ * alert_is_proven means the session must not be resumed again; drop it from the
+ * store and the remote tier. OpenSSL calls this inside SSL_read/SSL_write/
+ * SSL_do_handshake; it returns nothing and must not fail the connection. */
+void tlsr_store_on_info(tlsr_store *st, const SSL *s, int where, int ret)
+{
     SSL_SESSION *sess;
     const unsigned char *id;
     unsigned int id_len = 0;
 
     if (!(where & TLSR_SSL_CB_ALERT) || ((ret >> 8) & 0xff) != 2 /* fatal */)
         return;
-    if ((st = store_of_ssl(s)) == NULL || (sess = OSSL(SSL_get_session)(s)) == NULL)
+    if (st == NULL || (sess = OSSL(SSL_get_session)(s)) == NULL)
         return;
+    if (!alert_is_proven(s, where, ret & 0xff)) {
+        count(st->shm, TLSR_SC_KEPT_ON_UNPROVEN_ALERT);
+        return;
+    }
     id = OSSL(SSL_SESSION_get_id)(sess, &id_len);
     if (id != NULL && id_len > 0) {
         remove_id(st, id, id_len, timeout_for_callbacks(st));
@@ -1228,21 +1312,6 @@ static void info_cb(const SSL *s, int where, int ret)
             remote_leave(t);
         }
     }
-}
-
-int tlsr_store_install_callbacks(SSL_CTX *ctx)
-{
-    long mode = OSSL(SSL_CTX_ctrl)(ctx, TLSR_SSL_CTRL_GET_SESS_CACHE_MODE, 0, NULL);
-
-    /* Server caching on, OpenSSL's own (per-process) cache off. */
-    mode |= TLSR_SSL_SESS_CACHE_SERVER | TLSR_SSL_SESS_CACHE_NO_INTERNAL_LOOKUP |
-            TLSR_SSL_SESS_CACHE_NO_INTERNAL_STORE;
-    OSSL(SSL_CTX_ctrl)(ctx, TLSR_SSL_CTRL_SET_SESS_CACHE_MODE, mode, NULL);
-    OSSL(SSL_CTX_sess_set_new_cb)(ctx, new_session_cb);
-    OSSL(SSL_CTX_sess_set_get_cb)(ctx, get_session_cb);
-    OSSL(SSL_CTX_sess_set_remove_cb)(ctx, remove_session_cb);
-    OSSL(SSL_CTX_set_info_callback)(ctx, info_cb);
-    return 1;
 }
 
 int tlsr_session_der_size(SSL_SESSION *sess)

@@ -3,9 +3,13 @@ that are always stopped in teardown."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import trustme
@@ -82,3 +86,15 @@ def serve_module(server_cert: ServerCert) -> Iterator[ServeFactory]:
     yield _factory(server_cert, started)
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def private_runtime_dir() -> Iterator[Path]:
+    """A region directory of this test's own (tmpfs, mode 0700), for subprocesses
+    given ``TLSRESUME_RUNTIME_DIR``; removed afterwards with whatever is left in it.
+    Tests that clean up or count regions use one, so they never touch the regions
+    of other test runs on the machine."""
+    d = Path(tempfile.mkdtemp(prefix="tlsresume-test-", dir="/dev/shm"))
+    os.chmod(d, 0o700)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

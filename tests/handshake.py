@@ -8,6 +8,7 @@ on loopback, each building its own SSLContext, as servers do.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import ssl
@@ -17,8 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 
-def pump(client: ssl.SSLObject, server: ssl.SSLObject,
-         bios: tuple[ssl.MemoryBIO, ssl.MemoryBIO, ssl.MemoryBIO, ssl.MemoryBIO]) -> None:
+def pump(
+    client: ssl.SSLObject,
+    server: ssl.SSLObject,
+    bios: tuple[ssl.MemoryBIO, ssl.MemoryBIO, ssl.MemoryBIO, ssl.MemoryBIO],
+) -> None:
     """Drive both handshakes to completion, moving bytes between the memory BIOs
     (client in, client out, server in, server out)."""
     c_in, c_out, s_in, s_out = bios
@@ -78,30 +82,59 @@ class Fleet:
     pids: list[int]
 
 
+def read_request(tls: ssl.SSLSocket) -> bytes:
+    """Read an HTTP request head (up to the blank line, or until the peer closes)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = tls.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def answer_pid(tls: ssl.SSLSocket) -> None:
+    tls.sendall(b"%d\n" % os.getpid())
+
+
+def answer_http(tls: ssl.SSLSocket) -> None:
+    """Read the request, answer 200 "ok"."""
+    read_request(tls)
+    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+
 @contextmanager
-def prefork(make_context: Callable[[], ssl.SSLContext], workers: int = 4,
-            clean_close: bool = True) -> Iterator[Fleet]:
+def prefork(
+    make_context: Callable[[], ssl.SSLContext],
+    workers: int = 4,
+    clean_close: bool = True,
+    answer: Callable[[ssl.SSLSocket], None] = answer_pid,
+) -> Iterator[Fleet]:
     """Fork ``workers`` processes behind one loopback socket; each calls
-    ``make_context()`` itself and answers every connection with its pid.
-    ``clean_close=False`` closes the socket without close_notify, as most Python
-    servers do."""
+    ``make_context()`` itself and answers every connection with its pid (or with
+    ``answer(tls)``). ``clean_close=False`` closes the socket without close_notify,
+    as most Python servers do."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
+    ready_r, ready_w = os.pipe()  # each worker writes one byte once it can accept
     pids = []
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:  # worker
             code = 0
             try:
+                os.close(ready_r)
                 ctx = make_context()
+                os.write(ready_w, b"r")
+                os.close(ready_w)
                 while True:
                     conn, _ = listener.accept()
                     conn.settimeout(5)
                     try:
                         with ctx.wrap_socket(conn, server_side=True) as tls:
-                            tls.sendall(b"%d\n" % os.getpid())
+                            answer(tls)
                             if clean_close:
                                 tls.unwrap()
                     except (OSError, ssl.SSLError):
@@ -113,6 +146,8 @@ def prefork(make_context: Callable[[], ssl.SSLContext], workers: int = 4,
         pids.append(pid)
     port = listener.getsockname()[1]
     listener.close()
+    os.close(ready_w)
+    _wait_ready(ready_r, workers)
     try:
         yield Fleet(port, pids)
     finally:
@@ -122,8 +157,31 @@ def prefork(make_context: Callable[[], ssl.SSLContext], workers: int = 4,
             os.waitpid(pid, 0)
 
 
-def fetch(port: int, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None = None,
-          clean_close: bool = True) -> tuple[ssl.SSLSession, bool, int]:
+def _wait_ready(fd: int, workers: int, timeout: float = 10.0) -> None:
+    """Wait until every worker has built its context (so the first connections do
+    not all land on the one that was quickest), or until all that could have
+    failed (EOF) or the timeout passed; tests of failing contexts see the failure."""
+    got = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while got < workers:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, workers)
+            if not chunk:
+                break
+            got += len(chunk)
+    finally:
+        os.close(fd)
+
+
+def fetch(
+    port: int,
+    client_ctx: ssl.SSLContext,
+    session: ssl.SSLSession | None = None,
+    clean_close: bool = True,
+) -> tuple[ssl.SSLSession, bool, int]:
     """Connect, read the worker's pid, close (cleanly unless told not to).
     Returns (session, resumed, pid)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
@@ -148,13 +206,14 @@ def fetch(port: int, client_ctx: ssl.SSLContext, session: ssl.SSLSession | None 
 @dataclass
 class Reconnections:
     resumed: int = 0
-    same_worker: int = 0          # reconnections that reached the session's own worker
-    cross_resumed: int = 0        # resumed on a worker other than the session's
+    same_worker: int = 0  # reconnections that reached the session's own worker
+    cross_resumed: int = 0  # resumed on a worker other than the session's
     pids: set[int] | None = None
 
 
-def reconnect_detail(port: int, client_ctx: ssl.SSLContext, n: int,
-                     clean_close: bool = True) -> Reconnections:
+def reconnect_detail(
+    port: int, client_ctx: ssl.SSLContext, n: int, clean_close: bool = True
+) -> Reconnections:
     """Connect n+1 times, each offering the previous connection's session."""
     session, _, last = fetch(port, client_ctx, clean_close=clean_close)
     out = Reconnections(pids={last})
@@ -168,8 +227,9 @@ def reconnect_detail(port: int, client_ctx: ssl.SSLContext, n: int,
     return out
 
 
-def reconnect(port: int, client_ctx: ssl.SSLContext, n: int, clean_close: bool = True
-              ) -> tuple[int, set[int]]:
+def reconnect(
+    port: int, client_ctx: ssl.SSLContext, n: int, clean_close: bool = True
+) -> tuple[int, set[int]]:
     """Connect n+1 times reusing the latest session; (resumed count, worker pids)."""
     r = reconnect_detail(port, client_ctx, n, clean_close)
     return r.resumed, r.pids or set()
@@ -195,13 +255,25 @@ def s_client_reconnect(port: int, n: int, cafile: str, *extra: str) -> Reconnect
         out = Reconnections(pids=set())
         last = None
         for i in range(n + 1):
-            args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
-                    "-servername", "localhost", "-CAfile", cafile, "-ign_eof",
-                    "-sess_out", sess, *extra]
+            args = [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                "-servername",
+                "localhost",
+                "-CAfile",
+                cafile,
+                "-ign_eof",
+                "-sess_out",
+                sess,
+                *extra,
+            ]
             if i:
                 args += ["-sess_in", sess]
-            text = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, timeout=20).stdout
+            text = subprocess.run(
+                args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20
+            ).stdout
             pid = next((int(line) for line in text.splitlines() if line.strip().isdigit()), None)
             if pid is not None:
                 out.pids.add(pid)  # type: ignore[union-attr]

@@ -52,8 +52,11 @@ class RedisServer:
         self.tls_files: dict[str, str] | None = None
         if tls is not None:
             leaf = tls.issue_cert("127.0.0.1", "localhost")
-            files = {"cert": self.dir / "redis.crt", "key": self.dir / "redis.key",
-                     "ca": self.dir / "ca.crt"}
+            files = {
+                "cert": self.dir / "redis.crt",
+                "key": self.dir / "redis.key",
+                "ca": self.dir / "ca.crt",
+            }
             leaf.private_key_pem.write_to_path(str(files["key"]))
             with open(files["cert"], "wb") as f:
                 for blob in leaf.cert_chain_pems:
@@ -84,14 +87,38 @@ class RedisServer:
     # ---- lifetime ------------------------------------------------------------------
 
     def _args(self) -> list[str]:
-        args = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.dir), "--daemonize", "no", "--loglevel", "warning",
-                "--logfile", str(self.dir / "redis.log")]
+        args = [
+            REDIS_SERVER,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.dir / "redis.log"),
+        ]
         if self.tls_files is not None:
-            args += ["--port", "0", "--tls-port", str(self.port),
-                     "--tls-cert-file", self.tls_files["cert"],
-                     "--tls-key-file", self.tls_files["key"],
-                     "--tls-ca-cert-file", self.tls_files["ca"], "--tls-auth-clients", "no"]
+            args += [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                self.tls_files["cert"],
+                "--tls-key-file",
+                self.tls_files["key"],
+                "--tls-ca-cert-file",
+                self.tls_files["ca"],
+                "--tls-auth-clients",
+                "no",
+            ]
         else:
             args += ["--port", str(self.port)]
         if self.password:
@@ -103,8 +130,12 @@ class RedisServer:
         assert self.proc is None, "already running"
         for _ in range(5):
             self.port = free_port()
-            self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self._args(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             if self._wait_ready():
                 return
             self._reap()
@@ -113,8 +144,12 @@ class RedisServer:
     def restart(self) -> None:
         """Start again on the same port (after :meth:`kill`); Redis comes back empty."""
         assert self.proc is None, "kill() it first"
-        self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self._args(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if not self._wait_ready():
             self._reap()
             raise RuntimeError(f"redis-server did not restart on port {self.port}: {self.log()}")

@@ -7,7 +7,7 @@
 * :func:`https_get` does one request and returns the parsed response;
   :func:`server_stats` reads a serve's counters from its stats URL.
 
-Nothing here uses tlsresume's own client code (``tlsresume.check``), so the server
+Nothing here uses tlsresume's own client code (``tlsresume.tools.check``), so the server
 tests do not depend on the code they are meant to cross-check.
 """
 
@@ -23,10 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
+
+from .handshake import read_request
 
 ROOT = Path(__file__).resolve().parent.parent
 PYSRC = ROOT / "pysrc"
@@ -67,6 +69,57 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return state != "Z"
+
+
+def _live_pids_where(field: int, value: int) -> list[int]:
+    """Live (not zombie) processes whose /proc stat field ``field`` (counted after
+    the command name: 1 the parent, 2 the process group) is ``value``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > field and fields[0] != "Z" and int(fields[field]) == value:
+            found.append(int(entry))
+    return found
+
+
+def fork_and_report(child: Callable[[], bytes], *, raw: bool = False) -> bytes:
+    """Fork; the child writes ``child()`` to a pipe and exits; returns what it wrote.
+
+    ``raw`` forks with libc's ``fork()`` directly, which runs no
+    ``os.register_at_fork`` hook: the control for what those hooks do.
+    """
+    import ctypes
+
+    r, w = os.pipe()
+    pid = ctypes.CDLL(None).fork() if raw else os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.write(w, child())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            return f.read()
+    finally:
+        os.waitpid(pid, 0)
+
+
+def child_pids(ppid: int) -> list[int]:
+    """Live processes whose parent is ``ppid``."""
+    return _live_pids_where(1, ppid)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    return _live_pids_where(2, pgid)
 
 
 def wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
@@ -308,6 +361,35 @@ def https_get(
 STATS_PATH = "/.well-known/tlsresume/stats"
 
 
+def resume_streak(host: str, port: int, ctx: ssl.SSLContext, n: int) -> tuple[int, int]:
+    """n + 1 connections, each offering the last one's session. Returns (resumed,
+    failed): a failed handshake raises inside, so failed counts the exceptions."""
+    session, resumed, failed = None, 0, 0
+    for _ in range(n + 1):
+        try:
+            r = https_get(host, port, ctx, session=session, timeout=5.0)
+        except (OSError, ssl.SSLError) as exc:  # pragma: no cover - the failure tests look for
+            failed += 1
+            print("handshake failed:", exc)
+            continue
+        resumed += session is not None and r.resumed
+        session = r.session
+    return resumed, failed
+
+
+def time_to_heal(host: str, port: int, ctx: ssl.SSLContext, within: float) -> tuple[float, int]:
+    """Streaks of 20 reconnections until one resumes all 20. Returns (seconds it took,
+    handshakes that failed on the way); fails the test after ``within`` seconds."""
+    start, failed = time.monotonic(), 0
+    while True:
+        resumed, bad = resume_streak(host, port, ctx, 20)
+        failed += bad
+        if resumed == 20:
+            return time.monotonic() - start, failed
+        assert time.monotonic() - start < within, f"resumption not back after {within} s"
+        time.sleep(0.05)
+
+
 def server_stats(host: str, port: int, cafile: str | os.PathLike[str]) -> dict[str, Any]:
     """GET a serve's stats URL (no session offered) and return the parsed JSON."""
     import json
@@ -325,7 +407,7 @@ class ResumeStats(NamedTuple):
 
     resumed: int
     workers: set[str]
-    same_worker: int = 0    # reconnections that reached the worker the session came from
+    same_worker: int = 0  # reconnections that reached the worker the session came from
     cross_resumed: int = 0  # reconnections resumed on another worker than the session's
 
     @property
@@ -410,12 +492,7 @@ class InProcessServer:
             try:
                 conn.settimeout(5)
                 with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = tls.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
+                    read_request(tls)
                     self.resumed += bool(tls.session_reused)
                     body = b"worker 0\n"
                     tls.sendall(

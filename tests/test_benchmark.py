@@ -1,6 +1,6 @@
 """``tlsresume bench``: the orchestrator end to end, the C load generator, the pure parts.
 
-The end-to-end test runs ``python -m tlsresume.benchmark --quick --json`` once as a
+The end-to-end test runs ``python -m tlsresume.tools.bench --quick --json`` once as a
 real subprocess (every server and load generator is a real process) and checks
 what is deterministic: which configurations ran, how many handshakes resumed (the
 shared configurations all, the per-worker baseline about half at 2 workers, no
@@ -29,13 +29,16 @@ from typing import Any
 
 import pytest
 
-from tlsresume import benchmark
-from tlsresume.benchmark import (
+from tlsresume.regions import region_dir
+from tlsresume.tools import bench as benchmark
+from tlsresume.tools.bench import (
     Sample,
     add_ratios,
+    loadgen,
     parse_proc_stat,
     render_markdown,
     render_table,
+    servers,
     summarize,
     tree_cpu_seconds,
 )
@@ -63,13 +66,13 @@ def expected_configs() -> set[str]:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """``python -m tlsresume.benchmark --quick --json PATH`` as a subprocess."""
+    """``python -m tlsresume.tools.bench --quick --json PATH`` as a subprocess."""
     out = tmp_path_factory.mktemp("bench") / "report.json"
     marker = f"test-bench-{os.getpid()}-{time.monotonic_ns()}"
     env = child_env(TLSRESUME_BENCH_TEST=marker)
     t0 = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "tlsresume.benchmark", "--quick", "--json", str(out)],
+        [sys.executable, "-m", "tlsresume.tools.bench", "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
         env=env,
@@ -156,7 +159,7 @@ def test_quick_run_leaves_nothing_behind(quick_run: dict[str, Any]) -> None:
     for c in quick_run["configurations"].values():
         pid = c.get("pid")
         if pid is not None:
-            leftovers = [f for f in os.listdir("/dev/shm") if f.endswith(f".serve-{pid}")]
+            leftovers = [f for f in os.listdir(region_dir()) if f.endswith(f".serve-{pid}")]
             assert leftovers == [], leftovers
 
 
@@ -176,7 +179,7 @@ def test_interrupt_stops_every_server_and_client(sig: signal.Signals) -> None:
         [
             sys.executable,
             "-m",
-            "tlsresume.benchmark",
+            "tlsresume.tools.bench",
             "--duration",
             "30",
             "--rounds",
@@ -227,15 +230,16 @@ def _loadgen(
     port: int, protocol: str, resume: bool, *, sessions: int = 2, n: int = 10
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Warm up and run n connections; return (warm, run) counters."""
-    from tlsresume._binding import ffi, lib, ssl_ctx_pointer
+    from tlsresume._extra import bench, ctx_pointer
 
+    ffi, lib = bench()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     version = ssl.TLSVersion.TLSv1_2 if protocol == "1.2" else ssl.TLSVersion.TLSv1_3
     ctx.minimum_version = ctx.maximum_version = version
     gen = lib.tlsr_loadgen_new(
-        ssl_ctx_pointer(ctx),
+        ctx_pointer(ffi, ctx),
         b"127.0.0.1",
         port,
         b"localhost",
@@ -251,7 +255,7 @@ def _loadgen(
         out = ffi.new("tlsr_loadgen_result *")
 
         def counters() -> dict[str, Any]:
-            d = {f: int(getattr(out, f)) for f in benchmark._RESULT_FIELDS}
+            d = {f: int(getattr(out, f)) for f in loadgen._RESULT_FIELDS}
             d["first_error"] = ffi.string(out.first_error).decode()
             return d
 
@@ -340,10 +344,11 @@ def test_loadgen_counts_non_200_answers(server_cert: Any) -> None:
 
 def test_loadgen_refuses_bad_arguments() -> None:
     """Bad arguments give NULL, never a crash."""
-    from tlsresume._binding import ffi, lib, ssl_ctx_pointer
+    from tlsresume._extra import bench, ctx_pointer
 
+    ffi, lib = bench()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    p = ssl_ctx_pointer(ctx)
+    p = ctx_pointer(ffi, ctx)
     assert lib.tlsr_loadgen_new(p, b"not-an-ip", 443, ffi.NULL, b"x", 1, 1, 1, 100, 1) == ffi.NULL
     assert lib.tlsr_loadgen_new(p, b"127.0.0.1", 0, ffi.NULL, b"x", 1, 1, 1, 100, 1) == ffi.NULL
     assert lib.tlsr_loadgen_new(p, b"127.0.0.1", 443, ffi.NULL, b"x", 1, 0, 1, 100, 1) == ffi.NULL
@@ -505,7 +510,7 @@ def test_node_script_ships_with_the_package() -> None:
 def test_session_cache_unavailable_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     """A tlsresume serve without --session-cache makes that configuration
     "unavailable" with the reason; the others are unaffected."""
-    monkeypatch.setattr(benchmark, "_serve_has_session_cache", lambda: False)
+    monkeypatch.setattr(servers, "_serve_has_session_cache", lambda: False)
     got = benchmark.availability(["baseline", "tickets", "session-cache"])
     assert got["baseline"].available and got["tickets"].available
     assert not got["session-cache"].available

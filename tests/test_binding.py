@@ -14,8 +14,9 @@ from tlsresume import _binding
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_binds_to_the_openssl_python_uses() -> None:
@@ -25,7 +26,8 @@ def test_binds_to_the_openssl_python_uses() -> None:
 
 def test_unreachable_openssl_raises_clear_import_error() -> None:
     """With libssl's symbols hidden from the global namespace (as in statically linked
-    Pythons) and no library paths found, import fails with a clear message, no crash."""
+    Pythons) and no library paths found, the first use of a core-backed name fails
+    with a clear ImportError, no crash; ``import tlsresume`` alone still succeeds."""
     result = run_python("""
         import builtins
         real_open = builtins.open
@@ -34,8 +36,9 @@ def test_unreachable_openssl_raises_clear_import_error() -> None:
                 raise OSError("no /proc here")
             return real_open(path, *a, **k)
         builtins.open = no_proc
+        import tlsresume
         try:
-            import tlsresume
+            from tlsresume import TicketKeyRing
         except ImportError as exc:
             from tlsresume.errors import OpenSSLUnavailableError, TLSResumeError
             assert isinstance(exc, OpenSSLUnavailableError) and isinstance(exc, TLSResumeError)
@@ -86,8 +89,10 @@ def test_subclassed_and_default_contexts_are_accepted() -> None:
         pass
 
     with tlsresume.TicketKeyRing() as ring:
-        for ctx in (MyContext(ssl.PROTOCOL_TLS_SERVER),
-                    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)):
+        for ctx in (
+            MyContext(ssl.PROTOCOL_TLS_SERVER),
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
+        ):
             assert tlsresume.installed_ring(tlsresume.install(ctx, ring))
 
 
@@ -95,3 +100,30 @@ def test_non_session_object_is_refused() -> None:
     """session_ticket() wants an ssl.SSLSession."""
     with pytest.raises(TypeError, match="SSLSession"):
         tlsresume.session_ticket(object())  # type: ignore[arg-type]
+
+
+def test_product_module_carries_no_benchmark_or_test_hook() -> None:
+    """The product module (tlsresume._core) neither exposes nor contains benchmark
+    code or test hooks: they live in tlsresume._bench and tlsresume._testhooks."""
+    import shutil
+    import subprocess
+
+    import tlsresume._core as core
+    from tlsresume._extra import bench, testhooks
+
+    names = set(dir(core.lib))
+    assert not {n for n in names if "bench" in n or "loadgen" in n or "debug" in n}
+    assert "tlsr_ctx_use_ring" in names and "tlsr_store_put" in names
+    if shutil.which("nm"):
+        dynamic = subprocess.run(
+            ["nm", "-D", "--defined-only", core.__file__],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        every = subprocess.run(["nm", core.__file__], capture_output=True, text=True).stdout
+        for text in (dynamic, every):
+            assert "loadgen" not in text and "bench" not in text and "debug_die" not in text
+    # the instruments and hooks are where they belong, and bound
+    assert hasattr(bench()[1], "tlsr_loadgen_new")
+    assert hasattr(testhooks()[1], "tlsr_ring_debug_die_in_write")

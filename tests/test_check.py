@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import tlsresume
-from tlsresume.check import (
+from tlsresume.tools.check import (
     Attempt,
     CheckResult,
     parse_hostport,
@@ -43,8 +43,8 @@ TLS = ("1.2", "1.3")
 
 @pytest.fixture(scope="module")
 def shared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
-    """Four forked workers sharing one key ring (module-wide)."""
-    return serve_module("--workers", "4")
+    """Four forked workers sharing one key ring, no store (module-wide)."""
+    return serve_module("--workers", "4", "--no-session-cache")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def unshared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def two_workers(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
     """Two forked workers sharing one key ring, for the cache-file runs (module-wide)."""
-    return serve_module("--workers", "2")
+    return serve_module("--workers", "2", "--no-session-cache")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def stateful(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def stateful_unshared(serve_module) -> ServeProcess:  # type: ignore[no-untyped-def]
     """Four workers, tickets off, no store: each worker's cache is its own."""
-    return serve_module("--workers", "4", "--no-tickets")
+    return serve_module("--workers", "4", "--no-tickets", "--no-session-cache")
 
 
 # --------------------------------------------------------------------------------------

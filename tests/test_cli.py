@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tlsresume import keyfile
-from tlsresume.cli import main
+from tlsresume.tools.cli import main
 
 from .support import child_env, pids_with_env_marker, tlsresume_cmd, wait_gone
 

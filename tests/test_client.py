@@ -33,7 +33,7 @@ from tlsresume.client import (
     session_lifetime,
 )
 
-from .handshake import pump
+from .handshake import memory_pair, prefork, pump
 from .support import InProcessServer
 
 TLS12 = ssl.TLSVersion.TLSv1_2
@@ -76,8 +76,9 @@ def server_ctx(leaf: trustme.LeafCert, version: ssl.TLSVersion | None = None) ->
     return ctx
 
 
-def verifying(cache: ClientSessionCache | None, ca: trustme.CA, namespace: str = ""
-              ) -> ClientContext:
+def verifying(
+    cache: ClientSessionCache | None, ca: trustme.CA, namespace: str = ""
+) -> ClientContext:
     ctx = ClientContext(cache=cache, namespace=namespace)
     ca.configure_trust(ctx)
     return ctx
@@ -105,8 +106,9 @@ class Outcome:
     offered_ticket: bytes | None = None  # ticket of the session the cache offered
 
 
-def pair(client_ctx: ssl.SSLContext, server: ssl.SSLContext, host: str = "localhost",
-         port: int = 443) -> Outcome:
+def pair(
+    client_ctx: ssl.SSLContext, server: ssl.SSLContext, host: str = "localhost", port: int = 443
+) -> Outcome:
     """One in-memory handshake; the server then sends data (TLS 1.3 tickets come
     with it) and both sides are dropped without close_notify, as Python code does."""
     bios = tuple(ssl.MemoryBIO() for _ in range(4))
@@ -119,8 +121,13 @@ def pair(client_ctx: ssl.SSLContext, server: ssl.SSLContext, host: str = "localh
     pump(client, srv, bios)
     start = client.session
     ticket = tlsresume.session_ticket(start) if start is not None else b""
-    outcome = Outcome(client.session_reused, offered(client), client.version(), ticket or b"",
-                      offered_ticket(client))
+    outcome = Outcome(
+        client.session_reused,
+        offered(client),
+        client.version(),
+        ticket or b"",
+        offered_ticket(client),
+    )
     srv.write(b"x")
     c_in.write(s_out.read())
     assert client.read(1) == b"x"
@@ -191,8 +198,9 @@ def test_safety_rule() -> None:
     verifies, same client identity always."""
     trust, other_trust = b"t" * 32, b"u" * 32
     me, someone = b"i" * 32, b"j" * 32
-    host, chain, none = (Profile(level, trust) for level in
-                         (VERIFY_HOSTNAME, VERIFY_CHAIN, VERIFY_NONE))
+    host, chain, none = (
+        Profile(level, trust) for level in (VERIFY_HOSTNAME, VERIFY_CHAIN, VERIFY_NONE)
+    )
     assert may_offer(host, host) and may_offer(host, chain) and may_offer(host, none)
     assert may_offer(chain, chain) and not may_offer(chain, host)
     assert may_offer(none, none) and not may_offer(none, chain) and not may_offer(none, host)
@@ -200,18 +208,27 @@ def test_safety_rule() -> None:
     assert not may_offer(Profile(VERIFY_HOSTNAME, other_trust), host)
     assert may_offer(Profile(VERIFY_HOSTNAME, other_trust), none)
     # Another client certificate: never.
-    assert not may_offer(Profile(VERIFY_HOSTNAME, trust, someone),
-                         Profile(VERIFY_HOSTNAME, trust, me))
+    assert not may_offer(
+        Profile(VERIFY_HOSTNAME, trust, someone), Profile(VERIFY_HOSTNAME, trust, me)
+    )
     assert not may_offer(Profile(VERIFY_NONE, trust, someone), Profile(VERIFY_NONE, trust))
 
 
 # ---- arguments ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"max_entries": 0}, {"max_entries": -1}, {"max_entries": 1.5}, {"ttl": 0},
-    {"ttl": -5}, {"tickets_per_host": 0}, {"tickets_per_host": 65},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_entries": 0},
+        {"max_entries": -1},
+        {"max_entries": 1.5},
+        {"ttl": 0},
+        {"ttl": -5},
+        {"tickets_per_host": 0},
+        {"tickets_per_host": 65},
+    ],
+)
 def test_bad_limits_are_refused(kwargs: dict[str, object]) -> None:
     """Limits out of range raise ValueError naming the argument."""
     with pytest.raises(ValueError, match=next(iter(kwargs))):
@@ -239,8 +256,15 @@ def test_client_context_keeps_create_default_context_settings(cafile: str) -> No
     """client_context() is create_default_context() plus the cache, nothing less."""
     ours, theirs = client_context(cafile=cafile), ssl.create_default_context(cafile=cafile)
     assert isinstance(ours, ssl.SSLContext) and isinstance(ours, ClientContext)
-    for attr in ("protocol", "verify_mode", "check_hostname", "verify_flags", "options",
-                 "minimum_version", "maximum_version"):
+    for attr in (
+        "protocol",
+        "verify_mode",
+        "check_hostname",
+        "verify_flags",
+        "options",
+        "minimum_version",
+        "maximum_version",
+    ):
         assert getattr(ours, attr) == getattr(theirs, attr), attr
     assert ours.get_ca_certs() == theirs.get_ca_certs()
     assert isinstance(ours.session_cache, ClientSessionCache)
@@ -250,8 +274,9 @@ def test_client_context_keeps_create_default_context_settings(cafile: str) -> No
 
 
 @VERSIONS
-def test_wrap_bio_resumes_from_the_second_connection(leaf: trustme.LeafCert, ca: trustme.CA,
-                                                     version: ssl.TLSVersion) -> None:
+def test_wrap_bio_resumes_from_the_second_connection(
+    leaf: trustme.LeafCert, ca: trustme.CA, version: ssl.TLSVersion
+) -> None:
     """Every connection after the first resumes; the counters say so."""
     server, cache = server_ctx(leaf, version), ClientSessionCache()
     ctx = verifying(cache, ca)
@@ -264,8 +289,9 @@ def test_wrap_bio_resumes_from_the_second_connection(leaf: trustme.LeafCert, ca:
 
 
 @VERSIONS
-def test_without_the_cache_nothing_resumes(leaf: trustme.LeafCert, ca: trustme.CA,
-                                           version: ssl.TLSVersion) -> None:
+def test_without_the_cache_nothing_resumes(
+    leaf: trustme.LeafCert, ca: trustme.CA, version: ssl.TLSVersion
+) -> None:
     """Negative control: the same connections through a plain context, or through a
     ClientContext without a cache, never resume."""
     server = server_ctx(leaf, version)
@@ -277,8 +303,9 @@ def test_without_the_cache_nothing_resumes(leaf: trustme.LeafCert, ca: trustme.C
 
 
 @VERSIONS
-def test_sessions_cross_contexts(leaf: trustme.LeafCert, ca: trustme.CA,
-                                 version: ssl.TLSVersion) -> None:
+def test_sessions_cross_contexts(
+    leaf: trustme.LeafCert, ca: trustme.CA, version: ssl.TLSVersion
+) -> None:
     """Unlike ssl's session=, a session made on one context resumes on another
     context with the same trust (no "same context" restriction)."""
     server, cache = server_ctx(leaf, version), ClientSessionCache()
@@ -287,8 +314,9 @@ def test_sessions_cross_contexts(leaf: trustme.LeafCert, ca: trustme.CA,
 
 
 @VERSIONS
-def test_rejected_session_is_counted(leaf: trustme.LeafCert, ca: trustme.CA,
-                                     version: ssl.TLSVersion) -> None:
+def test_rejected_session_is_counted(
+    leaf: trustme.LeafCert, ca: trustme.CA, version: ssl.TLSVersion
+) -> None:
     """A server that no longer knows the session (new ticket keys) answers with a
     full handshake: counted as rejected, and the new session replaces it."""
     cache = ClientSessionCache()
@@ -338,11 +366,14 @@ def test_two_ports_never_share(leaf: trustme.LeafCert, ca: trustme.CA) -> None:
         assert not second.offered and not second.resumed
         assert fetch(ctx, one.port).resumed and fetch(ctx, two.port).resumed
     assert {(s.host, s.port) for s in cache.sessions()} == {
-        ("localhost", one.port), ("localhost", two.port)}
+        ("localhost", one.port),
+        ("localhost", two.port),
+    }
 
 
-def test_wrap_bio_port_rule(leaf: trustme.LeafCert, ca: trustme.CA, loopback: InProcessServer
-                            ) -> None:
+def test_wrap_bio_port_rule(
+    leaf: trustme.LeafCert, ca: trustme.CA, loopback: InProcessServer
+) -> None:
     """wrap_bio without a port keys under port 0, apart from every real port;
     session_port() and wrap_bio(port=) give the real one."""
     server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
@@ -357,8 +388,14 @@ def test_wrap_bio_port_rule(leaf: trustme.LeafCert, ca: trustme.CA, loopback: In
     with tlsresume.session_port(loopback.port):
         c_in, c_out, s_in, s_out = tuple(ssl.MemoryBIO() for _ in range(4))
         assert offered(ctx.wrap_bio(c_in, c_out, server_hostname="localhost")) is True
-    assert offered(ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="localhost",
-                                port=loopback.port)) is True
+    assert (
+        offered(
+            ctx.wrap_bio(
+                ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="localhost", port=loopback.port
+            )
+        )
+        is True
+    )
     assert {s.port for s in cache.sessions()} == {0, loopback.port}
 
 
@@ -496,7 +533,8 @@ def test_tls12_session_is_reused(leaf: trustme.LeafCert, ca: trustme.CA) -> None
 
 @VERSIONS
 def test_unverified_session_is_not_offered_to_a_verifying_context(
-        leaf: trustme.LeafCert, ca: trustme.CA, version: ssl.TLSVersion) -> None:
+    leaf: trustme.LeafCert, ca: trustme.CA, version: ssl.TLSVersion
+) -> None:
     """A session made with CERT_NONE is withheld from a verifying context sharing the
     cache (which then verifies the server in a full handshake); the other way round
     is allowed."""
@@ -515,7 +553,8 @@ def test_unverified_session_is_not_offered_to_a_verifying_context(
 
 
 def test_chain_only_session_is_not_offered_to_a_hostname_checking_context(
-        leaf: trustme.LeafCert, ca: trustme.CA) -> None:
+    leaf: trustme.LeafCert, ca: trustme.CA
+) -> None:
     """check_hostname=False made the session: a context checking hostnames skips it."""
     server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
     chain_only = verifying(cache, ca)
@@ -524,8 +563,9 @@ def test_chain_only_session_is_not_offered_to_a_hostname_checking_context(
     assert not pair(verifying(cache, ca), server).offered
 
 
-def test_other_trust_or_identity_is_not_offered(leaf: trustme.LeafCert, ca: trustme.CA,
-                                                other_ca: trustme.CA) -> None:
+def test_other_trust_or_identity_is_not_offered(
+    leaf: trustme.LeafCert, ca: trustme.CA, other_ca: trustme.CA
+) -> None:
     """Contexts trusting other CAs, verifying with other flags, or presenting another
     client certificate, do not get each other's sessions."""
     server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
@@ -548,8 +588,9 @@ def test_other_trust_or_identity_is_not_offered(leaf: trustme.LeafCert, ca: trus
 # ---- capture: close without close_notify, fatal alerts, renewal ------------------------
 
 
-def test_close_without_close_notify_keeps_the_session(ca: trustme.CA, loopback: InProcessServer
-                                                      ) -> None:
+def test_close_without_close_notify_keeps_the_session(
+    ca: trustme.CA, loopback: InProcessServer
+) -> None:
     """Python closes sockets without close_notify; that benign close must not make
     OpenSSL mark the cached TLS 1.2 session unusable."""
     cache = ClientSessionCache()
@@ -579,33 +620,33 @@ def test_fatal_alert_drops_the_session(leaf: trustme.LeafCert, ca: trustme.CA) -
     assert not after.offered and cache.stats()["unusable"] == 1
 
 
-def test_renewed_tls12_ticket_is_captured_at_close(leaf: trustme.LeafCert, ca: trustme.CA
-                                                   ) -> None:
-    """A TLS 1.2 resumption that renews the ticket fires no new-session callback;
-    the session is captured when the connection is freed, and offered next."""
+def test_tls12_ticket_under_a_retired_key_keeps_resuming(
+    leaf: trustme.LeafCert, ca: trustme.CA
+) -> None:
+    """A tlsresume server never renews a TLS 1.2 ticket onto a newer key (forward
+    secrecy of the keys, see keyring.c): after a rotation the cached session keeps
+    its ticket and keeps resuming; nothing needs capturing at close."""
     with tlsresume.TicketKeyRing() as ring:
         server = server_ctx(leaf, TLS12)
         tlsresume.install(server, ring)
         cache = ClientSessionCache()
         ctx = verifying(cache, ca)
         first = pair(ctx, server)
-        ring.rotate()  # the ticket's key retires: the next resumption renews the ticket
-        renewed = pair(ctx, server)
-        assert renewed.resumed and renewed.ticket != first.ticket
-        assert cache.stats()["captured_at_close"] == 1
-        after = pair(ctx, server)  # offered the renewed session, not the old one
-        assert after.offered and after.resumed and after.ticket == renewed.ticket
-        current = ring.keys()[-2]
-        assert current.role == "current"
-        assert after.ticket[:16].hex() == current.name
+        ring.rotate()  # the ticket's key retires, still inside its window
+        again = pair(ctx, server)
+        assert again.resumed and again.ticket == first.ticket
+        after = pair(ctx, server)
+        assert after.offered and after.resumed and after.offered_ticket == first.ticket
+        assert cache.stats()["captured_at_close"] == 0
 
 
 # ---- threads ----------------------------------------------------------------------------
 
 
 @VERSIONS
-def test_threads_share_one_cache(leaf: trustme.LeafCert, ca: trustme.CA,
-                                 version: ssl.TLSVersion) -> None:
+def test_threads_share_one_cache(
+    leaf: trustme.LeafCert, ca: trustme.CA, version: ssl.TLSVersion
+) -> None:
     """Eight threads hammering one cache: no crash, consistent counters, limits kept."""
     cache = ClientSessionCache(max_entries=4, tickets_per_host=2)
     server = server_ctx(leaf, version)
@@ -635,8 +676,9 @@ def test_threads_share_one_cache(leaf: trustme.LeafCert, ca: trustme.CA,
 # ---- save and load ---------------------------------------------------------------------
 
 
-def saved_cache(leaf: trustme.LeafCert, ca: trustme.CA, path: Path, version=TLS12,
-                **kwargs: object) -> tuple[ssl.SSLContext, int]:
+def saved_cache(
+    leaf: trustme.LeafCert, ca: trustme.CA, path: Path, version=TLS12, **kwargs: object
+) -> tuple[ssl.SSLContext, int]:
     server = server_ctx(leaf, version)
     cache = ClientSessionCache(**kwargs)  # type: ignore[arg-type]
     pair(verifying(cache, ca), server, "a.test")
@@ -645,8 +687,9 @@ def saved_cache(leaf: trustme.LeafCert, ca: trustme.CA, path: Path, version=TLS1
 
 
 @VERSIONS
-def test_save_and_load_resume(leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path,
-                              version: ssl.TLSVersion) -> None:
+def test_save_and_load_resume(
+    leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path, version: ssl.TLSVersion
+) -> None:
     """Saved sessions resume from a new cache; the file is 0600 and not plaintext."""
     path = tmp_path / "sessions"
     server, written = saved_cache(leaf, ca, path, version)
@@ -671,9 +714,13 @@ def test_load_drops_expired(leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Pa
 
 
 @pytest.mark.parametrize("damage", ["tampered", "truncated", "wrong key", "garbage", "empty"])
-def test_bad_file_warns_and_loads_nothing(leaf: trustme.LeafCert, ca: trustme.CA,
-                                          tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                          damage: str) -> None:
+def test_bad_file_warns_and_loads_nothing(
+    leaf: trustme.LeafCert,
+    ca: trustme.CA,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
     """A damaged file or the wrong key gives one warning and an empty cache."""
     path = tmp_path / "sessions"
     saved_cache(leaf, ca, path)
@@ -703,8 +750,9 @@ def test_missing_file_is_quiet(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     assert not caplog.records
 
 
-def test_plaintext_needs_the_opt_in(leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_plaintext_needs_the_opt_in(
+    leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Plaintext is written and read only with insecure_plaintext=True; a plaintext
     file offered where an encrypted one is expected is refused with a warning."""
     server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
@@ -721,6 +769,158 @@ def test_plaintext_needs_the_opt_in(leaf: trustme.LeafCert, ca: trustme.CA, tmp_
     assert ClientSessionCache().load(path, insecure_plaintext=True) == 0
 
 
+def _plain_file(path: Path, payload: bytes) -> Path:
+    """A plaintext cache file (as save(insecure_plaintext=True) writes) holding
+    ``payload`` as its JSON, mode 0600."""
+    from tlsresume.client import _MAGIC_PLAIN
+
+    path.write_bytes(_MAGIC_PLAIN + payload)
+    os.chmod(path, 0o600)
+    return path
+
+
+def _saved_doc(leaf: trustme.LeafCert, ca: trustme.CA, path: Path) -> dict:  # type: ignore[type-arg]
+    """The JSON of a real plaintext cache file with sessions for a.test and b.test."""
+    import json
+
+    from tlsresume.client import _MAGIC_PLAIN
+
+    server = server_ctx(leaf, TLS12)
+    cache = ClientSessionCache()
+    pair(verifying(cache, ca), server, "a.test")
+    pair(verifying(cache, ca), server, "b.test")
+    assert cache.save(path, insecure_plaintext=True) == 2
+    doc: dict = json.loads(path.read_bytes()[len(_MAGIC_PLAIN) :])  # type: ignore[type-arg]
+    return doc
+
+
+def _load_quietly(path: Path, caplog: pytest.LogCaptureFixture, **kwargs: object) -> int:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tlsresume"):
+        return ClientSessionCache(**kwargs).load(path, insecure_plaintext=True)  # type: ignore[arg-type]
+
+
+def test_deeply_nested_json_is_a_corrupt_file(
+    leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JSON nested 200,000 deep (a RecursionError in the decoder) loads nothing, with
+    one warning. Control: the real file it replaced loads."""
+    import json
+
+    path = tmp_path / "plain"
+    doc = _saved_doc(leaf, ca, path)
+    assert _load_quietly(path, caplog) == 2
+    _plain_file(path, b"[" * 200_000 + b"]" * 200_000)
+    assert _load_quietly(path, caplog) == 0
+    assert "nested too deeply" in caplog.text
+    _plain_file(path, json.dumps({**doc, "sessions": [[[[[[[[]]]]]]]]}).encode())
+    assert _load_quietly(path, caplog) == 0
+    assert "malformed" in caplog.text
+
+
+@pytest.mark.parametrize("field", ["expires_ms", "stored_ms"])
+def test_times_out_of_int64_range_are_a_corrupt_record(
+    leaf: trustme.LeafCert,
+    ca: trustme.CA,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    field: str,
+) -> None:
+    """expires_ms or stored_ms of 2**63 (an OverflowError in the C field) or below 0:
+    nothing loads, one warning. Control: 2**63 - 1 is in range and loads."""
+    import json
+
+    path = tmp_path / "plain"
+    doc = _saved_doc(leaf, ca, path)
+    for bad in (1 << 63, 1 << 64, -1):
+        doc["sessions"][0][field] = bad
+        _plain_file(path, json.dumps(doc).encode())
+        assert _load_quietly(path, caplog) == 0, bad
+        assert "malformed session record" in caplog.text
+    doc["sessions"][0][field] = (1 << 63) - 1
+    _plain_file(path, json.dumps(doc).encode())
+    if field == "expires_ms":  # stored in the far future: expired by no clock
+        assert _load_quietly(path, caplog) == 2
+    else:
+        assert _load_quietly(path, caplog) in (1, 2)  # the far-future one may be refused
+
+
+def test_load_counts_only_the_sessions_it_kept(
+    leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Loading two servers' sessions into a one-server cache keeps one and says 1
+    (the other was evicted at once). Control: room for both says 2."""
+    path = tmp_path / "plain"
+    _saved_doc(leaf, ca, path)
+    cache = ClientSessionCache(max_entries=1)
+    assert cache.load(path, insecure_plaintext=True) == 1
+    assert len(cache) == 1 and len(cache.sessions()) == 1
+    assert _load_quietly(path, caplog, max_entries=2) == 2
+
+
+def test_a_fifo_or_oversized_cache_file_loads_nothing_without_blocking(
+    leaf: trustme.LeafCert,
+    ca: trustme.CA,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A FIFO where the cache file should be loads nothing at once (its open would
+    wait for a writer), as does a file over the size bound; control: the real file."""
+    import tlsresume.client
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    done: list[int] = []
+    thread = threading.Thread(target=lambda: done.append(_load_quietly(fifo, caplog)))
+    thread.daemon = True
+    thread.start()
+    thread.join(5.0)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # release it, then fail
+        pytest.fail("loading a FIFO blocked")
+    assert done == [0] and "not a regular file (a FIFO)" in caplog.text
+    path = tmp_path / "plain"
+    _saved_doc(leaf, ca, path)
+    monkeypatch.setattr(tlsresume.client, "MAX_CACHE_FILE_BYTES", path.stat().st_size - 1)
+    assert _load_quietly(path, caplog) == 0
+    assert "larger than" in caplog.text
+    monkeypatch.setattr(tlsresume.client, "MAX_CACHE_FILE_BYTES", path.stat().st_size)
+    assert _load_quietly(path, caplog) == 2
+
+
+BAD_VALUES = [None, True, -1, 1 << 63, 1 << 64, 1.5, "x", "", [], {}, [1], {"a": 1}, "\0"]
+
+
+def test_no_record_value_makes_load_raise(
+    leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every field of a record, and the document's own fields, replaced by each of a
+    set of wrong values (or removed): load returns a count and never raises."""
+    import copy
+    import json
+
+    path = tmp_path / "plain"
+    doc = _saved_doc(leaf, ca, path)
+    variants = []
+    for field in doc["sessions"][0]:
+        for bad in [*BAD_VALUES, "missing"]:
+            d = copy.deepcopy(doc)
+            if bad == "missing":
+                del d["sessions"][0][field]
+            else:
+                d["sessions"][0][field] = bad
+            variants.append(d)
+    for field in ("format", "sessions"):
+        for bad in BAD_VALUES:
+            variants.append({**doc, field: bad})
+    variants += [[], "x", 1, None, [doc]]
+    for d in variants:
+        _plain_file(path, json.dumps(d).encode())
+        got = _load_quietly(path, caplog)
+        assert isinstance(got, int) and 0 <= got <= 2, (d, got)
+
+
 def test_attach_converts_a_plain_context(leaf: trustme.LeafCert, ca: trustme.CA) -> None:
     """cache.attach(ctx) turns a context a library built into a caching one, in place."""
     server, cache = server_ctx(leaf, TLS13), ClientSessionCache()
@@ -734,8 +934,7 @@ def test_attach_converts_a_plain_context(leaf: trustme.LeafCert, ca: trustme.CA)
 
 
 @pytest.mark.filterwarnings("ignore:This process.*multi-threaded:DeprecationWarning")
-def test_forked_child_uses_the_inherited_cache(leaf: trustme.LeafCert, ca: trustme.CA
-                                               ) -> None:
+def test_forked_child_uses_the_inherited_cache(leaf: trustme.LeafCert, ca: trustme.CA) -> None:
     """A child forked while other threads use the cache inherits it unlocked and
     resumes from it; the parent carries on."""
     server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
@@ -779,3 +978,243 @@ def test_forked_child_uses_the_inherited_cache(leaf: trustme.LeafCert, ca: trust
         worker.join(10)
     assert codes == [0] * 5
     assert pair(ctx, server).resumed
+
+
+# ---- offers that cannot fail: cipher lists and versions differ --------------------------
+
+
+@pytest.fixture(scope="module")
+def rsa_ca() -> trustme.CA:
+    # RSA: the ECDHE-RSA suites need an RSA certificate.
+    return trustme.CA(key_type=trustme.KeyType.RSA)
+
+
+@pytest.fixture(scope="module")
+def rsa_leaf(rsa_ca: trustme.CA) -> trustme.LeafCert:
+    return rsa_ca.issue_cert("localhost", key_type=trustme.KeyType.RSA)
+
+
+def tls_get(
+    ctx: ssl.SSLContext, port: int, host: str = "localhost"
+) -> tuple[bool | None, bool | None, str | None, str | None]:
+    """One connection to a prefork worker, reading its one line (TLS 1.3 tickets come
+    first); returns (resumed, offered, version, cipher)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host) as tls:
+            tls.recv(64)
+            cipher = tls.cipher()
+            result = (
+                tls.session_reused,
+                offered(tls),
+                tls.version(),
+                cipher[0] if cipher else None,
+            )
+    gc.collect()
+    return result
+
+
+def test_contexts_with_other_ciphers_and_versions_share_a_cache_without_failing(
+    rsa_ca: trustme.CA, rsa_leaf: trustme.LeafCert
+) -> None:
+    """Four contexts with one trust but different cipher lists and version ranges
+    share a cache against one real server process: 40 alternating connections raise
+    nothing, a session goes only to a context that can negotiate it, and each
+    resumes wherever a session it can negotiate exists (38 of 40)."""
+
+    def make_server() -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        rsa_leaf.configure_cert(ctx)
+        ctx.set_ciphers("ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256")
+        return ctx
+
+    cache = ClientSessionCache()
+    contexts = {
+        name: verifying(cache, rsa_ca)
+        for name in ("default", "aes128-gcm", "tls1.2-only", "tls1.3-only")
+    }
+    contexts["aes128-gcm"].set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+    contexts["aes128-gcm"].maximum_version = TLS12
+    contexts["tls1.2-only"].maximum_version = TLS12
+    contexts["tls1.3-only"].minimum_version = TLS13
+    names = list(contexts)
+    results: dict[str, list[tuple[bool | None, bool | None, str | None, str | None]]] = {
+        n: [] for n in names
+    }
+    with prefork(make_server, workers=1) as fleet:
+        for i in range(40):
+            name = names[i % len(names)]
+            results[name].append(tls_get(contexts[name], fleet.port))
+    # default and aes128-gcm make the first TLS 1.3 and the first AES128-GCM
+    # session; tls1.2-only can take the latter and tls1.3-only the former at once.
+    first = {"default": False, "aes128-gcm": False, "tls1.2-only": True, "tls1.3-only": True}
+    for name, got in results.items():
+        assert [r[0] for r in got] == [first[name]] + [True] * 9, (name, got)
+    assert {r[3] for r in results["aes128-gcm"]} == {"ECDHE-RSA-AES128-GCM-SHA256"}
+    assert {r[2] for r in results["tls1.2-only"]} == {"TLSv1.2"}
+    assert {r[2] for r in results["tls1.3-only"]} == {"TLSv1.3"}
+    stats = cache.stats()
+    assert stats["unfit"] > 0 and stats["rejected"] == 0 and stats["incomplete"] == 0
+    assert stats["resumed"] == 38
+
+
+def test_unfit_session_fails_without_the_check(
+    rsa_ca: trustme.CA, rsa_leaf: trustme.LeafCert
+) -> None:
+    """Negative control: what the check prevents. ssl's own session= hands the
+    AES256-GCM session to a connection limited to AES128-GCM, and OpenSSL fails
+    that handshake when the server resumes it (illegal parameter)."""
+
+    def make_server() -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        rsa_leaf.configure_cert(ctx)
+        ctx.set_ciphers("ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256")
+        ctx.maximum_version = TLS12
+        return ctx
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # ssl's session= wants one context
+    rsa_ca.configure_trust(ctx)
+    with prefork(make_server, workers=1) as fleet:
+        with socket.create_connection(("127.0.0.1", fleet.port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.recv(64)
+                session = tls.session
+                assert (tls.cipher() or ("",))[0] == "ECDHE-RSA-AES256-GCM-SHA384"
+        ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+        with socket.create_connection(("127.0.0.1", fleet.port), timeout=5) as raw:
+            with pytest.raises(ssl.SSLError, match="(?i)illegal.parameter|wrong.cipher"):
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                    tls.recv(64)
+
+
+# ---- memory: a byte budget no server can push past -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_leaf(ca: trustme.CA) -> trustme.LeafCert:
+    """A ~40 KB certificate for *.big.test (1500 filler names)."""
+    return ca.issue_cert("*.big.test", *(f"filler-{i:05d}.example.org" for i in range(1500)))
+
+
+def test_byte_budget_holds_against_many_large_tickets_for_many_names(
+    ca: trustme.CA, big_leaf: trustme.LeafCert
+) -> None:
+    """A server (another process) with a ~40 KB certificate sending 8 TLS 1.3
+    tickets per connection, for 40 server names: the cache's accounted bytes never
+    exceed max_bytes, least recently used servers are evicted for room, and the
+    newest server still resumes. Negative control: with a large budget the same
+    traffic is charged many times the small one, so the budget is what bounds it."""
+
+    def make_server() -> ssl.SSLContext:
+        ctx = server_ctx(big_leaf, TLS13)
+        ctx.num_tickets = 8
+        return ctx
+
+    budget = 1 << 20
+    small = ClientSessionCache(max_bytes=budget)
+    large = ClientSessionCache(max_bytes=1 << 30)
+    with prefork(make_server, workers=1) as fleet:
+        for cache in (small, large):
+            ctx = verifying(cache, ca)
+            for i in range(40):
+                tls_get(ctx, fleet.port, f"n{i}.big.test")
+                assert cache.stats()["bytes"] <= cache.max_bytes
+            assert tls_get(ctx, fleet.port, "n39.big.test")[0]  # the newest still resumes
+    s, big_stats = small.stats(), large.stats()
+    assert s["evicted"] > 0 and s["servers"] < 40 and s["bytes"] > budget // 2
+    assert big_stats["servers"] == 40 and big_stats["bytes"] > 8 * budget
+    per_session = big_stats["bytes"] / big_stats["sessions"]
+    assert per_session > 40_000  # the certificate is charged, not just the ticket
+
+
+def test_max_bytes_is_validated_and_lowering_it_evicts(
+    big_leaf: trustme.LeafCert, ca: trustme.CA
+) -> None:
+    """max_bytes below 64 KiB or not an int is refused naming it; lowering it drops
+    least recently used servers at once."""
+    for bad in (0, 1000, 65535, 1.5, True):
+        with pytest.raises(ValueError, match="max_bytes"):
+            ClientSessionCache(max_bytes=bad)  # type: ignore[arg-type]
+    server, cache = server_ctx(big_leaf, TLS12), ClientSessionCache()
+    ctx = verifying(cache, ca)
+    hosts = [f"h{i}.big.test" for i in range(6)]
+    for host in hosts:
+        pair(ctx, server, host)
+    assert cache.stats()["servers"] == len(hosts)
+    cache.max_bytes = 1 << 18  # room for about three of these sessions
+    assert cache.stats()["bytes"] <= cache.max_bytes
+    assert 0 < cache.stats()["servers"] < len(hosts)
+    assert cache.servers()[0][1] == hosts[-1]  # the most recent one stays
+
+
+def test_ems_session_is_not_offered_where_ems_is_off(
+    leaf: trustme.LeafCert, ca: trustme.CA
+) -> None:
+    """A TLS 1.2 session made with the extended master secret is not offered to a
+    context sharing the cache with OP_NO_EXTENDED_MASTER_SECRET (the server would
+    abort: "inconsistent extms"); that context does a full handshake, raises
+    nothing, and then resumes its own session. Negative control: ssl's session=
+    with the same setting fails."""
+    no_ems = 1  # SSL_OP_NO_EXTENDED_MASTER_SECRET (OpenSSL 3.0); ssl has no name for it
+    server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
+    with_ems, without = verifying(cache, ca), verifying(cache, ca)
+    without.options |= no_ems
+    assert not pair(with_ems, server).resumed
+    first = pair(without, server)
+    assert not first.offered and not first.resumed
+    assert cache.stats()["unfit"] == 1
+    assert pair(without, server).resumed and pair(with_ems, server).resumed
+    plain = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(plain)
+    session, _ = memory_pair(server, plain)
+    plain.options |= no_ems
+    with pytest.raises(ssl.SSLError, match="(?i)extms"):
+        memory_pair(server, plain, session=session)
+
+
+def test_ca_directory_enters_the_fingerprint_by_listing(
+    leaf: trustme.LeafCert, ca: trustme.CA, other_ca: trustme.CA, tmp_path: Path
+) -> None:
+    """Two contexts trusting one CA directory (loaded lazily by OpenSSL) share
+    sessions; once a certificate is added to the directory, a context made after
+    the change has another fingerprint and is not offered the older session.
+    Control: a context reading the unchanged directory is."""
+    import subprocess
+
+    d = tmp_path / "cadir"
+    d.mkdir()
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    subprocess.run(["openssl", "rehash", str(d)], check=True, capture_output=True)
+    server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
+
+    def ctx() -> ClientContext:
+        c = ClientContext(cache=cache)
+        c.load_verify_locations(capath=str(d))
+        return c
+
+    assert not pair(ctx(), server).resumed
+    assert pair(ctx(), server).resumed  # same directory, same listing: shared
+    other_ca.cert_pem.write_to_path(str(d / "other.pem"))
+    subprocess.run(["openssl", "rehash", str(d)], check=True, capture_output=True)
+    after = pair(ctx(), server)
+    assert not after.offered and not after.resumed
+    assert cache.stats()["withheld_unsafe"] >= 1
+
+
+def test_check_hostname_and_verify_flags_change_the_fingerprint(ca: trustme.CA) -> None:
+    """Turning hostname checking or CRL checking on or off, or adding a non-CA
+    certificate to the store, changes the context's trust fingerprint."""
+    ctx = verifying(ClientSessionCache(), ca)
+    seen = {ctx.profile().trust}
+    ctx.check_hostname = False
+    seen.add(ctx.profile().trust)
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    seen.add(ctx.profile().trust)
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    seen.add(ctx.profile().trust)
+    ctx.load_verify_locations(
+        cadata=ca.issue_cert("pinned.test").cert_chain_pems[0].bytes().decode()
+    )
+    seen.add(ctx.profile().trust)
+    assert len(seen) == 5
+    twin = verifying(ClientSessionCache(), ca)  # control: same configuration, same print
+    assert verifying(ClientSessionCache(), ca).profile().trust == twin.profile().trust

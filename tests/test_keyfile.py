@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,10 +53,16 @@ NAME = bytes(range(16))
 
 
 def fixed_key(size: int, tag: int = 0) -> Any:
-    """A key whose fields are recognisable: name 00..0f (+tag), hmac 'H'*, aes 'A'*."""
+    """A key whose fields are recognisable: name 00..0f (+tag), hmac 'H'*, aes 'A'*
+    (the last byte of each secret + tag: keys in one file must not repeat)."""
     half = (size - 16) // 2
     name = bytes((b + tag) % 256 for b in NAME)
-    return TicketKey(name, hmac_key=b"H" * half, aes_key=b"A" * half)
+    last = bytes([tag])
+    return TicketKey(
+        name,
+        hmac_key=b"H" * (half - 1) + (last if tag else b"H"),
+        aes_key=b"A" * (half - 1) + (last if tag else b"A"),
+    )
 
 
 def roles(ks: Any) -> tuple[list[bytes], bytes, bytes | None]:
@@ -356,7 +363,29 @@ ERROR_CASES = [
     ),
     ("wrapped", _wrapped_80_byte_key(), "haproxy", ["line 1", "57 bytes", "-w0"]),
     ("unknown-format", b"x" * 48, "caddy", ["unknown key file format 'caddy'", "'openssl'"]),
-    ("directory", None, "nginx", ["cannot read", os.strerror(errno.EISDIR), "name|aes|hmac"]),
+    ("directory", None, "nginx", ["not a regular file (a directory)", "name|aes|hmac"]),
+    ("all-zero", bytes(48), "openssl", ["key 1's HMAC secret is all zero bytes", "keygen"]),
+    (
+        "zero-aes",
+        os.urandom(32) + bytes(16),  # name | hmac | aes
+        "openssl",
+        ["key 1's AES secret is all zero bytes", "name|hmac|aes"],
+    ),
+    (
+        "repeated-line",
+        (base64.b64encode(os.urandom(48)) + b"\n") * 2,
+        "haproxy",
+        ["keys 1 and 2 repeat the same secret", "generated on its own"],
+    ),
+    (
+        "repeated-secret",
+        base64.b64encode(os.urandom(16) + b"a" * 16 + b"h" * 16)
+        + b"\n"
+        + base64.b64encode(os.urandom(16) + b"A" * 16 + b"h" * 16)
+        + b"\n",
+        "haproxy",
+        ["keys 1 and 2 repeat the same secret"],
+    ),
 ]
 
 
@@ -378,6 +407,86 @@ def test_read_errors_name_file_problem_and_layout(
     assert message.startswith(str(path) + ":"), message
     for needle in needles:
         assert needle in message, (needle, message)
+
+
+def test_nginx_files_that_repeat_a_key_are_refused(tmp_path: Path) -> None:
+    """nginx's list of files: the same key in two files is refused; control: two
+    different keys read."""
+    a, b, copy = tmp_path / "a.key", tmp_path / "b.key", tmp_path / "copy.key"
+    keyfile.write(a, TicketKey.generate(80), "nginx80")
+    keyfile.write(b, TicketKey.generate(80), "nginx80")
+    copy.write_bytes(a.read_bytes())
+    assert len(keyfile.read([a, b], "nginx").keys) == 2
+    with pytest.raises(KeyFileError, match="repeat the same secret"):
+        keyfile.read([a, copy], "nginx")
+
+
+def _without_hanging(fn: Any, fifo: Path) -> BaseException | None:
+    """Run fn() in a thread; fail if it is still running after 5 s (a blocking open
+    or read of the FIFO), releasing it by opening the FIFO's other end."""
+    outcome: list[BaseException | None] = []
+
+    def body() -> None:
+        try:
+            fn()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join(5.0)
+    if thread.is_alive():
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(5.0)
+        pytest.fail(f"reading the FIFO {fifo} blocked")
+    return outcome[0]
+
+
+def test_fifo_key_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    """A FIFO where a key file should be (its open would wait for a writer forever):
+    keyfile.read, TicketKeyRing.from_file and StaticTicketKey.from_file refuse it
+    at once. Control: the same path as a regular file reads."""
+    import tlsresume
+
+    path = tmp_path / "ticket.key"
+    os.mkfifo(path)
+    for read in (
+        lambda: keyfile.read(path, "openssl80"),
+        lambda: tlsresume.TicketKeyRing.from_file(path, "openssl80", poll_interval=None),
+        lambda: tlsresume.StaticTicketKey.from_file(path, "openssl80"),
+    ):
+        exc = _without_hanging(read, path)
+        assert isinstance(exc, KeyFileError), exc
+        assert "not a regular file (a FIFO)" in str(exc), exc
+    os.unlink(path)
+    keyfile.write(path, TicketKey.generate(80), "openssl80")
+    assert len(keyfile.read(path, "openssl80").keys) == 1
+
+
+def test_watcher_keeps_its_keys_when_the_file_becomes_a_fifo(tmp_path: Path) -> None:
+    """The file watcher meets a FIFO (or a zero key) where the key file was: it keeps
+    the current keys, counts the error and does not block. Control: a new regular
+    file with a new key loads."""
+    import tlsresume
+
+    path = tmp_path / "ticket.key"
+    first, second = TicketKey.generate(80), TicketKey.generate(80)
+    keyfile.write(path, first, "openssl80")
+    with tlsresume.TicketKeyRing.from_file(path, "openssl80", poll_interval=None) as ring:
+        os.unlink(path)
+        os.mkfifo(path)
+        assert _without_hanging(lambda: ring.reload(), path) is None
+        path.unlink()
+        path.write_bytes(bytes(80))
+        assert ring.reload() is False
+        assert ring.stats()["file_errors"] == 2
+        assert [k.name for k in ring.keys()] == [first.name.hex()]
+        path.unlink()
+        keyfile.write(path, second, "openssl80")
+        assert ring.reload() is True
+        assert second.name.hex() in [k.name for k in ring.keys()]
 
 
 def test_missing_file_keeps_errno(tmp_path: Path) -> None:

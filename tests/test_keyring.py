@@ -10,6 +10,7 @@ import stat
 import struct
 import time
 import uuid
+import warnings
 
 import pytest
 import trustme
@@ -25,6 +26,9 @@ from tlsresume import (
     keyfile,
 )
 from tlsresume._binding import lib
+from tlsresume._extra import foreign
+from tlsresume._extra import testhooks as load_testhooks
+from tlsresume.regions import region_path
 
 from .handshake import memory_pair, prefork, reconnect, reconnect_detail, server_context
 
@@ -184,18 +188,52 @@ def test_separate_contexts_without_ring_do_not_resume(cert, client, version) -> 
     assert not resumed
 
 
-@VERSIONS
-def test_ticket_from_previous_key_is_accepted_and_renewed(cert, client, version) -> None:
-    """After a rotation the old ticket still resumes and the client gets a current one."""
+def test_tls12_ticket_stays_under_the_key_its_session_began_with(cert, client) -> None:
+    """Forward secrecy: a TLS 1.2 session started under K0 and resumed after K1 (then
+    K2) became current is never re-encrypted under a newer key (its ticket's key name
+    stays K0), and it still resumes until its lifetime ends, then no more."""
+    with TicketKeyRing(rotation_period=3600, acceptance_window=8) as ring:
+        ctx = server_context(cert, ring, TLS12)
+        tlsresume.set_session_timeout(ctx, 1)  # whole seconds: over by 2.2 s whatever the phase
+        session, _ = memory_pair(ctx, client)
+        k0 = tlsresume.ticket_key_name(session)
+        for _ in range(2):
+            ring.rotate()
+            session, resumed = memory_pair(ctx, client, session)
+            assert resumed
+            assert tlsresume.ticket_key_name(session) == k0
+        current = next(k.name for k in ring.keys() if k.role == "current")
+        assert k0.hex() != current
+        assert ring.stats()["resumed_older_key"] == 2
+        time.sleep(2.2)  # the session's lifetime, not the key's window, ends it
+        _, resumed = memory_pair(ctx, client, session)
+        assert not resumed
+
+
+def test_tls13_resumption_gets_a_fresh_ticket_under_the_current_key(cert, client) -> None:
+    """TLS 1.3 resumptions run (EC)DHE and get a new ticket under the current key."""
     with TicketKeyRing() as ring:
-        ctx = server_context(cert, ring, version)
+        ctx = server_context(cert, ring, TLS13)
         old_session, _ = memory_pair(ctx, client)
         ring.rotate()
         new_session, resumed = memory_pair(ctx, client, old_session)
         assert resumed
-        assert ring.stats()["resumed_renewed"] == 1
+        assert ring.stats()["resumed_older_key"] == 1
         current = next(k.name for k in ring.keys() if k.role == "current")
         assert tlsresume.ticket_key_name(new_session).hex() == current
+        assert tlsresume.ticket_key_name(old_session).hex() != current
+
+
+def test_short_window_for_the_session_timeout_warns(cert) -> None:
+    """A window shorter than the context's session timeout would refuse live TLS 1.2
+    sessions (they are not renewed), so install() says so."""
+    with TicketKeyRing(rotation_period=600, acceptance_window=600) as ring:
+        ctx = server_context(cert)
+        with pytest.warns(tlsresume.TLSResumeWarning, match="acceptance window"):
+            tlsresume.install(ctx, ring)
+    with TicketKeyRing() as ring, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tlsresume.install(server_context(cert), ring)  # control: defaults cover 7200 s
 
 
 @VERSIONS
@@ -208,7 +246,7 @@ def test_prepublished_next_key_is_accepted_before_it_encrypts(cert, client, vers
         session, _ = memory_pair(server_context(cert, ahead, version), client)
         _, resumed = memory_pair(server_context(cert, behind, version), client, session)
         assert resumed
-        assert behind.stats()["resumed_renewed"] == 1
+        assert behind.stats()["resumed_older_key"] == 1
 
 
 @VERSIONS
@@ -347,16 +385,16 @@ def test_spawned_process_attaches_by_name(cert, client, ring_name, tmp_path) -> 
 
 
 def test_named_ring_region_is_private(ring_name) -> None:
-    """The shared-memory object of a named ring is mode 0600 whatever the umask."""
+    """The region file of a named ring is mode 0600 whatever the umask."""
     old = os.umask(0)
     try:
         ring = TicketKeyRing(name=ring_name)
     finally:
         os.umask(old)
-    mode = stat.S_IMODE(os.stat(f"/dev/shm/tlsresume.ring.{ring_name}").st_mode)
+    mode = stat.S_IMODE(os.stat(region_path("ring", ring_name)).st_mode)
     assert mode == 0o600
     ring.unlink()
-    assert not os.path.exists(f"/dev/shm/tlsresume.ring.{ring_name}")
+    assert not os.path.exists(region_path("ring", ring_name))
     ring.close()
 
 
@@ -378,13 +416,40 @@ def test_open_creates_then_attaches(ring_name) -> None:
         assert first.keys() == second.keys()
 
 
+def test_region_errors_carry_the_core_code(ring_name) -> None:
+    """A clash and a missing name raise SharedMemoryError whose ``code`` is the C
+    core's TLSR_E_* value, which open() decides by (not by the message text)."""
+    with pytest.raises(SharedMemoryError) as missing:
+        TicketKeyRing.attach(ring_name)
+    assert missing.value.code == lib.TLSR_E_NOTFOUND
+    with TicketKeyRing(name=ring_name):
+        with pytest.raises(SharedMemoryError) as clash:
+            TicketKeyRing(name=ring_name)
+        assert clash.value.code == lib.TLSR_E_EXISTS
+
+
+def test_misuse_raises_a_subclass_never_the_base(tmp_path) -> None:
+    """Asking a ring for what its state forbids raises StateError (a TLSResumeError
+    subclass); the tools' errors derive from TLSResumeError too."""
+    from tlsresume.errors import StateError, TLSResumeError
+    from tlsresume.tools.bench import BenchError
+    from tlsresume.tools.serve import ServeError
+
+    with TicketKeyRing() as ring, pytest.raises(StateError, match="not fed from a key file"):
+        ring.reload()
+    assert issubclass(ServeError, TLSResumeError) and issubclass(BenchError, TLSResumeError)
+
+
 # ---- recovery ------------------------------------------------------------------
 
 
 def _die_holding_lock(ring: TicketKeyRing, scribble: bool) -> int:
     pid = os.fork()
     if pid == 0:
-        lib.tlsr_ring_debug_die_in_write(ring._handle(), int(scribble))
+        hffi, hlib = load_testhooks()
+        hlib.tlsr_ring_debug_die_in_write(
+            foreign(hffi, "tlsr_ring *", ring._handle()), int(scribble)
+        )
         os.kill(os.getpid(), signal.SIGKILL)
     os.waitpid(pid, 0)
     return pid
@@ -404,15 +469,23 @@ def test_writer_killed_holding_lock_does_not_block_others(cert, client, scribble
         assert memory_pair(ctx, client, session)[1]  # old key now retired, still resumes
 
 
-# Offsets in a ring's shared memory (keyring.c, version 1): the active-copy word,
-# the two state copies, and within a state the CURRENT index, the slots (112
-# bytes each; secret_len at 80) and the grave counter.
-ACTIVE, STATES, STATE_SIZE = 72, (160, 2512), 2352
-CURRENT, SLOTS, SLOT_SIZE, SECRET_LEN, GRAVE_COUNT = 36, 40, 112, 80, 2348
+def _layout():  # type: ignore[no-untyped-def]
+    """Offsets in a ring's shared memory, as the compiler laid it out (test hook)."""
+    hffi, hlib = load_testhooks()
+    out = hffi.new("tlsr_ring_layout *")
+    hlib.tlsr_ring_debug_layout(out)
+    return out
+
+
+_L = _layout()
+ACTIVE, STATE_SIZE = _L.active, _L.state_size
+STATES = (_L.state, _L.state + _L.state_size)  # the two copies of the state
+CURRENT, SLOTS, SLOT_SIZE, SECRET_LEN = _L.current, _L.slots, _L.key_size, _L.key_secret_len
+GRAVE_COUNT = _L.grave_count
 
 
 def _scribble_ring(name: str, offset: int, fmt: str, value: int) -> None:
-    with open(f"/dev/shm/tlsresume.ring.{name}", "r+b") as f:
+    with open(region_path("ring", name), "r+b") as f:
         f.seek(offset)
         f.write(struct.pack("<" + fmt, value))
 
@@ -576,7 +649,7 @@ def test_creating_an_existing_name_is_refused(ring_name) -> None:
 
 def test_region_of_another_kind_is_refused(ring_name) -> None:
     """A shm object under our name that is not a ring is refused, not trusted."""
-    path = f"/dev/shm/tlsresume.ring.{ring_name}"
+    path = region_path("ring", ring_name)
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
     os.write(fd, b"\xff" * 8192)
     os.close(fd)
@@ -586,12 +659,14 @@ def test_region_of_another_kind_is_refused(ring_name) -> None:
 
 @VERSIONS
 def test_rotation_under_load_fails_no_handshake(cert, client, version) -> None:
-    """Rotating every second while clients reconnect: no failure, every ticket honoured."""
+    """Rotating every second while clients reconnect: no failure, every ticket honoured
+    (the window outlasts the run, as it must outlast the session lifetime: TLS 1.2
+    tickets stay under their first key)."""
     import threading
 
     from .handshake import fetch
 
-    with TicketKeyRing(rotation_period=1.0) as ring:
+    with TicketKeyRing(rotation_period=1.0, acceptance_window=6.0) as ring:
         with prefork(lambda: server_context(cert, ring, version), workers=4) as fleet:
             stop = threading.Event()
 
@@ -615,7 +690,7 @@ def test_rotation_under_load_fails_no_handshake(cert, client, version) -> None:
         stats = ring.stats()
         assert stats["rotations"] >= 3
         assert resumed == attempts, (resumed, attempts, stats)
-        assert stats["resumed_renewed"] >= 1 and stats["rejected_unknown"] == 0
+        assert stats["resumed_older_key"] >= 1 and stats["rejected_unknown"] == 0
 
 
 def test_records_round_trip_between_rings_with_times(cert, client) -> None:

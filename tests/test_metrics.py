@@ -23,6 +23,26 @@ def samples(text: str) -> dict[tuple[str, str], float]:
     return out
 
 
+def assert_families_well_formed(text: str) -> dict[str, str]:
+    """Every family prometheus_client's parser reads has samples; counters are named
+    without ``_total`` and hold only ``_total`` samples; nothing is of unknown type.
+
+    Returns:
+        ``{family name: type}``.
+    """
+    types: dict[str, str] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.samples, f"family {family.name} ({family.type}) has no samples"
+        assert family.type in ("counter", "gauge"), (family.name, family.type)
+        if family.type == "counter":
+            assert not family.name.endswith("_total"), family.name
+            assert {s.name for s in family.samples} == {family.name + "_total"}
+        else:
+            assert {s.name for s in family.samples} == {family.name}
+        types[family.name] = family.type
+    return types
+
+
 @pytest.fixture
 def client(ca: trustme.CA) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -39,7 +59,12 @@ def test_text_parses_and_counters_move(ca, client) -> None:
         before = samples(metrics.render_prometheus(metrics.snapshot(**sources)))
         session, _ = memory_pair(ctx, client)
         assert memory_pair(ctx, client, session)[1]
-        after = samples(metrics.render_prometheus(metrics.snapshot(**sources)))
+        text = metrics.render_prometheus(metrics.snapshot(**sources))
+        after = samples(text)
+        types = assert_families_well_formed(text)
+        assert types["tlsresume_ring_resumed_current"] == "counter"
+        assert types["tlsresume_store_hits"] == "counter"
+        assert types["tlsresume_store_capacity"] == "gauge"
         key = ("tlsresume_ring_resumed_current_total", "web")
         assert after[key] == before[key] + 1
         assert after[("tlsresume_ring_tickets_issued_total", "web")] > 0
@@ -55,6 +80,31 @@ def test_collector_registers_with_prometheus_client(ca, client) -> None:
         parsed = samples(generate_latest(registry).decode())
         assert parsed[("tlsresume_ring_rotations_total", "api")] == 1
         assert parsed[("tlsresume_ring_keys", "api")] == 3
+
+
+def test_snapshot_takes_the_objects_themselves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``snapshot(ring, store)`` labels unnamed objects "default" and named ones by
+    their name; lists work too; a clash of labels is a ValueError with the fix."""
+    import uuid
+
+    name = f"test-metrics-{uuid.uuid4().hex[:8]}"
+    with (
+        tlsresume.TicketKeyRing() as ring,
+        tlsresume.SessionStore("1M") as store,
+        tlsresume.TicketKeyRing(name=name) as named,
+    ):
+        try:
+            snap = metrics.snapshot(ring, store)
+            assert set(snap) == {"ring", "store"}
+            assert set(snap["ring"]) == {"default"} and set(snap["store"]) == {"default"}
+            assert set(metrics.snapshot(rings=[ring, named])["ring"]) == {"default", name}
+            assert_families_well_formed(metrics.render_prometheus(snap))
+            with pytest.raises(ValueError, match="pass a dict"):
+                metrics.snapshot(rings=[ring, ring])
+            with pytest.raises(TypeError, match="no stats"):
+                metrics.snapshot(rings=[object()])
+        finally:
+            named.unlink()
 
 
 def test_label_values_are_escaped() -> None:
@@ -78,9 +128,16 @@ def test_stats_command_prints_prometheus_text() -> None:
     with tlsresume.TicketKeyRing(name=name) as ring:
         ring.rotate()
         try:
-            out = subprocess.run([sys.executable, "-m", "tlsresume", "stats", name, "--prometheus"],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [sys.executable, "-m", "tlsresume", "stats", name, "--prometheus"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         finally:
             ring.unlink()
     assert out.returncode == 0, out.stderr
     assert samples(out.stdout)[("tlsresume_ring_rotations_total", name)] == 1
+    types = assert_families_well_formed(out.stdout)
+    assert types["tlsresume_ring_rotations"] == "counter"
+    assert types["tlsresume_ring_keys"] == "gauge"

@@ -6,6 +6,7 @@ machines; the main tests put each behind its own pre-fork server."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import ssl
@@ -84,8 +85,9 @@ def name() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
-def client_ctx(ca: trustme.CA, version: ssl.TLSVersion | None = None,
-               tickets: bool = True) -> ssl.SSLContext:
+def client_ctx(
+    ca: trustme.CA, version: ssl.TLSVersion | None = None, tickets: bool = True
+) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca.configure_trust(ctx)
     if version is not None:
@@ -95,9 +97,13 @@ def client_ctx(ca: trustme.CA, version: ssl.TLSVersion | None = None,
     return ctx
 
 
-def make_server_ctx(cert: trustme.LeafCert, ring: TicketKeyRing | None,
-                    store: SessionStore | None, tickets: bool = True,
-                    version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+def make_server_ctx(
+    cert: trustme.LeafCert,
+    ring: TicketKeyRing | None,
+    store: SessionStore | None,
+    tickets: bool = True,
+    version: ssl.TLSVersion | None = None,
+) -> ssl.SSLContext:
     ctx = server_context(cert, None, version)
     if not tickets:
         ctx.options |= ssl.OP_NO_TICKET
@@ -118,9 +124,18 @@ class Machine:
 
 
 @contextmanager
-def fleet(cert: trustme.LeafCert, url: str | None, name: str, *, tickets: bool = True,
-          machines: int = 3, workers: int = 2, version: ssl.TLSVersion | None = None,
-          rotation_period: float = 3600.0, **link: object) -> Iterator[list[Machine]]:
+def fleet(
+    cert: trustme.LeafCert,
+    url: str | None,
+    name: str,
+    *,
+    tickets: bool = True,
+    machines: int = 3,
+    workers: int = 2,
+    version: ssl.TLSVersion | None = None,
+    rotation_period: float = 3600.0,
+    **link: object,
+) -> Iterator[list[Machine]]:
     """``machines`` separate rings and stores, each linked to Redis at ``url``
     (``None``: not linked, the negative control) before its pre-fork server forks
     its workers, as ``serve --redis`` does."""
@@ -134,8 +149,9 @@ def fleet(cert: trustme.LeafCert, url: str | None, name: str, *, tickets: bool =
             handle = None
             if url is not None:
                 link.setdefault("refresh", REFRESH)
-                handle = connect_server(url, ring=ring if tickets else None, store=store,
-                                        name=name, **link)  # type: ignore[arg-type]
+                handle = connect_server(
+                    url, ring=ring if tickets else None, store=store, name=name, **link
+                )  # type: ignore[arg-type]
                 stack.callback(handle.stop)
             m = Machine(ring, store, handle)
 
@@ -155,9 +171,14 @@ class Run:
     cross: int = 0  # reconnections that reached another machine
 
 
-def across(machines: list[Machine], client: ssl.SSLContext, n: int,
-           session: ssl.SSLSession | None = None, run: Run | None = None,
-           start: int = 0) -> tuple[Run, ssl.SSLSession | None]:
+def across(
+    machines: list[Machine],
+    client: ssl.SSLContext,
+    n: int,
+    session: ssl.SSLSession | None = None,
+    run: Run | None = None,
+    start: int = 0,
+) -> tuple[Run, ssl.SSLSession | None]:
     """n reconnections, each to the next machine, each offering the session the
     previous connection ended with. A failed handshake is counted, not raised."""
     run = run or Run()
@@ -200,8 +221,7 @@ def fleet_state(server: RedisServer, name: str) -> RingState:
 
 
 def _state(now: float, period: float = 10.0, window: float = 20.0) -> RingState:
-    return seed_state([KeyRecord(TicketKey.generate(), "current", now, now)], period, window,
-                      now)
+    return seed_state([KeyRecord(TicketKey.generate(), "current", now, now)], period, window, now)
 
 
 def test_seed_pre_publishes_a_next_key() -> None:
@@ -271,8 +291,10 @@ def test_state_round_trips_and_garbage_is_refused() -> None:
 def test_master_key_formats() -> None:
     """A master key is 32 bytes, given raw, as 64 hex digits or base64; nothing else."""
     raw = os.urandom(32)
-    sealers = [tlsresume.redis._Sealer(k, b"ring") for k in
-               (raw, raw.hex(), base64.b64encode(raw).decode(), raw.hex().encode() + b"\n")]
+    sealers = [
+        tlsresume.redis._Sealer(k, b"ring")
+        for k in (raw, raw.hex(), base64.b64encode(raw).decode(), raw.hex().encode() + b"\n")
+    ]
     assert len({s.kid for s in sealers}) == 1
     assert len(generate_master_key()) == 64
     for bad in ("short", os.urandom(31), "zz" * 32):
@@ -297,12 +319,10 @@ def test_seal_binds_key_and_place() -> None:
 # ======================================================================================
 
 
-def test_first_node_publishes_and_the_others_adopt(redis_server: RedisServer, name: str
-                                                    ) -> None:
+def test_first_node_publishes_and_the_others_adopt(redis_server: RedisServer, name: str) -> None:
     """The first node's keys become the fleet's; every later node mirrors them."""
     rings = [TicketKeyRing() for _ in range(3)]
-    syncs = [KeySync(r, redis_server.url, name=name, refresh=REFRESH, start=False)
-             for r in rings]
+    syncs = [KeySync(r, redis_server.url, name=name, refresh=REFRESH, start=False) for r in rings]
     try:
         assert [s.stats()["seeds"] for s in syncs] == [1, 0, 0]
         keys = [[(k.name, k.role) for k in r.keys()] for r in rings]
@@ -346,8 +366,7 @@ def test_exactly_one_node_rotates_per_period(redis_server: RedisServer, name: st
             r.close()
 
 
-def test_forked_workers_see_the_masters_sync_stats(redis_server: RedisServer,
-                                                   name: str) -> None:
+def test_forked_workers_see_the_masters_sync_stats(redis_server: RedisServer, name: str) -> None:
     """The syncer's counters live in shared memory: a worker forked before a sync
     reports it (a pre-fork server's stats URL is answered by workers); a worker
     cannot sync itself."""
@@ -382,8 +401,9 @@ def test_forked_workers_see_the_masters_sync_stats(redis_server: RedisServer,
         ring.close()
 
 
-def test_a_late_node_accepts_fresh_tickets(redis_server: RedisServer, name: str,
-                                           cert: trustme.LeafCert, ca: trustme.CA) -> None:
+def test_a_late_node_accepts_fresh_tickets(
+    redis_server: RedisServer, name: str, cert: trustme.LeafCert, ca: trustme.CA
+) -> None:
     """After a rotation only one node has seen, tickets cross both ways: the late node
     holds the new current key as its next, the other the old one as retired."""
     ra, rb = TicketKeyRing(rotation_period=60), TicketKeyRing(rotation_period=60)
@@ -413,51 +433,61 @@ def test_keys_sealed_in_redis_are_not_plaintext(redis_server: RedisServer, name:
     a node with the same master key mirrors the keys."""
     master = generate_master_key()
     ra, rb = TicketKeyRing(), TicketKeyRing()
-    with KeySync(ra, redis_server.url, name=name, master_key=master, start=False), \
-            KeySync(rb, redis_server.url, name=name, master_key=master, start=False):
+    with (
+        KeySync(ra, redis_server.url, name=name, master_key=master, start=False),
+        KeySync(rb, redis_server.url, name=name, master_key=master, start=False),
+    ):
         raw = redis_server.client().get(f"tlsresume:ring:{name}")
         assert raw.startswith(b"tlsr-sealed-1:")
         for record in ra.records():
             for secret in (record.key.hmac_key, record.key.aes_key):
-                for form in (secret, secret.hex().encode(), base64.b64encode(secret),
-                             base64.b64encode(secret)[:20]):
+                for form in (
+                    secret,
+                    secret.hex().encode(),
+                    base64.b64encode(secret),
+                    base64.b64encode(secret)[:20],
+                ):
                     assert form not in raw
         assert [k.name for k in ra.keys()] == [k.name for k in rb.keys()]
     ra.close()
     rb.close()
 
 
-def test_wrong_or_missing_master_key_is_refused_clearly(redis_server: RedisServer,
-                                                        name: str) -> None:
+def test_wrong_or_missing_master_key_is_refused_clearly(
+    redis_server: RedisServer, name: str
+) -> None:
     """A node with another master key, none, or one where the fleet has none, refuses
     to start with a message that says so; a later mismatch is a logged warning."""
     ring = TicketKeyRing()
-    with KeySync(ring, redis_server.url, name=name, master_key=generate_master_key(),
-                 start=False):
+    with KeySync(ring, redis_server.url, name=name, master_key=generate_master_key(), start=False):
         with pytest.raises(MasterKeyError, match="master key id .* every node needs the same"):
-            KeySync(TicketKeyRing(), redis_server.url, name=name,
-                    master_key=generate_master_key())
+            KeySync(TicketKeyRing(), redis_server.url, name=name, master_key=generate_master_key())
         with pytest.raises(MasterKeyError, match="sealed under a master key"):
             KeySync(TicketKeyRing(), redis_server.url, name=name)
     with KeySync(ring, redis_server.url, name=name + "-plain", start=False):
         with pytest.raises(MasterKeyError, match="not sealed, but this node has a master key"):
-            KeySync(TicketKeyRing(), redis_server.url, name=name + "-plain",
-                    master_key=generate_master_key())
+            KeySync(
+                TicketKeyRing(),
+                redis_server.url,
+                name=name + "-plain",
+                master_key=generate_master_key(),
+            )
     ring.close()
 
 
-def test_wrong_master_key_later_keeps_keys_and_warns(redis_server: RedisServer, name: str,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_master_key_later_keeps_keys_and_warns(
+    redis_server: RedisServer, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """If the ring in Redis turns out sealed under another key later, the node keeps
     serving with its keys and logs a warning (never raising into the server)."""
     ring = TicketKeyRing()
-    sync = KeySync(ring, redis_server.url, name=name, master_key=generate_master_key(),
-                   start=False)
+    sync = KeySync(ring, redis_server.url, name=name, master_key=generate_master_key(), start=False)
     before = [k.name for k in ring.keys()]
     client = redis_server.client()
     client.delete(f"tlsresume:ring:{name}")
-    KeySync(TicketKeyRing(), redis_server.url, name=name, master_key=generate_master_key(),
-            start=False).stop()
+    KeySync(
+        TicketKeyRing(), redis_server.url, name=name, master_key=generate_master_key(), start=False
+    ).stop()
     with caplog.at_level(logging.WARNING, "tlsresume"):
         sync._attempt(time.time(), raise_errors=False)
     assert "master key id" in caplog.text
@@ -475,13 +505,16 @@ def test_password_and_tls_urls(ca: trustme.CA, name: str, cert: trustme.LeafCert
             assert server.url.startswith("rediss://" if server is tls else "redis://:s3cret@")
             rings = [TicketKeyRing(), TicketKeyRing()]
             stores = [SessionStore("1M"), SessionStore("1M")]
-            links = [connect_server(server.url, ring=r, store=s, name=name, refresh=REFRESH)
-                     for r, s in zip(rings, stores, strict=True)]
+            links = [
+                connect_server(server.url, ring=r, store=s, name=name, refresh=REFRESH)
+                for r, s in zip(rings, stores, strict=True)
+            ]
             try:
                 assert rings[0].keys()[-2].name == rings[1].keys()[-2].name
                 client = client_ctx(ca, TLS12, tickets=False)
-                ctxs = [make_server_ctx(cert, None, s, tickets=False, version=TLS12)
-                        for s in stores]
+                ctxs = [
+                    make_server_ctx(cert, None, s, tickets=False, version=TLS12) for s in stores
+                ]
                 session, _ = memory_pair(ctxs[0], client)
                 first, second = (link.session_tier for link in links)
                 assert first is not None and second is not None
@@ -509,10 +542,61 @@ def test_redis_down_at_start(name: str, caplog: pytest.LogCaptureFixture) -> Non
         sync = KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.2)
     assert "cannot sync ticket keys" in caplog.text
     assert sync.stats()["redis_up"] is False and sync.stats()["sync_failures"] == 1
+    assert "serving with the keys this node has" in caplog.text
     sync.stop()
-    with pytest.raises(RedisBackendError, match="cannot reach Redis"):
-        KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.2, require_redis=True)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "tlsresume"):
+        with pytest.raises(RedisBackendError, match="cannot reach Redis.*drop require_redis"):
+            KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.2, require_redis=True)
+        with pytest.raises(RedisBackendError, match="cannot reach Redis"):
+            connect_server(url, ring=ring, name=name, refresh=REFRESH, require_redis=True)
+    # It does not serve on, so it must not say it does.
+    assert "serving with the keys" not in caplog.text, caplog.text
     ring.close()
+
+
+def test_garbage_answers_at_start_are_an_unreachable_redis(name: str, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Something that is not Redis answers on the port (protocol garbage): the node
+    starts and serves with its own keys, as with Redis down; require_redis refuses."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def answer_garbage() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    url = f"redis://127.0.0.1:{port}/0"
+    ring = TicketKeyRing()
+    try:
+        with caplog.at_level(logging.WARNING, "tlsresume"):
+            sync = KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.5)
+        assert sync.stats()["redis_up"] is False and sync.stats()["sync_failures"] == 1
+        assert "serving with the keys this node has" in caplog.text
+        sync.stop()
+        with pytest.raises(RedisBackendError, match="cannot reach Redis"):
+            KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.5, require_redis=True)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+        ring.close()
 
 
 def test_bad_arguments() -> None:
@@ -525,16 +609,18 @@ def test_bad_arguments() -> None:
         SessionTier("redis://127.0.0.1:1/0", timeout=0)
 
 
-def test_outage_with_local_rotation_then_convergence(redis_server: RedisServer, name: str,
-                                                     cert: trustme.LeafCert,
-                                                     ca: trustme.CA) -> None:
+def test_outage_with_local_rotation_then_convergence(
+    redis_server: RedisServer, name: str, cert: trustme.LeafCert, ca: trustme.CA
+) -> None:
     """Redis down with local_rotation: rings rotate by themselves; when Redis is back
     (empty) they converge on one ring within two refresh periods, and each node keeps
     the keys it encrypted with, so its outage tickets still resume there."""
     period = 0.6
     rings = [TicketKeyRing(rotation_period=period) for _ in range(2)]
-    syncs = [KeySync(r, redis_server.url, name=name, refresh=0.1, timeout=0.1,
-                     local_rotation=True) for r in rings]
+    syncs = [
+        KeySync(r, redis_server.url, name=name, refresh=0.1, timeout=0.1, local_rotation=True)
+        for r in rings
+    ]
     client = client_ctx(ca)
     ctxs = [make_server_ctx(cert, r, None) for r in rings]
     try:
@@ -551,8 +637,13 @@ def test_outage_with_local_rotation_then_convergence(redis_server: RedisServer, 
         outage_session, _ = memory_pair(ctxs[0], client)
         redis_server.restart()
         restarted = time.monotonic()
-        assert wait_until(lambda: len({r.keys()[-2].name for r in rings}) == 1
-                          and not any(r.auto_rotate for r in rings), 2 * 0.1 + 0.3)
+        assert wait_until(
+            lambda: (
+                len({r.keys()[-2].name for r in rings}) == 1
+                and not any(r.auto_rotate for r in rings)
+            ),
+            2 * 0.1 + 0.3,
+        )
         converged = time.monotonic() - restarted
         assert converged <= 2 * 0.1 + 0.3
         assert memory_pair(ctxs[0], client, outage_session)[1]
@@ -565,8 +656,9 @@ def test_outage_with_local_rotation_then_convergence(redis_server: RedisServer, 
             r.close()
 
 
-def test_outage_without_local_rotation_keeps_the_current_key(redis_server: RedisServer,
-                                                             name: str) -> None:
+def test_outage_without_local_rotation_keeps_the_current_key(
+    redis_server: RedisServer, name: str
+) -> None:
     """By default a node whose Redis is down keeps encrypting with the fleet's
     current key (no divergence), and rotation resumes through Redis afterwards."""
     ring = TicketKeyRing(rotation_period=0.5)
@@ -610,8 +702,10 @@ def test_sessions_sealed_under_the_master_key(redis_server: RedisServer, name: s
     with another key is refused at check (and would only ever see misses)."""
     master = generate_master_key()
     der = os.urandom(300)
-    with SessionTier(redis_server.url, name=name, master_key=master) as a, \
-            SessionTier(redis_server.url, name=name, master_key=master) as b:
+    with (
+        SessionTier(redis_server.url, name=name, master_key=master) as a,
+        SessionTier(redis_server.url, name=name, master_key=master) as b,
+    ):
         assert a.check()
         a.put(b"\x07" * 32, der, time.time() + 60)
         assert a.flush(2)
@@ -624,18 +718,22 @@ def test_sessions_sealed_under_the_master_key(redis_server: RedisServer, name: s
             c.check()
         assert wait_until(lambda: c.stats()["idle"] > 0, 2)
         assert c.get(b"\x07" * 32) is None and c.stats()["undecryptable"] == 1
-    with SessionTier(redis_server.url, name=name) as d, \
-            pytest.raises(MasterKeyError, match="sealed under a master key"):
+    with (
+        SessionTier(redis_server.url, name=name) as d,
+        pytest.raises(MasterKeyError, match="sealed under a master key"),
+    ):
         d.check()
 
 
 def test_namespaces_do_not_mix(redis_server: RedisServer, name: str) -> None:
     """Two service names share nothing: keys differ, sessions stay apart."""
     r1, r2 = TicketKeyRing(), TicketKeyRing()
-    with KeySync(r1, redis_server.url, name=name + "a", start=False), \
-            KeySync(r2, redis_server.url, name=name + "b", start=False), \
-            SessionTier(redis_server.url, name=name + "a") as t1, \
-            SessionTier(redis_server.url, name=name + "b") as t2:
+    with (
+        KeySync(r1, redis_server.url, name=name + "a", start=False),
+        KeySync(r2, redis_server.url, name=name + "b", start=False),
+        SessionTier(redis_server.url, name=name + "a") as t1,
+        SessionTier(redis_server.url, name=name + "b") as t2,
+    ):
         assert {k.name for k in r1.keys()}.isdisjoint({k.name for k in r2.keys()})
         t1.put(b"\x03" * 32, b"der", time.time() + 60)
         assert t1.flush(2)
@@ -645,8 +743,7 @@ def test_namespaces_do_not_mix(redis_server: RedisServer, name: str) -> None:
     r2.close()
 
 
-def test_writes_never_block_and_overflow_is_counted(redis_server: RedisServer,
-                                                    name: str) -> None:
+def test_writes_never_block_and_overflow_is_counted(redis_server: RedisServer, name: str) -> None:
     """With Redis stalled, put() returns at once; beyond max_queue it drops and counts."""
     with SessionTier(redis_server.url, name=name, max_queue=8, write_timeout=0.3) as tier:
         assert wait_until(lambda: tier.stats()["idle"] > 0, 2)
@@ -663,7 +760,8 @@ def test_writes_never_block_and_overflow_is_counted(redis_server: RedisServer,
 
 
 def test_handshake_never_waits_past_the_bound_when_redis_stalls(
-        redis_server: RedisServer, name: str, cert: trustme.LeafCert, ca: trustme.CA) -> None:
+    redis_server: RedisServer, name: str, cert: trustme.LeafCert, ca: trustme.CA
+) -> None:
     """Redis paused with SIGSTOP (connections accepted, nothing answered): a handshake
     whose session is missing locally waits the tier's bound for Redis, no longer, then
     completes as a full handshake; later lookups skip Redis during the back-off.
@@ -675,8 +773,9 @@ def test_handshake_never_waits_past_the_bound_when_redis_stalls(
     bound = 0.005
     client = client_ctx(ca, TLS12, tickets=False)
     origin = SessionStore("1M")
-    session, _ = memory_pair(make_server_ctx(cert, None, origin, tickets=False, version=TLS12),
-                             client)
+    session, _ = memory_pair(
+        make_server_ctx(cert, None, origin, tickets=False, version=TLS12), client
+    )
     # Baseline: the same full handshake with no remote tier at all.
     with SessionStore("1M") as plain:
         ctx = make_server_ctx(cert, None, plain, tickets=False, version=TLS12)
@@ -691,8 +790,9 @@ def test_handshake_never_waits_past_the_bound_when_redis_stalls(
         store = SessionStore("1M")
         tier = SessionTier(redis_server.url, name=name, timeout=bound, retry=5.0)
         store.set_remote(tier)
-        machines.append((store, tier, make_server_ctx(cert, None, store, tickets=False,
-                                                      version=TLS12)))
+        machines.append(
+            (store, tier, make_server_ctx(cert, None, store, tickets=False, version=TLS12))
+        )
     try:
         assert wait_until(lambda: all(t.stats()["idle"] > 0 for _, t, _ in machines), 3)
         redis_server.pause()
@@ -706,9 +806,11 @@ def test_handshake_never_waits_past_the_bound_when_redis_stalls(
         assert all(s["timeouts"] == 1 for s in stats), stats  # one wait per machine...
         assert all(s["skipped_down"] >= 2 for s in stats), stats  # ...then no more
         lookups = [s["max_get_ms"] / 1000 for s in stats]
-        print(f"stalled lookups: median {statistics.median(lookups) * 1000:.1f} ms, max "
-              f"{max(lookups) * 1000:.1f} ms; handshake extra wait: median "
-              f"{statistics.median(first) * 1000:.1f} ms (bound {bound * 1000:g} ms)")
+        print(
+            f"stalled lookups: median {statistics.median(lookups) * 1000:.1f} ms, max "
+            f"{max(lookups) * 1000:.1f} ms; handshake extra wait: median "
+            f"{statistics.median(first) * 1000:.1f} ms (bound {bound * 1000:g} ms)"
+        )
         assert statistics.median(lookups) < bound + 0.010, lookups
         assert statistics.median(first) < bound + 0.020, (first, baseline)
         assert statistics.median(later) < 0.010, (later, baseline)
@@ -753,9 +855,13 @@ def test_tier_restarts_in_a_forked_child(redis_server: RedisServer, name: str) -
 
 
 @pytest.mark.parametrize("version", [TLS12, TLS13], ids=["tls12", "tls13"])
-def test_three_machines_resume_across_with_tickets(redis_server: RedisServer, name: str,
-                                                   cert: trustme.LeafCert, ca: trustme.CA,
-                                                   version: ssl.TLSVersion) -> None:
+def test_three_machines_resume_across_with_tickets(
+    redis_server: RedisServer,
+    name: str,
+    cert: trustme.LeafCert,
+    ca: trustme.CA,
+    version: ssl.TLSVersion,
+) -> None:
     """Tickets from any machine resume on every other one (>= 39 of 40)."""
     with fleet(cert, redis_server.url, name, version=version) as machines:
         run, _ = across(machines, client_ctx(ca, version), 40)
@@ -765,9 +871,13 @@ def test_three_machines_resume_across_with_tickets(redis_server: RedisServer, na
 
 
 @pytest.mark.parametrize("version", [TLS12, TLS13], ids=["tls12", "tls13"])
-def test_three_machines_resume_across_by_session_id(redis_server: RedisServer, name: str,
-                                                    cert: trustme.LeafCert, ca: trustme.CA,
-                                                    version: ssl.TLSVersion) -> None:
+def test_three_machines_resume_across_by_session_id(
+    redis_server: RedisServer,
+    name: str,
+    cert: trustme.LeafCert,
+    ca: trustme.CA,
+    version: ssl.TLSVersion,
+) -> None:
     """Tickets off on both sides: sessions found by ID cross machines through Redis
     (>= 39 of 40)."""
     with fleet(cert, redis_server.url, name, tickets=False, version=version) as machines:
@@ -783,8 +893,9 @@ def test_three_machines_resume_across_by_session_id(redis_server: RedisServer, n
 
 
 @pytest.mark.parametrize("tickets", [True, False], ids=["tickets", "session-ids"])
-def test_without_redis_machines_do_not_share(name: str, cert: trustme.LeafCert,
-                                             ca: trustme.CA, tickets: bool) -> None:
+def test_without_redis_machines_do_not_share(
+    name: str, cert: trustme.LeafCert, ca: trustme.CA, tickets: bool
+) -> None:
     """Negative control: the same three machines without Redis never resume across."""
     with fleet(cert, None, name, tickets=tickets) as machines:
         run, _ = across(machines, client_ctx(ca, tickets=tickets), 12)
@@ -794,9 +905,9 @@ def test_without_redis_machines_do_not_share(name: str, cert: trustme.LeafCert,
             assert ring_totals(machines)["rejected_unknown"] >= 12
 
 
-def test_rotation_through_redis_while_clients_reconnect(redis_server: RedisServer, name: str,
-                                                        cert: trustme.LeafCert,
-                                                        ca: trustme.CA) -> None:
+def test_rotation_through_redis_while_clients_reconnect(
+    redis_server: RedisServer, name: str, cert: trustme.LeafCert, ca: trustme.CA
+) -> None:
     """Keys rotate every 0.8 s through Redis while a client hops machines: no
     handshake fails, every reconnection resumes, no ticket is refused, and exactly
     one rotation happens per period across the fleet."""
@@ -822,8 +933,9 @@ def test_rotation_through_redis_while_clients_reconnect(redis_server: RedisServe
 
 
 @pytest.mark.parametrize("tickets", [True, False], ids=["tickets", "session-ids"])
-def test_redis_killed_mid_run(redis_server: RedisServer, name: str, cert: trustme.LeafCert,
-                              ca: trustme.CA, tickets: bool) -> None:
+def test_redis_killed_mid_run(
+    redis_server: RedisServer, name: str, cert: trustme.LeafCert, ca: trustme.CA, tickets: bool
+) -> None:
     """Redis killed while a client hops machines: no handshake fails; once Redis is
     back (empty) resumption across machines returns within two refresh periods."""
     with fleet(cert, redis_server.url, name, tickets=tickets) as machines:
@@ -855,7 +967,89 @@ def test_redis_killed_mid_run(redis_server: RedisServer, name: str, cert: trustm
         print(f"resumption across machines back {recovery * 1000:.0f} ms after restart")
         assert recovery <= 2 * REFRESH + 0.05, recovery
         if tickets:
-            assert wait_until(lambda: redis_server.client().exists(f"tlsresume:ring:{name}"),
-                              2 * REFRESH + 0.1)
+            assert wait_until(
+                lambda: redis_server.client().exists(f"tlsresume:ring:{name}"), 2 * REFRESH + 0.1
+            )
             assert [k.name for k in machines[0].ring.keys()] == keys_before
             assert ring_totals(machines)["rejected_unknown"] == 0
+
+
+# ======================================================================================
+# Forward-only generations: an old copy written back into Redis is not applied
+# ======================================================================================
+
+
+def test_generation_check_is_forward_only() -> None:
+    """Pure rule: an older generation is refused, the same generation only with the
+    same content, a newer one accepted."""
+    from tlsresume.redis import generation_check
+
+    now = time.time()
+    one = _state(now)
+    two = rotate_state(one, now + 11, TicketKey.generate())
+    digest = hashlib.sha256(encode_state(two)).digest()
+    assert generation_check(two, 2, digest) is None
+    assert generation_check(rotate_state(two, now + 22, TicketKey.generate()), 2, digest) is None
+    assert "older" in (generation_check(one, 2, digest) or "")
+    forged = rotate_state(one, now + 11, TicketKey.generate())  # generation 2, other keys
+    assert "other keys" in (generation_check(forged, 2, digest) or "")
+    assert generation_check(one, 0, None) is None  # a fresh node accepts anything
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_replayed_older_ring_is_refused(redis_server: RedisServer, name: str, sealed: bool) -> None:
+    """A writer puts an older (validly sealed) copy of the fleet's ring back into a
+    real Redis after a rotation: the node refuses it, keeps the newer keys, and
+    counts a failed sync. Negative control: a fresh node, which never saw the newer
+    generation, accepts that copy (it is a well-formed ring), so the refusal is the
+    check's doing."""
+    master = generate_master_key() if sealed else None
+    ring, fresh_ring = TicketKeyRing(), TicketKeyRing()
+    key = f"tlsresume:ring:{name}"
+    client = redis_server.client()
+    sync = KeySync(
+        ring,
+        redis_server.url,
+        name=name,
+        refresh=1,
+        rotation_period=10,
+        acceptance_window=20,
+        master_key=master,
+        start=False,
+    )
+    try:
+        old_blob = client.get(key)
+        assert sync.stats()["generation"] == 1
+        sync.sync(now=time.time() + 11)  # due: this node rotates the fleet's ring
+        assert sync.stats()["generation"] == 2
+        newer = [(k.name, k.role) for k in ring.keys()]
+        newer_blob = client.get(key)
+        client.set(key, old_blob)  # the replay
+        with pytest.raises(RedisBackendError, match="generation 1 is older than generation 2"):
+            sync.sync()
+        assert [(k.name, k.role) for k in ring.keys()] == newer
+        assert sync.stats()["sync_failures"] >= 1 and sync.stats()["generation"] == 2
+        # Control: the copy itself is a valid ring that a node without history takes.
+        fresh = KeySync(
+            fresh_ring,
+            redis_server.url,
+            name=name,
+            refresh=1,
+            rotation_period=10,
+            acceptance_window=20,
+            master_key=master,
+            start=False,
+        )
+        try:
+            assert fresh.stats()["generation"] == 1
+        finally:
+            fresh.stop()
+        # The state the node accepted, put back, is accepted again (same content).
+        client.set(key, newer_blob)
+        sync.sync()
+        assert [(k.name, k.role) for k in ring.keys()] == newer
+    finally:
+        sync.stop()
+        client.close()
+        ring.close()
+        fresh_ring.close()

@@ -152,3 +152,69 @@ def test_a_tier_needs_the_protocol() -> None:
     """set_remote() with an object lacking get/put/remove is a TypeError."""
     with SessionStore("1M") as store, pytest.raises(TypeError, match="get"):
         store.set_remote(object())
+
+
+class StuckTier(DictTier):
+    """A tier whose get() does not bound its wait: it blocks until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+
+    def get(self, session_id: bytes) -> bytes | None:
+        self.entered.set()
+        self.release.wait(30)
+        try:
+            return super().get(session_id)
+        finally:
+            self.returned.set()
+
+
+@pytest.mark.slow
+def test_replacing_a_stuck_tier_keeps_its_handle_until_the_callback_returns(
+    cert, id_client, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """set_remote() gives up waiting after 5 s (busy) for a callback stuck in the old
+    tier: the new tier is in use at once, the old tier's handle is kept alive (not
+    released under the callback) with one warning, and released at the next change
+    once the callback has returned; the handshake completes."""
+    stuck, fresh = StuckTier(), DictTier()
+    with SessionStore("1M") as store:
+        key = int(remote.ffi.cast("uintptr_t", store._handle()))
+        store.set_remote(stuck)
+        ctx = machine(cert, store)
+        done: list[object] = []
+        handshake = threading.Thread(
+            target=lambda: done.append(memory_pair(ctx, id_client)), daemon=True
+        )
+        handshake.start()
+        assert stuck.entered.wait(10)
+        store.set_remote(fresh)  # waits REMOTE_DRAIN_MS, then busy
+        assert "still inside a callback" in caplog.text
+        assert len(remote._draining[key]) == 1  # the stuck tier's handle, kept
+        assert remote.ffi.from_handle(remote._draining[key][0]) is stuck
+        stuck.release.set()
+        handshake.join(10)
+        assert stuck.returned.is_set() and len(done) == 1
+        gets = fresh.gets
+        memory_pair(ctx, id_client)
+        assert fresh.gets > gets  # the new tier is the one asked
+        store.set_remote(None)  # nothing is inside the old tiers now: all released
+        assert key not in remote._draining and key not in remote._attached
+
+
+def test_replacing_an_idle_tier_releases_its_handle_at_once(cert, id_client) -> None:  # type: ignore[no-untyped-def]
+    """Control: a tier no callback is inside is released when replaced."""
+    with SessionStore("1M") as store:
+        key = int(remote.ffi.cast("uintptr_t", store._handle()))
+        first = DictTier()
+        store.set_remote(first)
+        memory_pair(machine(cert, store), id_client)
+        assert first.gets >= 1
+        store.set_remote(DictTier())
+        assert key not in remote._draining
+        assert remote.ffi.from_handle(remote._attached[key]) is not first
+        store.set_remote(None)
+        assert key not in remote._attached

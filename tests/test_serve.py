@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tlsresume.serve import Request, build_response, parse_request_head
+from tlsresume.regions import region_path
+from tlsresume.tools.serve import Request, build_response, parse_request_head
 
 from .support import (
     STATS_PATH,
@@ -434,34 +435,53 @@ def test_curl_tls12_drops_session_without_close_notify(server_cert) -> None:  # 
     with InProcessServer(ctx, close_notify=False) as bare:
         resumed, _offered, err = _curl(bare.port, "127.0.0.1", server_cert.cafile, "1.2", 8)
     # curl still offers the session here; OpenSSL's server evicts it from its cache
-    # when a connection is freed without close_notify (DESIGN.md, "Unclean close").
+    # when a connection is freed without close_notify (docs/design.md, "Unclean close evicts").
     assert resumed == 0 and bare.resumed == 0, err
 
 
 @pytest.mark.interop
 @needs_curl
-def test_curl_tls12_across_workers_with_session_cache(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
-    """curl (TLS 1.2, which asks for no tickets) resumes by session ID across workers
-    through the shared session store."""
-    server = serve("--workers", "4", "--session-cache", "1M")
-    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 8)
+@pytest.mark.parametrize("args", [[], ["--session-cache", "1M"]], ids=["defaults", "1M"])
+def test_curl_tls12_across_workers_with_session_cache(serve, server_cert, args) -> None:  # type: ignore[no-untyped-def]
+    """curl (TLS 1.2, which asks for no tickets) resumes 9 of 9 refetches by session
+    ID across workers through the shared session store, which serve makes by
+    default."""
+    server = serve("--workers", "4", *args)
+    assert server.store_name is not None
+    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 10)
     assert "Newsession Ticket" not in err  # curl asked for no ticket: session IDs only
-    assert offered == 7, err
-    assert resumed == 7, err
+    assert offered == 9, err
+    assert resumed == 9, err
     assert len(set(re.findall(r"X-Worker: (\d+)", err))) >= 3, err
-    store = server_stats(server.host, server.port, server_cert.cafile)["store"]
-    assert store["stats"]["hits"] >= 7, store
+    stats = server_stats(server.host, server.port, server_cert.cafile)
+    assert stats["store"]["stats"]["hits"] >= 9, stats["store"]
+    # Session-ID resumptions are the store's hits, not ticket resumptions.
+    ring = stats["ring"]["stats"]
+    assert ring["resumed_current"] == ring["resumed_older_key"] == 0, ring
 
 
 @pytest.mark.interop
 @needs_curl
-def test_curl_tls12_across_workers_without_session_cache(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
-    """Negative control: the shared key ring alone cannot help curl's TLS 1.2 session
-    IDs, so only a refetch landing on the same worker could resume."""
-    server = serve("--workers", "4")
-    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 8)
-    assert offered == 7, err
-    assert resumed <= 2, err
+@pytest.mark.parametrize("control", ["--no-session-cache", "--no-share"])
+def test_curl_tls12_across_workers_without_session_cache(serve, server_cert, control) -> None:  # type: ignore[no-untyped-def]
+    """Negative controls: the shared key ring alone (--no-session-cache) or no
+    tlsresume at all (--no-share) cannot help curl's TLS 1.2 session IDs: no refetch
+    that lands on another worker than the previous one resumes."""
+    server = serve("--workers", "4", control)
+    assert server.store_name is None
+    resumed, offered, err = _curl(server.port, server.host, server_cert.cafile, "1.2", 10)
+    assert offered == 9, err
+    fetches = list(
+        zip(
+            re.findall(r"X-Worker: (\d+)", err),
+            (r == "yes" for r in re.findall(r"X-Session-Reused: (\w+)", err)),
+            strict=True,
+        )
+    )
+    moves = [(a[0] != b[0], b[1]) for a, b in zip(fetches, fetches[1:], strict=False)]
+    assert sum(moved for moved, _ in moves) >= 2, fetches  # the control means something
+    assert not any(moved and was_resumed for moved, was_resumed in moves), fetches
+    assert resumed <= 3, err
 
 
 # --------------------------------------------------------------------------------------
@@ -507,7 +527,9 @@ def test_session_cache_resumes_session_ids_across_workers(
 
 @pytest.mark.interop
 @needs_openssl
-@pytest.mark.parametrize("control", [["--no-tickets"], ["--no-share", "--no-tickets"]])
+@pytest.mark.parametrize(
+    "control", [["--no-tickets", "--no-session-cache"], ["--no-share", "--no-tickets"]]
+)
 def test_session_ids_without_session_cache_control(serve, server_cert, tmp_path, control) -> None:  # type: ignore[no-untyped-def]
     """Negative control: without the store (ring only, or no tlsresume at all) the
     same s_client resumes at most a quarter of 40 reconnections."""
@@ -536,7 +558,7 @@ def test_tls13_stateful_tickets_resume_across_workers(serve, server_cert) -> Non
 def test_tls13_stateful_tickets_without_session_cache_control(serve, server_cert) -> None:  # type: ignore[no-untyped-def]
     """Negative control: tickets off and no store, each worker's stateful tickets
     name sessions only it holds: at most a quarter resume."""
-    server = serve("--workers", "4", "--no-tickets")
+    server = serve("--workers", "4", "--no-tickets", "--no-session-cache")
     ctx = client_context(server_cert.cafile, "1.3")
     r = resuming_client(server.host, server.port, ctx, 40)
     assert r.only_same_worker_resumed, r
@@ -575,7 +597,7 @@ def test_single_use_ticket_replay(serve, server_cert, tmp_path, single_use) -> N
 
 
 def _shm(kind: str, name: str) -> Path:
-    return Path("/dev/shm") / f"tlsresume.{kind}.{name}"
+    return Path(region_path(kind, name))
 
 
 @pytest.mark.parametrize("mode", ["fork", "spawn"])
@@ -601,7 +623,8 @@ def test_leftover_region_with_our_name_gets_a_fresh_name(tmp_path) -> None:  # t
     import io
 
     import tlsresume
-    from tlsresume.serve import ServerConfig, _Master
+    from tlsresume.tools.serve import ServerConfig
+    from tlsresume.tools.serve.master import _Master
 
     leftover = tlsresume.SessionStore("64K", name=f"serve-{os.getpid()}")
     try:
@@ -661,7 +684,8 @@ def test_stats_url_without_sharing_and_head(serve, server_cert) -> None:  # type
     ("args", "message"),
     [
         (["--no-share", "--session-cache", "1M"], "--no-share"),
-        (["--single-use"], "--single-use needs --session-cache"),
+        (["--single-use", "--no-session-cache"], "--single-use needs --session-cache"),
+        (["--single-use"], "--no-tickets"),
         (["--session-cache", "1M", "--single-use"], "--no-tickets"),
         (["--no-tickets", "--rotate", "5"], "--rotate"),
         (["--session-cache", "lots"], "--session-cache"),
@@ -671,7 +695,7 @@ def test_stats_url_without_sharing_and_head(serve, server_cert) -> None:  # type
 def test_inconsistent_session_cache_options_are_usage_errors(args, message, capsys) -> None:  # type: ignore[no-untyped-def]
     """Options that would silently do nothing (or contradict) exit 2 before anything
     is bound or forked, naming the option."""
-    from tlsresume.cli import main
+    from tlsresume.tools.cli import main
 
     assert main(["serve", "--port", "0", *args]) == 2
     assert message in capsys.readouterr().err

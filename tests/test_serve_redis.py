@@ -135,8 +135,9 @@ def hop(
     return hops, session
 
 
-def in_redis(server: RedisServer, name: str, timeout: float = 2.0
-             ) -> Callable[[ssl.SSLSession], None]:
+def in_redis(
+    server: RedisServer, name: str, timeout: float = 2.0
+) -> Callable[[ssl.SSLSession], None]:
     """A ``settle`` for :func:`hop`: wait until the session the client now holds is in
     Redis. Session writes are queued off the handshake (a documented limit: a client
     faster than the writer gets a full handshake), so a test of what crosses
@@ -195,14 +196,16 @@ def ring_total(stats: Sequence[dict], counter: str) -> int:  # type: ignore[type
 
 @pytest.fixture(scope="module")
 def ticket_fleet(start_fleet_module, redis_server) -> list[ServeProcess]:  # type: ignore[no-untyped-def]
-    """Three `serve --workers 2 --redis URL --redis-name N` instances."""
-    return start_fleet_module("--redis", redis_server.url, "--redis-name", _name())
+    """Three `serve --workers 2 --redis URL --redis-name N` instances, tickets only."""
+    return start_fleet_module(
+        "--redis", redis_server.url, "--redis-name", _name(), "--no-session-cache"
+    )
 
 
 @pytest.fixture(scope="module")
 def ticket_control(start_fleet_module) -> list[ServeProcess]:  # type: ignore[no-untyped-def]
     """The same three instances without --redis."""
-    return start_fleet_module()
+    return start_fleet_module("--no-session-cache")
 
 
 @pytest.mark.interop
@@ -293,8 +296,12 @@ def test_tls13_stateful_tickets_go_through_redis_on_every_hop(  # type: ignore[n
     as above)."""
     fleet = session_fleet
     before = store_total(stats_of(fleet, server_cert.cafile), "remote_hits")
-    hops, _ = hop(fleet, session_id_client(server_cert.cafile, "1.3"), RECONNECTIONS,
-                  settle=in_redis(redis_server, redis_name_of(fleet)))
+    hops, _ = hop(
+        fleet,
+        session_id_client(server_cert.cafile, "1.3"),
+        RECONNECTIONS,
+        settle=in_redis(redis_server, redis_name_of(fleet)),
+    )
     print(f"TLS 1.3 stateful tickets, 3 instances with Redis: {hops}")
     assert hops.resumed >= 39, hops
     remote = store_total(stats_of(fleet, server_cert.cafile), "remote_hits") - before
@@ -359,8 +366,9 @@ def test_password_url_master_key_and_spawn(start_fleet, server_cert, tmp_path) -
         )
         assert [s.fields["mode"] for s in fleet] == ["fork", "spawn"]
         tickets, _ = hop(fleet, client_context(server_cert.cafile, "1.3"), 10)
-        ids, _ = hop(fleet, session_id_client(server_cert.cafile, "1.2"), 10,
-                     settle=in_redis(rs, name))
+        ids, _ = hop(
+            fleet, session_id_client(server_cert.cafile, "1.2"), 10, settle=in_redis(rs, name)
+        )
         assert tickets.resumed == 10 and ids.resumed == 10, (tickets, ids)
         spawned = server_stats(fleet[1].host, fleet[1].port, server_cert.cafile)["redis"]
         assert spawned["url"] == f"redis://:***@127.0.0.1:{rs.port}/0"
@@ -479,7 +487,10 @@ def test_start_refused_clearly(server_cert, tmp_path) -> None:  # type: ignore[n
         (["--redis", "redis://127.0.0.1:1/0", "--no-share"], "--no-share"),
         (["--redis-name", "shop"], "--redis-name needs --redis"),
         (["--redis-master-key-file", "k"], "--redis-master-key-file needs --redis"),
-        (["--redis", "redis://127.0.0.1:1/0", "--no-tickets"], "--session-cache"),
+        (
+            ["--redis", "redis://127.0.0.1:1/0", "--no-tickets", "--no-session-cache"],
+            "--session-cache",
+        ),
         (["--redis", "redis://x/0", "--rotate", "4", "--redis-refresh", "4"], "--redis-refresh"),
         (["--redis", "redis://x/0", "--redis-timeout-ms", "0"], "--redis-timeout-ms"),
         (["--redis", "redis://x/0", "--redis-name", "a b"], "--redis-name"),
@@ -492,7 +503,7 @@ def test_start_refused_clearly(server_cert, tmp_path) -> None:  # type: ignore[n
 def test_inconsistent_redis_options_are_usage_errors(args, message, capsys) -> None:  # type: ignore[no-untyped-def]
     """--redis options that contradict or would do nothing exit 2 before anything is
     bound, forked or connected, naming the option."""
-    from tlsresume.cli import main
+    from tlsresume.tools.cli import main
 
     assert main(["serve", "--port", "0", *args]) == 2
     assert message in capsys.readouterr().err
@@ -508,8 +519,18 @@ def test_redis_url_from_environment_keeps_password_off_argv(server_cert) -> None
     name = _name()
     with RedisServer(password=password) as rs:
         env = child_env(TLSRESUME_REDIS_URL=rs.url)
-        args = ["--cert", server_cert.cert, "--key", server_cert.key, "--workers", "2",
-                "--redis", "env", "--redis-name", name]
+        args = [
+            "--cert",
+            server_cert.cert,
+            "--key",
+            server_cert.key,
+            "--workers",
+            "2",
+            "--redis",
+            "env",
+            "--redis-name",
+            name,
+        ]
         fleet = [ServeProcess.start(args, env=env, new_session=True) for _ in range(2)]
         try:
             tickets, _ = hop(fleet, client_context(server_cert.cafile, "1.3"), 10)
@@ -522,5 +543,9 @@ def test_redis_url_from_environment_keeps_password_off_argv(server_cert) -> None
     env = {k: v for k, v in os.environ.items() if k != "TLSRESUME_REDIS_URL"}
     result = subprocess.run(
         [sys.executable, "-m", "tlsresume", "serve", "--port", "0", "--redis", "env"],
-        capture_output=True, text=True, timeout=60, env=env)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode != 0 and "TLSRESUME_REDIS_URL" in result.stderr

@@ -1,4 +1,4 @@
-"""``tlsresume stats``: finding this user's regions in /dev/shm, reading their counters
+"""``tlsresume stats``: finding this user's regions in its region directory, reading their counters
 (from a live ``serve`` and from regions made here), skipping what cannot be attached,
 and the text and JSON renderings."""
 
@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 import tlsresume
-from tlsresume.stats import (
+from tlsresume.regions import (
     collect,
     counter_delta,
     list_regions,
     parse_region_filename,
     region_path,
-    render_text,
     serve_owner,
 )
+from tlsresume.tools.stats import render_text
 
 from .support import (
     ServeProcess,
@@ -33,8 +33,6 @@ from .support import (
     resuming_client,
     tlsresume_cmd,
 )
-
-SHM = Path("/dev/shm")
 
 
 def _stats_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -133,7 +131,7 @@ def test_render_text_tables_and_notes() -> None:
     assert store_header.split()[-2:] == ["a", "bb"]
     assert any(line.split() == ["hit_rate", "75.0%", "-"] for line in lines)
     assert any(line.split() == ["single_use", "yes", "no"] for line in lines)
-    assert "skipped store bad: corrupt" in text
+    assert "UNREADABLE store bad: corrupt" in text
     assert "not found: nope" in text
 
 
@@ -179,10 +177,10 @@ def test_collect_reads_a_ring_and_a_store_by_name(name: str) -> None:
         assert kinds["store"]["stats"]["hits"] == 1 and kinds["store"]["stats"]["misses"] == 1
         assert kinds["store"]["settings"]["single_use"] is True
         assert kinds["ring"]["stats"]["keys"] >= 1
-        assert kinds["ring"]["path"] == str(SHM / f"tlsresume.ring.{name}")
+        assert kinds["ring"]["path"] == region_path("ring", name)
         assert kinds["ring"]["server"] is None
         assert store.stats()["lookups"] == 2  # reading changed nothing
-        # One kind only, by the file name as /dev/shm lists it:
+        # One kind only, by the file name as the region directory lists it:
         only = collect([f"tlsresume.store.{name}"])
         assert [r["kind"] for r in only["regions"]] == ["store"]
         # Everything: ours is among them.
@@ -274,30 +272,3 @@ def test_stats_url_and_stats_command_agree(serve, server_cert) -> None:  # type:
     assert read["name"] == served["name"]
     assert read["stats"]["lookups"] == served["stats"]["lookups"]
     assert read["stats"]["stores"] >= served["stats"]["stores"] >= 1
-
-
-def test_cleanup_removes_only_regions_of_dead_servers(serve) -> None:  # type: ignore[no-untyped-def]
-    """`stats --cleanup` unlinks serve-<pid> regions whose master is gone, and leaves
-    a running server's regions (and regions of other names) alone."""
-    import subprocess
-    import sys
-
-    import tlsresume
-
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    ghost = tlsresume.TicketKeyRing(name=f"serve-{dead.pid}")
-    other = tlsresume.TicketKeyRing(name=f"keep-{dead.pid}")
-    live = serve("--workers", "1")
-    try:
-        out = subprocess.run([sys.executable, "-m", "tlsresume", "stats", "--cleanup"],
-                             capture_output=True, text=True, timeout=60, env=child_env())
-        assert out.returncode == 0, out.stderr
-        assert f"tlsresume.ring.serve-{dead.pid}" in out.stdout
-        assert not os.path.exists(f"/dev/shm/tlsresume.ring.serve-{dead.pid}")
-        assert os.path.exists(f"/dev/shm/tlsresume.ring.{other.name}")
-        assert os.path.exists(f"/dev/shm/tlsresume.ring.{live.ring_name}")
-    finally:
-        ghost.close()
-        other.unlink()
-        other.close()

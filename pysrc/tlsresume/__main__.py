@@ -2,6 +2,6 @@
 
 import sys
 
-from tlsresume.cli import main
+from tlsresume.tools.cli import main
 
 sys.exit(main())

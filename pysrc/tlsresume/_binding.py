@@ -15,6 +15,7 @@ from typing import Any
 from .errors import (
     ContextError,
     CoreError,
+    LayoutError,
     OpenSSLUnavailableError,
     SharedMemoryError,
     TLSResumeError,
@@ -106,8 +107,15 @@ _MESSAGES = {
     lib.TLSR_E_SYS: "system call failed",
     lib.TLSR_E_EXISTS: "a shared region with that name already exists",
     lib.TLSR_E_NOTFOUND: "no shared region with that name exists",
-    lib.TLSR_E_BADREGION: "the shared region is not a tlsresume region of this version",
-    lib.TLSR_E_NOTOWNER: "the shared region belongs to another user or is readable by others",
+    lib.TLSR_E_BADREGION: (
+        "the shared region is not a tlsresume region of this version (another "
+        "tlsresume version made it: stop the processes using it and delete its file in "
+        "tlsresume.stats.region_dir(), or pick another name)"
+    ),
+    lib.TLSR_E_NOTOWNER: (
+        "the shared region belongs to another user or is readable by others, so it is "
+        "never used; remove it (as its owner or root) or pick another name"
+    ),
     lib.TLSR_E_BUSY: "the shared region's lock was not obtained in time",
     lib.TLSR_E_ARG: "invalid argument",
     lib.TLSR_E_OPENSSL: "OpenSSL reported an error",
@@ -124,22 +132,35 @@ def check(code: int, what: str) -> int:
 
 
 def error_for(code: int, what: str) -> TLSResumeError:
-    """The exception for a positive TLSR_E_* ``code``, with context ``what``."""
+    """The exception for a positive TLSR_E_* ``code``, with context ``what``.
+
+    A :class:`SharedMemoryError` or :class:`CoreError` carries ``code`` as its
+    ``code`` attribute, so callers decide by the code, never by the message.
+    """
     message = f"{what}: {_MESSAGES.get(code, f'error {code}')}"
+    exc: SharedMemoryError | CoreError
     if code == lib.TLSR_E_SYS:
         errno = ffi.errno
-        return SharedMemoryError(errno, f"{message} ({os.strerror(errno)})")
-    if code in (lib.TLSR_E_EXISTS, lib.TLSR_E_NOTFOUND, lib.TLSR_E_BADREGION,
-                lib.TLSR_E_NOTOWNER, lib.TLSR_E_NOTREADY):
-        return SharedMemoryError(message)
-    if code == lib.TLSR_E_OPENSSL:
+        exc = SharedMemoryError(errno, f"{message} ({os.strerror(errno)})")
+    elif code in (
+        lib.TLSR_E_EXISTS,
+        lib.TLSR_E_NOTFOUND,
+        lib.TLSR_E_BADREGION,
+        lib.TLSR_E_NOTOWNER,
+        lib.TLSR_E_NOTREADY,
+    ):
+        exc = SharedMemoryError(message)
+    elif code == lib.TLSR_E_OPENSSL:
         buf = ffi.new("char[1024]")
         lib.tlsr_drain_errors(buf, 1024)
         detail = ffi.string(buf).decode(errors="replace")
-        return CoreError(f"{message}: {detail}" if detail else message)
-    if code == lib.TLSR_E_ARG:
+        exc = CoreError(f"{message}: {detail}" if detail else message)
+    elif code == lib.TLSR_E_ARG:
         return ValueError(message)  # type: ignore[return-value]
-    return CoreError(message)
+    else:
+        exc = CoreError(message)
+    exc.code = code
+    return exc
 
 
 # ---- reaching OpenSSL objects inside CPython's ssl objects ------------------------
@@ -184,5 +205,8 @@ def ssl_session_pointer(session: ssl.SSLSession) -> Any:
         raise TypeError(f"expected ssl.SSLSession, got {type(session).__qualname__}")
     pointer = ffi.cast("SSL_SESSION **", id(session) + _POINTER_OFFSET)[0]
     if pointer == ffi.NULL or lib.tlsr_session_time(pointer) != session.time:
-        raise TLSResumeError("could not locate the OpenSSL session inside this SSLSession")
+        raise LayoutError(
+            "could not locate the OpenSSL session inside this SSLSession; this CPython "
+            f"({sys.version.split()[0]}) lays out ssl objects differently than expected"
+        )
     return pointer

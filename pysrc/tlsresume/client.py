@@ -19,14 +19,20 @@ namespace, server hostname and port, made through a context with the same client
 certificate, and only if the connection that made the session authenticated the
 server at least as strictly as the new context demands (levels: not verified <
 chain verified < chain and hostname verified) under the same trust configuration
-(CA certificates, CA paths, verify flags). A session from an unverified connection
-is therefore never offered to a verifying context: resuming it would skip the
+(every certificate and CRL in the context's store, CA or not; verify mode and flags;
+hostname checking; CA directories by path and listing), and only to a connection
+that could negotiate it (its version, cipher and extended master secret enabled,
+the same SNI), so an offer never turns into a failed handshake. A session from an
+unverified connection is therefore never offered to a verifying context: resuming it would skip the
 certificate check the context asks for.
 
-**Ports.** ``wrap_socket`` takes the port from the socket's peer address.
-``wrap_bio`` (asyncio, aiohttp, anyio/httpx async) has no socket: the port is the
-``port=`` argument of :meth:`ClientContext.wrap_bio`, else the value set with
-:func:`session_port`, else 0, meaning "port unknown". Port-0 sessions are kept apart
+**Ports.** ``wrap_socket`` takes the port from :func:`session_port` if set, else
+from the HTTP CONNECT tunnel being wrapped when the client is http.client,
+urllib3/requests or httpx (the target's port, not the proxy's), else from the
+socket's peer address. ``wrap_bio`` (asyncio, aiohttp, anyio/httpx async) has no
+socket: the port is the ``port=`` argument of :meth:`ClientContext.wrap_bio`, else
+the value set with :func:`session_port`, else a recognised tunnel's target port
+(TLS in TLS through an HTTPS proxy), else 0, meaning "port unknown". Port-0 sessions are kept apart
 from every real port, so plain sockets and asyncio never share, but all ports of
 one host reached through ``wrap_bio`` share one bucket; give those contexts a
 namespace per service (``session_namespace``) or use :func:`session_port` when
@@ -37,14 +43,20 @@ libwebsockets 10, all per client object, while one Python process often talks to
 hundreds of hosts through one pool; a session is a few hundred bytes plus
 certificates shared between tickets), 8 tickets per server (rustls; enough for a
 pool opening several connections at once, since each TLS 1.3 ticket is used once),
-and no TTL of our own: a session lives as long as its own lifetime and the server's
+a 16 MiB memory budget for all sessions (``max_bytes``; least recently used
+servers are evicted to stay within it, whatever servers send), and no TTL of our
+own: a session lives as long as its own lifetime and the server's
 ticket lifetime hint allow, at most 7 days (RFC 8446).
+
+One module (over 500 lines) because the cache, its file format and the drop-in
+context share one C handle and its locking; splitting it into ``client/`` is planned.
 """
 
 from __future__ import annotations
 
 import _ssl
 import base64
+import collections
 import contextlib
 import contextvars
 import hashlib
@@ -60,8 +72,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._binding import check, ffi, lib, ssl_ctx_pointer
-from ._files import write_private
-from .errors import ContextError, TLSResumeError
+from ._files import read_regular, write_private
+from .errors import ContextError, CoreError
 
 __all__ = [
     "ClientSessionCache",
@@ -82,12 +94,16 @@ __all__ = [
     "VERIFY_HOSTNAME",
     "DEFAULT_MAX_ENTRIES",
     "DEFAULT_TICKETS_PER_HOST",
+    "DEFAULT_MAX_BYTES",
 ]
 
 log = logging.getLogger("tlsresume.client")
 
 DEFAULT_MAX_ENTRIES = 256
 DEFAULT_TICKETS_PER_HOST = 8
+#: Memory budget: bytes charged to all sessions together (see ClientSessionCache).
+DEFAULT_MAX_BYTES = 16 << 20
+MIN_MAX_BYTES: int = lib.TLSR_CLIENT_MIN_BYTES
 MAX_TICKETS_PER_HOST = lib.TLSR_CLIENT_MAX_TICKETS
 KEY_SIZE = 32
 
@@ -114,9 +130,12 @@ _COUNTERS = (
     ("expired", lib.TLSR_CC_EXPIRED),
     ("unusable", lib.TLSR_CC_UNUSABLE),
     ("disabled", lib.TLSR_CC_DISABLED),
+    ("unfit", lib.TLSR_CC_UNFIT),
+    ("oversize", lib.TLSR_CC_OVERSIZE),
 )
 
-# _ssl._SSLSocket: PyObject_HEAD, the socket weakref, then SSL * (DESIGN.md §3).
+# _ssl._SSLSocket: PyObject_HEAD, the socket weakref, then SSL *
+# (docs/design.md, "Facts the code relies on").
 _SSL_OFFSET = object.__basicsize__ + ffi.sizeof("void *")
 _NAME_MAX = lib.TLSR_CLIENT_NAME_MAX
 _ZERO_FP = bytes(64)
@@ -165,15 +184,13 @@ def may_offer(session: Profile, context: Profile) -> bool:
     Same client identity always; a level at least the context's; and, when the
     context verifies at all, the same trust configuration.
     """
-    return bool(lib.tlsr_client_may_offer(session.level, _fp(session), context.level,
-                                          _fp(context)))
+    return bool(lib.tlsr_client_may_offer(session.level, _fp(session), context.level, _fp(context)))
 
 
 def session_lifetime(now: float, time_: float, timeout: float, hint: float = 0) -> float:
     """Seconds a session still has at ``now``, from its own start ``time_`` and
     ``timeout`` and the server's ticket lifetime ``hint`` (0: none), at most 7 days."""
-    life: int = lib.tlsr_client_session_life(int(now * 1000), int(time_), int(timeout),
-                                             int(hint))
+    life: int = lib.tlsr_client_session_life(int(now * 1000), int(time_), int(timeout), int(hint))
     return life / 1000
 
 
@@ -193,6 +210,20 @@ def generate_cache_key() -> bytes:
     return os.urandom(KEY_SIZE)
 
 
+def parse_cache_key(data: bytes | str) -> bytes | None:
+    """The cache key in ``data``: 32 raw bytes, or 64 hexadecimal digits (whitespace
+    ignored); ``None`` if it is neither. The one parser for key files and
+    ``TLSRESUME_CACHE_KEY``."""
+    if isinstance(data, bytes) and len(data) == KEY_SIZE:
+        return data
+    text = "".join((data.decode("ascii", "replace") if isinstance(data, bytes) else data).split())
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return key if len(key) == KEY_SIZE else None
+
+
 def read_cache_key(path: str | os.PathLike[str]) -> bytes:
     """Read a cache key file: 32 raw bytes, or 64 hexadecimal digits (whitespace ignored).
 
@@ -201,34 +232,44 @@ def read_cache_key(path: str | os.PathLike[str]) -> bytes:
         OSError: it cannot be read.
     """
     with open(path, "rb") as f:
-        data = f.read(4096)
-    if len(data) == KEY_SIZE:
-        return data
-    text = b"".join(data.split())
-    try:
-        key = bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        key = b""
-    if len(key) != KEY_SIZE:
+        key = parse_cache_key(f.read(4096))
+    if key is None:
         raise ValueError(
             f"{os.fspath(path)!r} is not a cache key: expected 32 bytes or 64 hex digits "
-            "(make one with: python -c \"import os; print(os.urandom(32).hex())\")"
+            '(make one with: python -c "import os; print(os.urandom(32).hex())")'
         )
     return key
 
 
-def _check_key(key: bytes | None, insecure_plaintext: bool) -> bytes | None:
+def check_cache_key(
+    key: bytes | None,
+    insecure_plaintext: bool,
+    *,
+    key_arg: str = "key",
+    plaintext_arg: str = "insecure_plaintext",
+) -> bytes | None:
+    """The one check of a cache file key (``key_arg`` and ``plaintext_arg`` name the
+    caller's parameters in the messages).
+
+    Returns:
+        ``key`` as bytes, or ``None`` when there is none and plaintext is allowed.
+
+    Raises:
+        ValueError: no key and no plaintext opt-in, or not 32 bytes.
+        TypeError: ``key`` is not bytes.
+    """
     if key is None:
         if not insecure_plaintext:
             raise ValueError(
-                "a session cache file holds the sessions' master secrets: give key= (32 "
-                "bytes, e.g. generate_cache_key()) or, knowingly, insecure_plaintext=True"
+                f"a session cache file holds the sessions' master secrets: give {key_arg}= "
+                f"({KEY_SIZE} bytes, e.g. generate_cache_key()) or, knowingly, "
+                f"{plaintext_arg}=True"
             )
         return None
     if not isinstance(key, (bytes, bytearray, memoryview)):
-        raise TypeError(f"key must be bytes, not {type(key).__name__}")
+        raise TypeError(f"{key_arg} must be bytes, not {type(key).__name__}")
     if len(key) != KEY_SIZE:
-        raise ValueError(f"key must be {KEY_SIZE} bytes (AES-256-GCM), not {len(key)}")
+        raise ValueError(f"{key_arg} must be {KEY_SIZE} bytes (AES-256-GCM), not {len(key)}")
     return bytes(key)
 
 
@@ -271,6 +312,12 @@ class ClientSessionCache:
             (``None``: those alone, at most 7 days).
         tickets_per_host: TLS 1.3 tickets kept per server, each used once (default
             8, at most 64).
+        max_bytes: memory budget for all sessions together (default 16 MiB, at
+            least 64 KiB). Each session is charged its encoded size (ticket,
+            secrets, server certificate), the server's certificate chain and 1 KiB;
+            least recently used servers are evicted to stay within it, and a
+            session charged more than an eighth of it is not kept. A server
+            cannot push the cache past it however many or large tickets it sends.
         clock: a function returning seconds since the epoch, for tests that drive
             time. Sessions captured inside OpenSSL are then stamped with the clock's
             value at the latest cache operation (the wrap that started the
@@ -286,23 +333,30 @@ class ClientSessionCache:
         ttl: float | None = None,
         *,
         tickets_per_host: int = DEFAULT_TICKETS_PER_HOST,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] | None = None,
     ) -> None:
         _check_max_entries(max_entries)
         _check_ttl(ttl)
-        if not isinstance(tickets_per_host, int) or isinstance(tickets_per_host, bool) or not (
-            1 <= tickets_per_host <= MAX_TICKETS_PER_HOST
+        _check_max_bytes(max_bytes)
+        if (
+            not isinstance(tickets_per_host, int)
+            or isinstance(tickets_per_host, bool)
+            or not (1 <= tickets_per_host <= MAX_TICKETS_PER_HOST)
         ):
             raise ValueError(
                 f"tickets_per_host must be an int from 1 to {MAX_TICKETS_PER_HOST}, "
                 f"not {tickets_per_host!r}"
             )
-        ptr = lib.tlsr_client_cache_new(max_entries, tickets_per_host, int(clock is not None))
+        ptr = lib.tlsr_client_cache_new(
+            max_entries, tickets_per_host, max_bytes, int(clock is not None)
+        )
         if ptr == ffi.NULL:
-            raise TLSResumeError("cannot create a client session cache (out of memory?)")
+            raise CoreError("cannot create a client session cache (out of memory?)")
         self._ptr = ffi.gc(ptr, lib.tlsr_client_cache_release)
         self._clock: Callable[[], float] = clock if clock is not None else time.time
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
         self._ttl = ttl
         self._tickets = tickets_per_host
         self._configure()
@@ -314,7 +368,9 @@ class ClientSessionCache:
 
     def _configure(self) -> None:
         ttl_ms = -1 if self._ttl is None else int(self._ttl * 1000)
-        lib.tlsr_client_cache_configure(self._ptr, self._max_entries, ttl_ms, self._now_ms())
+        lib.tlsr_client_cache_configure(
+            self._ptr, self._max_entries, self._max_bytes, ttl_ms, self._now_ms()
+        )
 
     @property
     def max_entries(self) -> int:
@@ -325,6 +381,17 @@ class ClientSessionCache:
     def max_entries(self, value: int) -> None:
         _check_max_entries(value)
         self._max_entries = value
+        self._configure()
+
+    @property
+    def max_bytes(self) -> int:
+        """The memory budget in bytes; lowering it evicts at once."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        _check_max_bytes(value)
+        self._max_bytes = value
         self._configure()
 
     @property
@@ -346,8 +413,10 @@ class ClientSessionCache:
     def disable(self, namespace: str) -> None:
         """Stop caching for ``namespace``: its sessions are dropped, and its
         connections are neither offered nor store sessions until :meth:`enable`."""
-        check(lib.tlsr_client_cache_disable(self._ptr, _name(namespace, "namespace"), 1),
-              f"disabling namespace {namespace!r}")
+        check(
+            lib.tlsr_client_cache_disable(self._ptr, _name(namespace, "namespace"), 1),
+            f"disabling namespace {namespace!r}",
+        )
 
     def enable(self, namespace: str) -> None:
         """Undo :meth:`disable` for ``namespace``."""
@@ -360,7 +429,8 @@ class ClientSessionCache:
     # ---- looking at it -----------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Counters since creation, plus the current ``servers`` and ``sessions``.
+        """Counters since creation, plus the current ``servers``, ``sessions`` and
+        ``bytes`` (what the sessions are charged against ``max_bytes``).
 
         ``offered``: sessions set on new connections; ``resumed`` / ``rejected``:
         of those, accepted by the server or answered with a full handshake (counted
@@ -370,8 +440,12 @@ class ClientSessionCache:
         lookups that held a session back under the safety rule; ``stored``,
         ``captured_at_close`` (the fallback), ``loaded``: sessions in; ``replaced``,
         ``evicted``, ``expired``, ``unusable`` (OpenSSL marked them not resumable,
-        e.g. after a fatal alert): sessions out; ``disabled``: connections in a
-        disabled namespace; ``connections``: connections registered.
+        e.g. after a fatal alert): sessions out; ``unfit``: lookups that skipped
+        sessions the connection could not negotiate (cipher, version, extended
+        master secret or server name differ: kept for the contexts that can);
+        ``oversize``: sessions not kept because one alone exceeded an eighth of
+        ``max_bytes``; ``disabled``: connections in a disabled namespace;
+        ``connections``: connections registered.
         """
         out = ffi.new("uint64_t[]", lib.TLSR_CC_NCOUNTERS)
         lib.tlsr_client_stats(self._ptr, out, lib.TLSR_CC_NCOUNTERS)
@@ -380,6 +454,7 @@ class ClientSessionCache:
         lib.tlsr_client_cache_size(self._ptr, servers, sessions)
         stats["servers"] = int(servers[0])
         stats["sessions"] = int(sessions[0])
+        stats["bytes"] = int(lib.tlsr_client_cache_bytes(self._ptr))
         return stats
 
     def __len__(self) -> int:
@@ -404,17 +479,19 @@ class ClientSessionCache:
         for ref in self._snapshot():
             e = ref.entry
             stored, expires = e.stored_ms / 1000, e.expires_ms / 1000
-            result.append(CachedSession(
-                namespace=ffi.string(e.ns).decode(),
-                host=ffi.string(e.host).decode(),
-                port=e.port,
-                protocol=_PROTOCOLS.get(e.protocol, hex(e.protocol)),
-                verification=_LEVEL_NAMES.get(e.level, str(e.level)),
-                single_use=bool(e.single_use),
-                stored=stored,
-                expires=expires,
-                deadline=session_deadline(stored, expires, self._ttl),
-            ))
+            result.append(
+                CachedSession(
+                    namespace=ffi.string(e.ns).decode(),
+                    host=ffi.string(e.host).decode(),
+                    port=e.port,
+                    protocol=_PROTOCOLS.get(e.protocol, hex(e.protocol)),
+                    verification=_LEVEL_NAMES.get(e.level, str(e.level)),
+                    single_use=bool(e.single_use),
+                    stored=stored,
+                    expires=expires,
+                    deadline=session_deadline(stored, expires, self._ttl),
+                )
+            )
             ref.release()
         return result
 
@@ -436,17 +513,29 @@ class ClientSessionCache:
 
     def __repr__(self) -> str:
         s = self.stats()
-        return (f"<ClientSessionCache servers={s['servers']}/{self._max_entries} "
-                f"sessions={s['sessions']} ttl={self._ttl}>")
+        return (
+            f"<ClientSessionCache servers={s['servers']}/{self._max_entries} "
+            f"sessions={s['sessions']} bytes={s['bytes']}/{self._max_bytes} "
+            f"ttl={self._ttl}>"
+        )
 
     # ---- connections ---------------------------------------------------------------
 
-    def _attach(self, ctx: ClientContext, sslobj: Any, host: str, port: int, offer: bool,
-                level: int) -> int:
+    def _attach(
+        self, ctx: ClientContext, sslobj: Any, host: str, port: int, offer: bool, level: int
+    ) -> int:
         ssl_ptr = ffi.cast("SSL **", id(sslobj) + _SSL_OFFSET)[0]
         rc: int = lib.tlsr_client_attach(
-            self._ptr, ctx._tlsr_pointer(), ssl_ptr, ctx._tlsr_ns, host.encode("ascii"), port,
-            level, ctx._tlsr_fingerprints(), int(offer), int(self._clock() * 1000),
+            self._ptr,
+            ctx._tlsr_pointer(),
+            ssl_ptr,
+            ctx._tlsr_ns,
+            host.encode("ascii"),
+            port,
+            level,
+            ctx._tlsr_fingerprints(),
+            int(offer),
+            int(self._clock() * 1000),
         )
         if rc < 0:
             raise ContextError(
@@ -457,8 +546,13 @@ class ClientSessionCache:
 
     # ---- save and load ---------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike[str], key: bytes | None = None, *,
-             insecure_plaintext: bool = False) -> int:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        key: bytes | None = None,
+        *,
+        insecure_plaintext: bool = False,
+    ) -> int:
         """Write every live session to ``path``, atomically, mode 0600.
 
         The file holds each session's master secret: anyone who reads it can decrypt
@@ -474,7 +568,7 @@ class ClientSessionCache:
             ValueError, TypeError: no key (without the opt-in), or a bad key.
             OSError: the file cannot be written (the old file, if any, stays).
         """
-        key = _check_key(key, insecure_plaintext)
+        key = check_cache_key(key, insecure_plaintext)
         self.purge()
         records = []
         for ref in self._snapshot():
@@ -485,19 +579,24 @@ class ClientSessionCache:
                 ref.release()
             if der is None:
                 continue
-            records.append({
-                "ns": ffi.string(e.ns).decode(),
-                "host": ffi.string(e.host).decode(),
-                "port": e.port,
-                "level": e.level,
-                "stored_ms": e.stored_ms,
-                "expires_ms": e.expires_ms,
-                "trust": bytes(e.fp.trust).hex(),
-                "ident": bytes(e.fp.ident).hex(),
-                "der": base64.b64encode(der).decode("ascii"),
-            })
-        payload = json.dumps({"format": _FORMAT, "saved_ms": self._now_ms(),
-                              "sessions": records}, separators=(",", ":")).encode()
+            records.append(
+                {
+                    "ns": ffi.string(e.ns).decode(),
+                    "host": ffi.string(e.host).decode(),
+                    "port": e.port,
+                    "level": e.level,
+                    "ems": e.ems,
+                    "stored_ms": e.stored_ms,
+                    "expires_ms": e.expires_ms,
+                    "trust": bytes(e.fp.trust).hex(),
+                    "ident": bytes(e.fp.ident).hex(),
+                    "der": base64.b64encode(der).decode("ascii"),
+                }
+            )
+        payload = json.dumps(
+            {"format": _FORMAT, "saved_ms": self._now_ms(), "sessions": records},
+            separators=(",", ":"),
+        ).encode()
         if key is None:
             blob = _MAGIC_PLAIN + payload
         else:
@@ -508,21 +607,30 @@ class ClientSessionCache:
         write_private(os.fspath(path), blob)
         return len(records)
 
-    def load(self, path: str | os.PathLike[str], key: bytes | None = None, *,
-             insecure_plaintext: bool = False) -> int:
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        key: bytes | None = None,
+        *,
+        insecure_plaintext: bool = False,
+    ) -> int:
         """Add the sessions saved in ``path`` (expired ones are dropped).
 
         Never raises for the file's content: a missing file loads nothing; a
-        corrupt, truncated or tampered file, the wrong key, or a plaintext file
-        without ``insecure_plaintext=True`` logs a warning and loads nothing.
+        corrupt, truncated or tampered file (too large, nested too deeply, values
+        out of range), something else than a regular file (a FIFO, a device), the
+        wrong key, or a plaintext file without ``insecure_plaintext=True`` logs a
+        warning and loads nothing.
 
         Returns:
-            The number of sessions added.
+            The number of loaded sessions the cache holds afterwards (one evicted at
+            once, by ``max_entries``, ``max_bytes`` or ``tickets_per_host``, does not
+            count).
 
         Raises:
             ValueError, TypeError: no key (without the opt-in), or a bad key.
         """
-        key = _check_key(key, insecure_plaintext)
+        key = check_cache_key(key, insecure_plaintext)
         where = os.fspath(path)
         try:
             records = _read_records(where, key, insecure_plaintext)
@@ -533,25 +641,49 @@ class ClientSessionCache:
             log.warning("session cache %s not loaded: %s", where, exc)
             return 0
         now = self._now_ms()
-        added = 0
+        added: collections.Counter[tuple[Any, ...]] = collections.Counter()
         entry = ffi.new("tlsr_client_entry *")
         for r in reversed(records):  # oldest first, so the newest ends up in front
             entry.ns = r["ns"]
             entry.host = r["host"]
             entry.port = r["port"]
             entry.level = r["level"]
+            entry.ems = r["ems"]
             entry.stored_ms = r["stored_ms"]
             entry.expires_ms = r["expires_ms"]
             ffi.memmove(entry.fp.trust, r["trust"], 32)
             ffi.memmove(entry.fp.ident, r["ident"], 32)
             der = r["der"]
-            added += lib.tlsr_client_cache_insert(self._ptr, entry, der, len(der), now) == 1
-        log.debug("loaded %d of %d sessions from %s", added, len(records), where)
-        return added
+            if lib.tlsr_client_cache_insert(self._ptr, entry, der, len(der), now) == 1:
+                added[_entry_key(entry)] += 1
+        kept = self._still_held(added)
+        log.debug("loaded %d of %d sessions from %s", kept, len(records), where)
+        return kept
+
+    def _still_held(self, inserted: collections.Counter[tuple[Any, ...]]) -> int:
+        """How many of the ``inserted`` entries (by :func:`_entry_key`) the cache
+        holds now: a later insert may have evicted an earlier one."""
+        if not inserted:
+            return 0
+        left = collections.Counter(inserted)
+        held = 0
+        for ref in self._snapshot():
+            key = _entry_key(ref.entry)
+            ref.release()
+            if left[key] > 0:
+                left[key] -= 1
+                held += 1
+        return held
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], key: bytes | None = None, *,
-                  insecure_plaintext: bool = False, **kwargs: Any) -> ClientSessionCache:
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        key: bytes | None = None,
+        *,
+        insecure_plaintext: bool = False,
+        **kwargs: Any,
+    ) -> ClientSessionCache:
         """A new cache (``kwargs`` as for the constructor) filled by :meth:`load`."""
         cache = cls(**kwargs)
         cache.load(path, key, insecure_plaintext=insecure_plaintext)
@@ -604,13 +736,27 @@ class _EntryRef:
 
 def _check_max_entries(value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 24:
-        raise ValueError(f"max_entries must be an int from 1 to {1 << 24}, not {value!r}; "
-                         "to stop caching, use disable(namespace)")
+        raise ValueError(
+            f"max_entries must be an int from 1 to {1 << 24}, not {value!r}; "
+            "to stop caching, use disable(namespace)"
+        )
+
+
+def _check_max_bytes(value: int) -> None:
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not MIN_MAX_BYTES <= value <= 1 << 40
+    ):
+        raise ValueError(
+            f"max_bytes must be an int from {MIN_MAX_BYTES} (64 KiB) to {1 << 40}, not {value!r}"
+        )
 
 
 def _check_ttl(value: float | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                              or not value > 0):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+    ):
         raise ValueError(f"ttl must be a positive number of seconds or None, not {value!r}")
 
 
@@ -623,6 +769,19 @@ def _name(value: str, what: str) -> bytes:
     return raw
 
 
+def _entry_key(e: Any) -> tuple[Any, ...]:
+    """What identifies one loaded session among the cache's entries."""
+    return (
+        ffi.string(e.ns),
+        ffi.string(e.host),
+        e.port,
+        e.stored_ms,
+        e.expires_ms,
+        bytes(e.fp.trust),
+        bytes(e.fp.ident),
+    )
+
+
 def _session_der(session: Any) -> bytes | None:
     n = lib.tlsr_client_session_der(session, ffi.NULL, 0)
     if n == 0:
@@ -633,11 +792,19 @@ def _session_der(session: Any) -> bytes | None:
     return bytes(ffi.buffer(buf, n))
 
 
-def _read_records(path: str, key: bytes | None, insecure_plaintext: bool
-                  ) -> list[dict[str, Any]]:
-    """Read, authenticate and validate a cache file. Raises ValueError with the reason."""
-    with open(path, "rb") as f:
-        blob = f.read(64 << 20)
+#: Largest session cache file :meth:`ClientSessionCache.load` reads (the cache holds
+#: at most 1 TiB only in theory; 16 MiB by default, and base64 adds a third).
+MAX_CACHE_FILE_BYTES = 64 << 20
+
+_INT64_MAX = (1 << 63) - 1
+
+
+def _read_records(path: str, key: bytes | None, insecure_plaintext: bool) -> list[dict[str, Any]]:
+    """Read, authenticate and validate a cache file. Raises ValueError with the reason
+    (OSError if it cannot be read)."""
+    blob, st = read_regular(path, MAX_CACHE_FILE_BYTES)
+    if len(blob) > MAX_CACHE_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_CACHE_FILE_BYTES} bytes, not a session cache file")
     if blob.startswith(_MAGIC_SEALED):
         if key is None:
             raise ValueError("the file is encrypted and no key was given")
@@ -645,7 +812,7 @@ def _read_records(path: str, key: bytes | None, insecure_plaintext: bool
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         head = len(_MAGIC_SEALED)
-        nonce, sealed = blob[head:head + _NONCE_SIZE], blob[head + _NONCE_SIZE:]
+        nonce, sealed = blob[head : head + _NONCE_SIZE], blob[head + _NONCE_SIZE :]
         if len(nonce) != _NONCE_SIZE or len(sealed) < 16:
             raise ValueError("the file is truncated")
         try:
@@ -654,18 +821,23 @@ def _read_records(path: str, key: bytes | None, insecure_plaintext: bool
             raise ValueError("wrong key, or the file was truncated or tampered with") from None
     elif blob.startswith(_MAGIC_PLAIN):
         if not insecure_plaintext:
-            raise ValueError("the file is not encrypted; load it only with "
-                             "insecure_plaintext=True (anyone who could write it could "
-                             "impersonate the servers in it)")
-        st = os.stat(path)
+            raise ValueError(
+                "the file is not encrypted; load it only with "
+                "insecure_plaintext=True (anyone who could write it could "
+                "impersonate the servers in it)"
+            )
         if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            raise ValueError("the plaintext file is writable by others or owned by another "
-                             "user; refusing it")
-        payload = blob[len(_MAGIC_PLAIN):]
+            raise ValueError(
+                "the plaintext file is writable by others or owned by another user; refusing it"
+            )
+        payload = blob[len(_MAGIC_PLAIN) :]
     else:
         raise ValueError("not a tlsresume session cache file (bad header)")
     try:
         doc = json.loads(payload)
+    except RecursionError:  # the decoder's own bound on nesting (our files nest 3 deep)
+        raise ValueError("malformed content (JSON nested too deeply)") from None
+    try:
         if doc.get("format") != _FORMAT:
             raise ValueError(f"unsupported format {doc.get('format')!r}")
         return [_validate(r) for r in doc["sessions"]]
@@ -679,30 +851,85 @@ def _validate(r: dict[str, Any]) -> dict[str, Any]:
         "host": _name(r["host"], "host"),
         "port": r["port"],
         "level": r["level"],
+        # Files from before this field: assume the extended master secret was used,
+        # so such a session is never offered where it would have to go without it.
+        "ems": r.get("ems", 1),
         "stored_ms": r["stored_ms"],
         "expires_ms": r["expires_ms"],
         "trust": bytes.fromhex(r["trust"]),
         "ident": bytes.fromhex(r["ident"]),
         "der": base64.b64decode(r["der"], validate=True),
     }
-    ints = ("port", "level", "stored_ms", "expires_ms")
-    if not all(type(out[k]) is int for k in ints) or not 0 <= out["port"] <= 65535 \
-            or out["level"] not in _LEVEL_NAMES or len(out["trust"]) != 32 \
-            or len(out["ident"]) != 32 or not out["der"]:
+    ints = ("port", "level", "ems", "stored_ms", "expires_ms")
+    if (
+        not all(type(out[k]) is int for k in ints)
+        or not 0 <= out["port"] <= 65535
+        or out["level"] not in _LEVEL_NAMES
+        or out["ems"] not in (0, 1)
+        or not 0 <= out["stored_ms"] <= _INT64_MAX
+        or not 0 <= out["expires_ms"] <= _INT64_MAX
+        or len(out["trust"]) != 32
+        or len(out["ident"]) != 32
+        or not out["der"]
+    ):
         raise ValueError("malformed session record")
     return out
 
 
 # ---- the client context -------------------------------------------------------------
 
+_DEFAULT_PATHS = "<default verify paths>"
+
+
+def _trust_dir(path: str) -> str | None:
+    """The CA directory behind a trust path entry (the default one for the
+    system's default verify paths, as OpenSSL finds it: SSL_CERT_DIR first)."""
+    if path == _DEFAULT_PATHS:
+        return ssl.get_default_verify_paths().capath
+    return path
+
+
+def _dir_listing_digest(path: str | None) -> bytes:
+    """SHA-256 of a CA directory's listing: every entry's name, and the size,
+    modification time and inode of what it points to.
+
+    OpenSSL loads a CA directory lazily: a certificate enters the context's store
+    only when a verification looks it up, so the store does not show what the
+    directory makes the context trust. The listing does: two contexts reading
+    the same directory with the same listing trust the same certificates, and a
+    certificate added to or removed from it (``update-ca-certificates``) changes
+    the fingerprint, so sessions verified before the change are not offered
+    after it. O(entries); computed once per change of the context's trust."""
+    digest = hashlib.sha256()
+    if path is None:
+        return digest.digest()
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError as exc:
+        digest.update(f"unreadable {exc.errno}".encode())
+        return digest.digest()
+    for entry in entries:
+        digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            st = entry.stat()
+        except OSError:
+            digest.update(b"dangling\0")
+            continue
+        digest.update(b"%d %d %d\0" % (st.st_size, st.st_mtime_ns, st.st_ino))
+    return digest.digest()
+
+
 _bio_port: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "tlsresume_session_port", default=None)
+    "tlsresume_session_port", default=None
+)
 
 
 @contextlib.contextmanager
 def session_port(port: int) -> Iterator[None]:
-    """Within this block, connections made through ``wrap_bio`` (asyncio, aiohttp,
-    anyio) are keyed under ``port`` instead of 0 ("port unknown")::
+    """Within this block, connections are keyed under ``port``: for ``wrap_bio``
+    (asyncio, aiohttp, anyio) instead of 0 ("port unknown"), and for
+    ``wrap_socket`` instead of the socket's peer port (which, through a proxy
+    tunnel tlsresume does not recognise, is the proxy's)::
 
         with tlsresume.session_port(8443):
             reader, writer = await asyncio.open_connection(host, 8443, ssl=ctx)
@@ -714,6 +941,50 @@ def session_port(port: int) -> Iterator[None]:
         yield
     finally:
         _bio_port.reset(token)
+
+
+_TUNNEL_SEARCH_DEPTH = 24
+
+
+def _tunnel_port() -> int | None:
+    """The target port of the HTTP CONNECT tunnel being wrapped, if a client we know
+    is wrapping one: an ``http.client.HTTPConnection`` (urllib3 and requests
+    subclass it) with ``set_tunnel()`` done, or httpcore's tunnel connection (httpx).
+
+    Through a proxy the socket's peer is the proxy, so the peer port would key
+    every target behind it under the proxy's port. Neither library hands the
+    target port to ``wrap_socket``; they hold it in the object whose method is
+    wrapping, a few frames up. Reading it is bounded (``_TUNNEL_SEARCH_DEPTH``
+    frames) and only reads attributes; anything unexpected means "not found"."""
+    import http.client
+
+    frame: Any
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return None
+    for _ in range(_TUNNEL_SEARCH_DEPTH):
+        if frame is None:
+            return None
+        obj = frame.f_locals.get("self") if "self" in frame.f_code.co_varnames else None
+        try:
+            if isinstance(obj, http.client.HTTPConnection):
+                # The connection doing the wrap: tunnelled or not, look no further.
+                if not getattr(obj, "_tunnel_host", None):
+                    return None
+                port = getattr(obj, "_tunnel_port", None)
+                return port if isinstance(port, int) else 443
+            elif (
+                obj is not None
+                and type(obj).__module__.startswith("httpcore")
+                and type(obj).__name__ == "TunnelHTTPConnection"
+            ):
+                port = obj._remote_origin.port
+                return port if isinstance(port, int) else None
+        except Exception:  # a foreign object's attribute raised: not ours to judge
+            return None
+        frame = frame.f_back
+    return None
 
 
 def _peer_port(sock: Any) -> int | None:
@@ -772,14 +1043,20 @@ class ClientContext(ssl.SSLContext):
     _tlsr_generation = 0
     _tlsr_trust_paths: frozenset[str] = frozenset()
 
-    def __new__(cls, protocol: int = ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any
-                ) -> ClientContext:
+    def __new__(
+        cls, protocol: int = ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any
+    ) -> ClientContext:
         if protocol == ssl.PROTOCOL_TLS_SERVER:
             raise ContextError("ClientContext is for clients; PROTOCOL_TLS_SERVER was given")
         return super().__new__(cls, protocol, *args)
 
-    def __init__(self, protocol: int = ssl.PROTOCOL_TLS_CLIENT, *,
-                 cache: ClientSessionCache | None = None, namespace: str = "") -> None:
+    def __init__(
+        self,
+        protocol: int = ssl.PROTOCOL_TLS_CLIENT,
+        *,
+        cache: ClientSessionCache | None = None,
+        namespace: str = "",
+    ) -> None:
         self.session_namespace = namespace
         self.session_cache = cache
 
@@ -793,8 +1070,10 @@ class ClientContext(ssl.SSLContext):
     def session_cache(self, cache: ClientSessionCache | None) -> None:
         if cache is not None:
             if not isinstance(cache, ClientSessionCache):
-                raise TypeError(f"session_cache must be a ClientSessionCache or None, not "
-                                f"{type(cache).__name__}")
+                raise TypeError(
+                    f"session_cache must be a ClientSessionCache or None, not "
+                    f"{type(cache).__name__}"
+                )
             if self.protocol == ssl.PROTOCOL_TLS_SERVER:
                 raise ContextError("a session cache is for client contexts")
             check(lib.tlsr_client_ctx_enable(self._tlsr_pointer()), "enabling the session cache")
@@ -818,16 +1097,36 @@ class ClientContext(ssl.SSLContext):
 
     def _tlsr_fingerprints(self) -> Any:
         """The context's trust and identity fingerprints, recomputed only after a
-        trust or certificate load or a change of verify or hostname-check flags."""
-        key = (_get_verify_flags(self), _get_host_flags(self), self._tlsr_generation)
+        trust or certificate load or a change of verify mode, verify or hostname
+        flags or hostname checking.
+
+        Trust: OpenSSL's view (tlsr_ctx_trust_digest: verify mode, verify flags
+        including partial-chain and CRL checking, depth, hostflags, and every
+        certificate and CRL in the X509_STORE, CA or not) plus what CPython keeps
+        outside the SSL_CTX (``check_hostname``), the security level, and for CA
+        directories, which OpenSSL reads lazily, their paths and listings (see
+        :func:`_dir_listing_digest`)."""
+        key = (
+            _get_verify_mode(self),
+            _get_verify_flags(self),
+            _get_host_flags(self),
+            _get_check_hostname(self),
+            self._tlsr_generation,
+        )
         if self._tlsr_fp_key != key:
             fp = ffi.new("tlsr_client_fp *")
-            trust = hashlib.sha256(b"tlsresume trust v1\0")
-            trust.update(key[0].to_bytes(8, "big") + key[1].to_bytes(8, "big"))
-            for der in sorted(self.get_ca_certs(binary_form=True)):
-                trust.update(len(der).to_bytes(4, "big") + der)
+            store = ffi.new("uint8_t[32]")
+            check(
+                lib.tlsr_ctx_trust_digest(self._tlsr_pointer(), 0, store),
+                "computing the context's trust digest",
+            )
+            trust = hashlib.sha256(b"tlsresume client trust v2\0")
+            trust.update(ffi.buffer(store, 32))
+            trust.update(bytes([bool(key[3])]))
+            trust.update(getattr(self, "security_level", -1).to_bytes(4, "big", signed=True))
             for path in sorted(self._tlsr_trust_paths):
                 trust.update(b"\0path\0" + path.encode("utf-8", "surrogateescape"))
+                trust.update(_dir_listing_digest(_trust_dir(path)))
             ffi.memmove(fp.trust, trust.digest(), 32)
             n = lib.tlsr_client_ctx_cert_der(self._tlsr_pointer(), ffi.NULL, 0)
             if n:
@@ -852,8 +1151,9 @@ class ClientContext(ssl.SSLContext):
 
     # Trust and identity changes invalidate the fingerprints.
 
-    def load_verify_locations(self, cafile: Any = None, capath: Any = None,
-                              cadata: Any = None) -> None:
+    def load_verify_locations(
+        self, cafile: Any = None, capath: Any = None, cadata: Any = None
+    ) -> None:
         # urllib3 and requests call this on every connection with the same file;
         # only a real change of the store (or a new CA path) costs a recomputation.
         before = self.cert_store_stats()
@@ -867,12 +1167,12 @@ class ClientContext(ssl.SSLContext):
 
     def set_default_verify_paths(self) -> None:
         super().set_default_verify_paths()
-        self._tlsr_trust_paths = self._tlsr_trust_paths | {"<default verify paths>"}
+        self._tlsr_trust_paths = self._tlsr_trust_paths | {_DEFAULT_PATHS}
         self._tlsr_changed()
 
     def load_default_certs(self, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
         super().load_default_certs(purpose)
-        self._tlsr_trust_paths = self._tlsr_trust_paths | {"<default verify paths>"}
+        self._tlsr_trust_paths = self._tlsr_trust_paths | {_DEFAULT_PATHS}
         self._tlsr_changed()
 
     def load_cert_chain(self, certfile: Any, keyfile: Any = None, password: Any = None) -> None:
@@ -881,35 +1181,77 @@ class ClientContext(ssl.SSLContext):
 
     # ---- the hooks: what SSLContext.wrap_socket / wrap_bio call ----------------------
 
-    def _wrap_socket(self, sock: Any, server_side: bool, server_hostname: str | None = None,
-                     *, owner: Any = None, session: Any = None) -> Any:
-        sslobj = super()._wrap_socket(sock, server_side, server_hostname,  # type: ignore[misc]
-                                      owner=owner, session=session)
+    def _wrap_socket(
+        self,
+        sock: Any,
+        server_side: bool,
+        server_hostname: str | None = None,
+        *,
+        owner: Any = None,
+        session: Any = None,
+    ) -> Any:
+        sslobj = super()._wrap_socket(  # type: ignore[misc]
+            sock,
+            server_side,
+            server_hostname,
+            owner=owner,
+            session=session,
+        )
         cache = self._tlsr_cache
         if cache is not None and not server_side:
-            port = _peer_port(sock)
+            port = _bio_port.get()
+            if port is None:
+                port = _tunnel_port()
+            if port is None:
+                port = _peer_port(sock)
             host = server_hostname if server_hostname is not None else _peer_host(sock)
             if port is not None and host is not None:
-                self._tlsr_register(cache, sslobj, host, port, session is None,
-                                    server_hostname)
+                self._tlsr_register(cache, sslobj, host, port, session is None, server_hostname)
         return sslobj
 
-    def _wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool,
-                  server_hostname: str | None = None, *, owner: Any = None,
-                  session: Any = None) -> Any:
-        sslobj = super()._wrap_bio(incoming, outgoing, server_side,  # type: ignore[misc]
-                                   server_hostname, owner=owner, session=session)
+    def _wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool,
+        server_hostname: str | None = None,
+        *,
+        owner: Any = None,
+        session: Any = None,
+    ) -> Any:
+        sslobj = super()._wrap_bio(  # type: ignore[misc]
+            incoming,
+            outgoing,
+            server_side,
+            server_hostname,
+            owner=owner,
+            session=session,
+        )
         cache = self._tlsr_cache
         if cache is not None and not server_side and server_hostname is not None:
             port = _bio_port.get()
-            self._tlsr_register(cache, sslobj, server_hostname, 0 if port is None else port,
-                                session is None, server_hostname)
+            if port is None:
+                port = _tunnel_port()  # TLS in TLS through an HTTPS proxy
+            self._tlsr_register(
+                cache,
+                sslobj,
+                server_hostname,
+                0 if port is None else port,
+                session is None,
+                server_hostname,
+            )
         return sslobj
 
-    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
-                 server_side: bool = False, server_hostname: str | bytes | None = None,
-                 session: ssl.SSLSession | None = None, *, port: int | None = None
-                 ) -> ssl.SSLObject:
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+        *,
+        port: int | None = None,
+    ) -> ssl.SSLObject:
         """``ssl.SSLContext.wrap_bio``, plus ``port``: the server's port, for keying
         the session cache (default: :func:`session_port`'s value, else 0)."""
         if port is None:
@@ -917,8 +1259,15 @@ class ClientContext(ssl.SSLContext):
         with session_port(port):
             return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
 
-    def _tlsr_register(self, cache: ClientSessionCache, sslobj: Any, host: str, port: int,
-                       offer: bool, server_hostname: str | None) -> None:
+    def _tlsr_register(
+        self,
+        cache: ClientSessionCache,
+        sslobj: Any,
+        host: str,
+        port: int,
+        offer: bool,
+        server_hostname: str | None,
+    ) -> None:
         key_host = host.lower().rstrip(".")
         if not key_host or len(key_host) > _NAME_MAX or not key_host.isascii():
             return
@@ -954,8 +1303,9 @@ def client_context(
         ValueError: ``purpose`` is not SERVER_AUTH.
     """
     if purpose != ssl.Purpose.SERVER_AUTH:
-        raise ValueError("client_context() makes client contexts: purpose must be "
-                         "ssl.Purpose.SERVER_AUTH")
+        raise ValueError(
+            "client_context() makes client contexts: purpose must be ssl.Purpose.SERVER_AUTH"
+        )
     ctx = ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
     # The same object, every default of this Python's create_default_context kept.
     ctx.__class__ = ClientContext
@@ -964,7 +1314,7 @@ def client_context(
     if capath is not None:
         paths.add(os.fsdecode(capath))
     if not (cafile or capath or cadata):
-        paths.add("<default verify paths>")
+        paths.add(_DEFAULT_PATHS)
     ctx._tlsr_trust_paths = frozenset(paths)
     ctx.session_namespace = namespace
     ctx.session_cache = cache if cache is not None else ClientSessionCache()

@@ -53,6 +53,9 @@ the key ring's policy, not the file parser's). HAProxy also rejects blank lines 
 Errors: every problem raises :class:`~tlsresume.errors.KeyFileError` naming the file
 (or the ``source`` given to :func:`parse`), what is wrong and the layout the format
 expects. Messages never contain key bytes.
+
+One module (a little over 500 lines): each key-file layout is a parse/render pair
+over the same few helpers.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from ._files import write_private
+from ._files import read_regular, write_private
 from .errors import KeyFileError
 from .keys import KEY_NAME_LEN, TicketKey
 
@@ -282,7 +285,8 @@ def parse(data: bytes, fmt: str, *, source: str = "<bytes>") -> KeySet:
     Raises:
         TypeError: ``data`` is not bytes.
         KeyFileError: unknown format, empty data, wrong length, bad base64, mixed
-            key sizes, or two keys with the same name.
+            key sizes, two keys with the same name, a secret of all zero bytes, or
+            a secret that repeats.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"key file data must be bytes, not {type(data).__name__}")
@@ -292,7 +296,7 @@ def parse(data: bytes, fmt: str, *, source: str = "<bytes>") -> KeySet:
         raise _error(source, "the file is empty", fmt)
     if _LAYOUTS[fmt].text:
         return _keyset(_parse_lines(data, fmt, source), fmt, source)
-    return KeySet((_parse_binary(data, fmt, source),), encrypt=0)
+    return _keyset([_parse_binary(data, fmt, source)], fmt, source)
 
 
 def _parse_binary(data: bytes, fmt: str, source: str) -> TicketKey:
@@ -376,6 +380,7 @@ def _keyset(listing: Sequence[TicketKey], fmt: str, source: str) -> KeySet:
     single key encrypts). Single-key formats: nginx's list of files, newest first;
     the first encrypts, the rest only decrypt, so the set is the list reversed.
     """
+    _refuse_weak(listing, fmt, source)
     count = len(listing)
     try:
         if _LAYOUTS[fmt].text:
@@ -385,6 +390,31 @@ def _keyset(listing: Sequence[TicketKey], fmt: str, source: str) -> KeySet:
         return KeySet(tuple(reversed(listing)), encrypt=count - 1)
     except ValueError as exc:
         raise _error(source, str(exc), fmt) from None
+
+
+def _refuse_weak(keys: Sequence[TicketKey], fmt: str, source: str) -> None:
+    """Refuse a secret of all zero bytes (a placeholder, not a key) and a secret that
+    two keys share (a copied line or file: rotating onto it changes nothing, and
+    its name no longer says which key made a ticket). Keys count from 1 in the
+    format's listing order; no key bytes go into the message."""
+    seen: dict[bytes, int] = {}
+    for i, key in enumerate(keys, 1):
+        for label, secret in (("HMAC", key.hmac_key), ("AES", key.aes_key)):
+            if not any(secret):
+                raise _error(
+                    source,
+                    f"key {i}'s {label} secret is all zero bytes, a placeholder rather "
+                    "than a key; make real ones with `tlsresume keygen`",
+                    fmt,
+                )
+            first = seen.setdefault(secret, i)
+            if first != i:
+                raise _error(
+                    source,
+                    f"keys {first} and {i} repeat the same secret; every key must be "
+                    "generated on its own (`tlsresume keygen`)",
+                    fmt,
+                )
 
 
 # --- render ----------------------------------------------------------------------
@@ -481,12 +511,18 @@ def _path_list(paths: _StrPath | Sequence[_StrPath]) -> list[str]:
 
 
 def _read_bytes(path: str, fmt: str) -> bytes:
-    """The contents of ``path``, at most :data:`MAX_FILE_BYTES`."""
+    """The contents of the regular file ``path``, at most :data:`MAX_FILE_BYTES`.
+
+    Opened non-blocking and checked through the descriptor before any read: a FIFO
+    (whose open and read would wait for a writer forever), a device or a directory
+    is refused, whatever the path's name says.
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        data, _st = read_regular(path, MAX_FILE_BYTES)
     except OSError as exc:
         raise _error(path, f"cannot read: {exc.strerror or exc}", fmt) from exc
+    except ValueError as exc:  # not a regular file
+        raise _error(path, f"{exc}; give the path of the key file itself", fmt) from None
     if len(data) > MAX_FILE_BYTES:
         raise _error(path, f"larger than {MAX_FILE_BYTES} bytes, not a key file", fmt)
     return data
@@ -522,7 +558,9 @@ def write(
     try:
         write_private(dest, data)
     except OSError as exc:
-        raise _error(dest, f"cannot write: {exc.strerror or exc}", fmt) from exc
+        # A write that fails is about the path, not the layout: name the path and
+        # the OS's reason only.
+        raise KeyFileError(f"{dest}: cannot write: {exc.strerror or exc}") from exc
 
 
 def _as_keyset(obj: KeySet | Sequence[TicketKey] | TicketKey, fmt: str, dest: str) -> KeySet:

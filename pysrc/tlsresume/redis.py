@@ -40,6 +40,9 @@ Redis data (``NAME`` defaults to ``default``; one name per service):
   with the session's own expiry as the Redis TTL.
 * ``tlsresume:session:NAME:check`` — a canary that tells a node whether sessions
   are sealed, and under which master key.
+
+One module (over 500 lines) because it is a documented public path whose key sync
+and session tier share the connection and sealing code; a ``fleet/`` split is planned.
 """
 
 from __future__ import annotations
@@ -83,9 +86,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._binding import lib
-from .errors import RingClosedError, TLSResumeError
+from ._forkgate import ForkGate
+from .errors import RingClosedError, StateError, TLSResumeError
 from .keyring import KeyRecord, TicketKeyRing
 from .keys import TicketKey
+from .redaction import redact_url
 from .store import SessionStore
 
 __all__ = [
@@ -133,8 +138,13 @@ class MasterKeyError(RedisBackendError, ValueError):
 # Connection-level trouble: Redis down, stalled, restarting, unreachable. Not
 # AuthenticationError (a subclass of ConnectionError in redis-py), which is a
 # configuration error.
+# Protocol garbage (something that is not Redis on the port, a proxy gone wrong) is
+# treated like an unreachable Redis: the node serves with its own keys meanwhile.
 _TRANSIENT: tuple[type[BaseException], ...] = (
-    redis.ConnectionError, redis.TimeoutError, OSError
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.InvalidResponse,
+    OSError,
 )
 
 
@@ -142,16 +152,6 @@ def _no_retry() -> Any:
     # redis-py >= 6 retries connection errors 3 times with back-off by default, which
     # would multiply every timeout; tlsresume does its own (bounded) retrying.
     return Retry(NoBackoff(), 0)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user + ':' if ':' in creds else ''}***@{host}"
 
 
 def _check_name(name: str) -> str:
@@ -227,8 +227,11 @@ def load_master_key(path: str | os.PathLike[str]) -> bytes:
         data = f.read()
     mode = os.stat(path).st_mode
     if mode & 0o077:
-        log.warning("tlsresume: master key file %s is readable by other users (mode %o); "
-                    "chmod 600 it", os.fspath(path), mode & 0o777)
+        log.warning(
+            "tlsresume: master key file %s is readable by other users (mode %o); chmod 600 it",
+            os.fspath(path),
+            mode & 0o777,
+        )
     return _master_bytes(data)
 
 
@@ -254,20 +257,22 @@ class _Sealer:
     def open(self, blob: bytes, ad: bytes) -> bytes:
         """Raises MasterKeyError (other key) or RedisBackendError (corrupt)."""
         head = len(_ENVELOPE)
-        kid = blob[head:head + _KID_LEN]
+        kid = blob[head : head + _KID_LEN]
         if kid != self.kid:
             raise MasterKeyError(
                 f"sealed under master key id {kid.hex()}, but this node's master key has "
-                f"id {self.kid.hex()}: every node needs the same master key")
-        salt = blob[head + _KID_LEN:head + _KID_LEN + _SALT_LEN]
+                f"id {self.kid.hex()}: every node needs the same master key"
+            )
+        salt = blob[head + _KID_LEN : head + _KID_LEN + _SALT_LEN]
         nonce_at = head + _KID_LEN + _SALT_LEN
-        nonce = blob[nonce_at:nonce_at + _NONCE_LEN]
+        nonce = blob[nonce_at : nonce_at + _NONCE_LEN]
         sub = hmac.new(self._key, salt, hashlib.sha256).digest()
         try:
-            return AESGCM(sub).decrypt(nonce, blob[nonce_at + _NONCE_LEN:], ad)
+            return AESGCM(sub).decrypt(nonce, blob[nonce_at + _NONCE_LEN :], ad)
         except InvalidTag:
-            raise RedisBackendError("a sealed value failed authentication (corrupt, or "
-                                    "moved from another Redis key)") from None
+            raise RedisBackendError(
+                "a sealed value failed authentication (corrupt, or moved from another Redis key)"
+            ) from None
 
 
 def _is_sealed(blob: bytes) -> bool:
@@ -318,13 +323,15 @@ def _prune(keys: Sequence[KeyRecord], window: float, now: float) -> list[KeyReco
     (the newest)."""
     retired = [r for r in keys if r.role == "retired" and (r.retired or now) + window > now]
     retired.sort(key=lambda r: r.retired or 0.0)
-    retired = retired[-(RING_SLOTS - 2):]
-    return [*retired, *(r for r in keys if r.role == "current"),
-            *(r for r in keys if r.role == "next")]
+    retired = retired[-(RING_SLOTS - 2) :]
+    return [
+        *retired,
+        *(r for r in keys if r.role == "current"),
+        *(r for r in keys if r.role == "next"),
+    ]
 
 
-def rotate_state(state: RingState, now: float, new_next: TicketKey, who: str = ""
-                 ) -> RingState:
+def rotate_state(state: RingState, now: float, new_next: TicketKey, who: str = "") -> RingState:
     """The state after one rotation at ``now``: next encrypts, current retires,
     ``new_next`` is pre-published; retired keys past the window are dropped."""
     cur, nxt = state.current, state.next
@@ -337,26 +344,47 @@ def rotate_state(state: RingState, now: float, new_next: TicketKey, who: str = "
     else:
         keys.append(KeyRecord(nxt.key, "current", nxt.created, now, None))
         keys.append(KeyRecord(new_next, "next", now, None, None))
-    return RingState(state.period, state.window, tuple(_prune(keys, state.window, now)),
-                     state.generation + 1, who, now)
+    return RingState(
+        state.period,
+        state.window,
+        tuple(_prune(keys, state.window, now)),
+        state.generation + 1,
+        who,
+        now,
+    )
 
 
-def seed_state(local: Sequence[KeyRecord], period: float, window: float, now: float,
-               who: str = "") -> RingState:
+def seed_state(
+    local: Sequence[KeyRecord],
+    period: float,
+    window: float,
+    now: float,
+    who: str = "",
+    generation: int = 1,
+) -> RingState:
     """The first state of a fleet's ring, from a node's local keys (so a Redis that
     lost its data is re-seeded with the keys the fleet already uses)."""
-    keys = [r if r.role != "retired" or r.retired else
-            KeyRecord(r.key, "retired", r.created, r.activated, now) for r in local]
+    keys = [
+        r
+        if r.role != "retired" or r.retired
+        else KeyRecord(r.key, "retired", r.created, r.activated, now)
+        for r in local
+    ]
     if not any(r.role == "current" for r in keys):
         raise ValueError("the local ring has no current key")
     if not any(r.role == "next" for r in keys):
         size = next(r for r in keys if r.role == "current").key.size
         keys.append(KeyRecord(TicketKey.generate(size), "next", now, None, None))
-    return RingState(period, window, tuple(_prune(keys, window, now)), 1, who, now)
+    return RingState(period, window, tuple(_prune(keys, window, now)), generation, who, now)
 
 
-def merge_records(fleet: Sequence[KeyRecord], local: Sequence[KeyRecord], now: float,
-                  window: float, keep_local: bool = True) -> list[KeyRecord]:
+def merge_records(
+    fleet: Sequence[KeyRecord],
+    local: Sequence[KeyRecord],
+    now: float,
+    window: float,
+    keep_local: bool = True,
+) -> list[KeyRecord]:
     """What a node's ring should hold: the fleet's keys, plus (``keep_local``) the
     keys this node encrypted with that the fleet does not know (made by local
     rotation while Redis was down, or lost when Redis lost its data) as retired
@@ -374,9 +402,37 @@ def merge_records(fleet: Sequence[KeyRecord], local: Sequence[KeyRecord], now: f
             if when + window > now:
                 retired.append(KeyRecord(r.key, "retired", r.created, r.activated, when))
     retired.sort(key=lambda r: r.retired or 0.0)
-    retired = retired[-(RING_SLOTS - 2):] if len(retired) > RING_SLOTS - 2 else retired
-    return [*retired, *(r for r in fleet if r.role == "current"),
-            *(r for r in fleet if r.role == "next")]
+    retired = retired[-(RING_SLOTS - 2) :] if len(retired) > RING_SLOTS - 2 else retired
+    return [
+        *retired,
+        *(r for r in fleet if r.role == "current"),
+        *(r for r in fleet if r.role == "next"),
+    ]
+
+
+def generation_check(state: RingState, seen: int, seen_digest: bytes | None) -> str | None:
+    """Whether a node that last accepted generation ``seen`` (whose encoding hashed
+    to ``seen_digest``) may accept ``state``: ``None`` if so, else why not.
+
+    Generations only move forward. Sealing authenticates a state but not its age:
+    whoever can write the Redis key could put back an older sealed state (with keys
+    the fleet retired, or a rotation undone). So a node refuses a generation lower
+    than one it accepted, and a different state under the generation it accepted."""
+    if state.generation < seen:
+        return (
+            f"generation {state.generation} is older than generation {seen}, which "
+            "this node already accepted (an old copy was written back)"
+        )
+    if (
+        state.generation == seen
+        and seen_digest is not None
+        and hashlib.sha256(encode_state(state)).digest() != seen_digest
+    ):
+        return (
+            f"generation {state.generation} holds other keys than the generation "
+            f"{seen} this node accepted"
+        )
+    return None
 
 
 def _ms(t: float | None) -> int | None:
@@ -390,15 +446,25 @@ def _b64(data: bytes) -> str:
 def encode_state(state: RingState) -> bytes:
     """The plaintext JSON of a state (secrets in base64, times in ms)."""
     doc = {
-        "format": _FORMAT, "version": _VERSION,
-        "period_ms": _ms(state.period), "window_ms": _ms(state.window),
+        "format": _FORMAT,
+        "version": _VERSION,
+        "period_ms": _ms(state.period),
+        "window_ms": _ms(state.window),
         "generation": state.generation,
-        "updated_by": state.updated_by, "updated_ms": _ms(state.updated_at),
-        "keys": [{
-            "name": r.key.name.hex(), "hmac": _b64(r.key.hmac_key), "aes": _b64(r.key.aes_key),
-            "role": r.role, "created_ms": _ms(r.created), "activated_ms": _ms(r.activated),
-            "retired_ms": _ms(r.retired),
-        } for r in state.keys],
+        "updated_by": state.updated_by,
+        "updated_ms": _ms(state.updated_at),
+        "keys": [
+            {
+                "name": r.key.name.hex(),
+                "hmac": _b64(r.key.hmac_key),
+                "aes": _b64(r.key.aes_key),
+                "role": r.role,
+                "created_ms": _ms(r.created),
+                "activated_ms": _ms(r.activated),
+                "retired_ms": _ms(r.retired),
+            }
+            for r in state.keys
+        ],
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -409,6 +475,7 @@ def decode_state(data: bytes, where: str = "Redis") -> RingState:
     Raises:
         RedisBackendError: not a tlsresume ring of a version this code reads.
     """
+
     def sec(ms: Any) -> float | None:
         return None if ms is None else int(ms) / 1000
 
@@ -417,37 +484,65 @@ def decode_state(data: bytes, where: str = "Redis") -> RingState:
         if doc.get("format") != _FORMAT:
             raise ValueError("not a tlsresume ring")
         if doc.get("version") != _VERSION:
-            raise ValueError(f"ring format version {doc.get('version')}, this code reads "
-                             f"{_VERSION}")
-        keys = tuple(KeyRecord(
-            TicketKey(bytes.fromhex(k["name"]), base64.b64decode(k["hmac"]),
-                      base64.b64decode(k["aes"])),
-            k["role"], sec(k["created_ms"]) or 0.0, sec(k.get("activated_ms")),
-            sec(k.get("retired_ms")),
-        ) for k in doc["keys"])
+            raise ValueError(
+                f"ring format version {doc.get('version')}, this code reads {_VERSION}"
+            )
+        keys = tuple(
+            KeyRecord(
+                TicketKey(
+                    bytes.fromhex(k["name"]),
+                    base64.b64decode(k["hmac"]),
+                    base64.b64decode(k["aes"]),
+                ),
+                k["role"],
+                sec(k["created_ms"]) or 0.0,
+                sec(k.get("activated_ms")),
+                sec(k.get("retired_ms")),
+            )
+            for k in doc["keys"]
+        )
         roles = [r.role for r in keys]
-        if roles.count("current") != 1 or roles.count("next") > 1 or \
-                set(roles) - {"current", "next", "retired"} or len(keys) > RING_SLOTS:
+        if (
+            roles.count("current") != 1
+            or roles.count("next") > 1
+            or set(roles) - {"current", "next", "retired"}
+            or len(keys) > RING_SLOTS
+        ):
             raise ValueError(f"bad key roles {roles}")
         period_ms, window_ms = int(doc["period_ms"]), int(doc["window_ms"])
         if period_ms <= 0 or not 0 <= window_ms <= (RING_SLOTS - 2) * period_ms:
             raise ValueError(f"bad period {period_ms} ms or window {window_ms} ms")
-        return RingState(period_ms / 1000, window_ms / 1000, keys,
-                         int(doc.get("generation", 1)), str(doc.get("updated_by", "")),
-                         (sec(doc.get("updated_ms")) or 0.0))
+        return RingState(
+            period_ms / 1000,
+            window_ms / 1000,
+            keys,
+            int(doc.get("generation", 1)),
+            str(doc.get("updated_by", "")),
+            (sec(doc.get("updated_ms")) or 0.0),
+        )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RedisBackendError(
             f"the value at {where} is not a tlsresume key ring ({exc}); delete it or "
-            "choose another name") from None
+            "choose another name"
+        ) from None
 
 
 # ======================================================================================
 # Stats shared with forked children (the syncer runs in the master, workers report)
 # ======================================================================================
 
-_SYNC_FIELDS = ("syncs", "sync_failures", "rotations", "seeds", "last_sync_ms",
-                "last_failure_ms", "redis_up", "local_rotation_active", "generation",
-                "errors")
+_SYNC_FIELDS = (
+    "syncs",
+    "sync_failures",
+    "rotations",
+    "seeds",
+    "last_sync_ms",
+    "last_failure_ms",
+    "redis_up",
+    "local_rotation_active",
+    "generation",
+    "errors",
+)
 
 
 class _SharedCounters:
@@ -523,23 +618,37 @@ class KeySync:
             the key, or (``require_redis``) cannot be reached.
     """
 
-    def __init__(self, ring: TicketKeyRing | str, url: str, *, name: str = "default",
-                 key: str | None = None, refresh: float = DEFAULT_REFRESH,
-                 master_key: bytes | str | None = None, local_rotation: bool = False,
-                 rotation_period: float | None = None, acceptance_window: float | None = None,
-                 timeout: float = 2.0, require_redis: bool = False,
-                 client_kwargs: Mapping[str, Any] | None = None, start: bool = True) -> None:
+    def __init__(
+        self,
+        ring: TicketKeyRing | str,
+        url: str,
+        *,
+        name: str = "default",
+        key: str | None = None,
+        refresh: float = DEFAULT_REFRESH,
+        master_key: bytes | str | None = None,
+        local_rotation: bool = False,
+        rotation_period: float | None = None,
+        acceptance_window: float | None = None,
+        timeout: float = 2.0,
+        require_redis: bool = False,
+        client_kwargs: Mapping[str, Any] | None = None,
+        start: bool = True,
+    ) -> None:
         if isinstance(ring, str):
             ring = TicketKeyRing.attach(ring)
             self._owns_ring = True
         elif isinstance(ring, TicketKeyRing):
             self._owns_ring = False
         else:
-            raise TypeError(f"ring must be a TicketKeyRing or a ring name, not "
-                            f"{type(ring).__name__}")
+            raise TypeError(
+                f"ring must be a TicketKeyRing or a ring name, not {type(ring).__name__}"
+            )
         if getattr(ring, "_watcher", None) is not None:
-            raise ValueError("this ring's keys come from a key file; a ring synced through "
-                             "Redis must be an ordinary TicketKeyRing")
+            raise ValueError(
+                "this ring's keys come from a key file; a ring synced through "
+                "Redis must be an ordinary TicketKeyRing"
+            )
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         self._ring = ring
@@ -547,33 +656,49 @@ class KeySync:
         self._key = key if key is not None else f"tlsresume:ring:{_check_name(name)}"
         self._refresh = _check_seconds("refresh", refresh, 0, 86400)
         self._timeout = _check_seconds("timeout", timeout, 0, 60)
-        self._period = _check_seconds("rotation_period", rotation_period, 0, 1e9) \
-            if rotation_period is not None else ring.rotation_period
+        self._period = (
+            _check_seconds("rotation_period", rotation_period, 0, 1e9)
+            if rotation_period is not None
+            else ring.rotation_period
+        )
         window = acceptance_window if acceptance_window is not None else ring.acceptance_window
         self._window = 2 * self._period if window is None else float(window)
         if self._window < 0 or self._window > (RING_SLOTS - 2) * self._period:
-            raise ValueError(f"acceptance_window must be 0 to {RING_SLOTS - 2} rotation "
-                             f"periods, got {self._window:g} s")
+            raise ValueError(
+                f"acceptance_window must be 0 to {RING_SLOTS - 2} rotation "
+                f"periods, got {self._window:g} s"
+            )
         if self._refresh >= self._period:
             raise ValueError(
                 f"refresh ({self._refresh:g} s) must be shorter than the rotation period "
-                f"({self._period:g} s), so every node learns the next key before it is used")
+                f"({self._period:g} s), so every node learns the next key before it is used"
+            )
         self._local_rotation = bool(local_rotation)
         self._sealer = None if master_key is None else _Sealer(master_key, b"ring")
         self._who = _who()
         self._stats = _SharedCounters(_SYNC_FIELDS)
         self._mirrored = False
+        # Forward-only generations (generation_check): the newest this process
+        # accepted, and the digest of its encoding.
+        self._generation_seen = 0
+        self._generation_digest: bytes | None = None
         self._due: float | None = None
         self._warned_policy = False
         self._failing: str | None = None  # the last failure's message while failing
         self._pid = os.getpid()
-        self._round_lock = threading.Lock()
+        # Held for each whole round, which uses OpenSSL (HMAC, AES-GCM, TLS with
+        # rediss://): a fork waits for the round in progress (see _forkgate).
+        self._round_lock = ForkGate("the Redis key sync", wait=max(5.0, 2 * self._timeout + 1))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Any: redis-py types replies as bytes | str (it depends on decode_responses).
         self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
-            retry=_no_retry(), **dict(client_kwargs or {}))
+            url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=_no_retry(),
+            **dict(client_kwargs or {}),
+        )
         try:
             self._first_sync(require_redis)
         except BaseException:
@@ -582,8 +707,7 @@ class KeySync:
                 ring.close()
             raise
         if start:
-            self._thread = threading.Thread(target=self._run, name="tlsresume-keysync",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, name="tlsresume-keysync", daemon=True)
             self._thread.start()
 
     # ---- public --------------------------------------------------------------------
@@ -621,14 +745,19 @@ class KeySync:
         last = s.pop("last_sync_ms")
         failed = s.pop("last_failure_ms")
         return {
-            "syncs": s["syncs"], "sync_failures": s["sync_failures"],
-            "rotations": s["rotations"], "seeds": s["seeds"], "errors": s["errors"],
+            "syncs": s["syncs"],
+            "sync_failures": s["sync_failures"],
+            "rotations": s["rotations"],
+            "seeds": s["seeds"],
+            "errors": s["errors"],
             "last_sync": last / 1000 if last else None,
             "last_sync_age": max(0.0, time.time() - last / 1000) if last else None,
             "last_failure": failed / 1000 if failed else None,
             "redis_up": bool(s["redis_up"]),
             "local_rotation_active": bool(s["local_rotation_active"]),
-            "generation": s["generation"], "refresh": self._refresh, "key": self._key,
+            "generation": s["generation"],
+            "refresh": self._refresh,
+            "key": self._key,
         }
 
     def stop(self, timeout: float | None = None) -> None:
@@ -653,13 +782,14 @@ class KeySync:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<KeySync {self._key} at {_redact(self._url)} every {self._refresh:g}s>"
+        return f"<KeySync {self._key} at {redact_url(self._url)} every {self._refresh:g}s>"
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:
-            raise TLSResumeError(
+            raise StateError(
                 f"this KeySync runs in process {self._pid}; a forked child shares its ring "
-                "and must not sync (start a KeySync of its own if it outlives the parent)")
+                "and must not sync (start a KeySync of its own if it outlives the parent)"
+            )
 
     # ---- rounds --------------------------------------------------------------------
 
@@ -670,16 +800,22 @@ class KeySync:
             raise
         except AuthenticationError as exc:
             raise RedisBackendError(
-                f"Redis at {_redact(self._url)} refused the credentials ({exc}); check the "
-                "password (redis://:PASSWORD@host:port/db) or user") from None
+                f"Redis at {redact_url(self._url)} refused the credentials ({exc}); check the "
+                "password (redis://:PASSWORD@host:port/db) or user"
+            ) from None
         except ResponseError as exc:
-            raise RedisBackendError(f"Redis at {_redact(self._url)} refused the key ring "
-                                    f"operations: {exc}") from None
+            raise RedisBackendError(
+                f"Redis at {redact_url(self._url)} refused the key ring operations: {exc}"
+            ) from None
         except _TRANSIENT as exc:
             if require_redis:
                 raise RedisBackendError(
-                    f"cannot reach Redis at {_redact(self._url)}: {exc}") from None
-            # Logged by _attempt; the ring keeps its local keys until Redis is up.
+                    f"cannot reach Redis at {redact_url(self._url)}: {exc}; start it, fix "
+                    "the URL, or drop require_redis to serve with local keys until it is up"
+                ) from None
+            # Only now is it true that the ring serves with its local keys until Redis
+            # is up: say so.
+            self._failed(exc)
 
     def _run(self) -> None:
         delay = self._next_delay(time.time())
@@ -706,9 +842,10 @@ class KeySync:
             except RingClosedError:
                 raise
             except Exception as exc:
-                self._failed(exc, now)
+                self._count_failure(exc, now)
                 if raise_errors:
-                    raise
+                    raise  # the caller decides whether the node serves on (then reports)
+                self._failed(exc)
                 return False
             self._succeeded(now)
             return changed
@@ -719,48 +856,85 @@ class KeySync:
             state = self._seed(now)
         else:
             state = self._decode(raw)
+        self._accept_generation(state)
         if rotation_due(state, now):
             state = self._rotate(now)
+            self._accept_generation(state)
+        self._generation_seen = state.generation
+        self._generation_digest = hashlib.sha256(encode_state(state)).digest()
         self._stats.set("generation", state.generation)
         self._due = state.due()
-        if not self._warned_policy and (abs(state.period - self._period) > 1e-3 or
-                                        abs(state.window - self._window) > 1e-3):
+        if not self._warned_policy and (
+            abs(state.period - self._period) > 1e-3 or abs(state.window - self._window) > 1e-3
+        ):
             self._warned_policy = True
-            log.warning("tlsresume: the fleet's ring at %s rotates every %g s and accepts "
-                        "retired keys for %g s; this node was configured for %g s / %g s "
-                        "and follows the fleet", self._key, state.period, state.window,
-                        self._period, self._window)
+            log.warning(
+                "tlsresume: the fleet's ring at %s rotates every %g s and accepts "
+                "retired keys for %g s; this node was configured for %g s / %g s "
+                "and follows the fleet",
+                self._key,
+                state.period,
+                state.window,
+                self._period,
+                self._window,
+            )
         return self._mirror(state, now)
+
+    def _accept_generation(self, state: RingState) -> None:
+        why = generation_check(state, self._generation_seen, self._generation_digest)
+        if why is not None:
+            raise RedisBackendError(
+                f"the key ring at {self._key} in Redis was not applied: {why}. This node "
+                "keeps its keys; if the fleet's ring was restored on purpose, restart "
+                "this node (or delete the key so the fleet publishes a newer one)"
+            )
 
     def _decode(self, raw: bytes) -> RingState:
         where = f"{self._key} in Redis"
         if _is_sealed(raw):
             if self._sealer is None:
-                raise MasterKeyError(f"the key ring at {where} is sealed under a master key "
-                                     "(id " + raw[len(_ENVELOPE):len(_ENVELOPE) + _KID_LEN]
-                                     .hex() + "); give this node the fleet's master key")
+                raise MasterKeyError(
+                    f"the key ring at {where} is sealed under a master key "
+                    "(id "
+                    + raw[len(_ENVELOPE) : len(_ENVELOPE) + _KID_LEN].hex()
+                    + "); give this node the fleet's master key"
+                )
             try:
                 raw = self._sealer.open(raw, self._key.encode())
             except RedisBackendError as exc:
                 raise type(exc)(f"the key ring at {where}: {exc}") from None
         elif self._sealer is not None:
-            raise MasterKeyError(f"the key ring at {where} is not sealed, but this node has "
-                                 "a master key: every node must use the same setting (to "
-                                 "start sealing, delete the key and restart the fleet)")
+            raise MasterKeyError(
+                f"the key ring at {where} is not sealed, but this node has "
+                "a master key: every node must use the same setting (to "
+                "start sealing, delete the key and restart the fleet)"
+            )
         return decode_state(raw, where)
 
     def _encode(self, state: RingState) -> bytes:
         plain = encode_state(state)
-        return plain if self._sealer is None else self._sealer.seal(plain,
-                                                                    self._key.encode())
+        return plain if self._sealer is None else self._sealer.seal(plain, self._key.encode())
 
     def _seed(self, now: float) -> RingState:
         self._pause_local_rotation()
-        state = seed_state(self._ring.records(), self._period, self._window, now, self._who)
+        # A ring re-seeded after Redis lost its data continues this node's numbering,
+        # so it is not refused as a rollback by nodes that saw the old generations.
+        state = seed_state(
+            self._ring.records(),
+            self._period,
+            self._window,
+            now,
+            self._who,
+            self._generation_seen + 1,
+        )
         if self._client.set(self._key, self._encode(state), nx=True):
             self._stats.add("seeds")
-            log.info("tlsresume: published this node's ticket keys as the fleet's ring at %s "
-                     "(current key %s)", self._key, state.current.key.name_hex)
+            log.info(
+                "tlsresume: published this node's ticket keys as the fleet's ring at %s "
+                "(current key %s)",
+                self._key,
+                state.current.key.name_hex,
+            )
             return state
         raw = self._client.get(self._key)  # another node was first
         if raw is None:
@@ -777,19 +951,24 @@ class KeySync:
                         pipe.unwatch()
                         return self._seed(now)
                     state = self._decode(raw)
+                    self._accept_generation(state)  # never rotate on top of a replay
                     if not rotation_due(state, now):
                         pipe.unwatch()
                         return state  # another node rotated first
-                    new = rotate_state(state, now, TicketKey.generate(state.current.key.size),
-                                       self._who)
+                    new = rotate_state(
+                        state, now, TicketKey.generate(state.current.key.size), self._who
+                    )
                     pipe.multi()
                     pipe.set(self._key, self._encode(new))
                     pipe.execute()
                 except WatchError:
                     continue
             self._stats.add("rotations")
-            log.info("tlsresume: rotated the fleet's ticket keys at %s: current key %s",
-                     self._key, new.current.key.name_hex)
+            log.info(
+                "tlsresume: rotated the fleet's ticket keys at %s: current key %s",
+                self._key,
+                new.current.key.name_hex,
+            )
             return new
         raise RedisBackendError(f"could not rotate {self._key}: it kept changing")
 
@@ -800,8 +979,9 @@ class KeySync:
         (which decrypts), and the drawn one had encrypted nothing."""
         ring = self._ring
         if ring.auto_rotate:
-            ring.load_records(ring.records(), acceptance_window=ring.acceptance_window,
-                              auto_rotate=False)
+            ring.load_records(
+                ring.records(), acceptance_window=ring.acceptance_window, auto_rotate=False
+            )
             self._stats.set("local_rotation_active", 0)
 
     def _mirror(self, state: RingState, now: float) -> bool:
@@ -812,18 +992,26 @@ class KeySync:
         keep = self._mirrored or ring.stats()["tickets_issued"] > 0
         records = merge_records(state.keys, local, now, state.window, keep)
         self._mirrored = True
-        if _signature(records) == _signature(local) and \
-                abs(ring.rotation_period - state.period) < 1e-3 and \
-                ring.acceptance_window is not None and \
-                abs(ring.acceptance_window - state.window) < 1e-3:
+        if (
+            _signature(records) == _signature(local)
+            and abs(ring.rotation_period - state.period) < 1e-3
+            and ring.acceptance_window is not None
+            and abs(ring.acceptance_window - state.window) < 1e-3
+        ):
             return False
-        kept = [r.key.name_hex for r in records
-                if r.key.name not in {k.key.name for k in state.keys}]
+        kept = [
+            r.key.name_hex for r in records if r.key.name not in {k.key.name for k in state.keys}
+        ]
         if kept:
-            log.info("tlsresume: keeping %d key(s) this node encrypted with that the fleet "
-                     "does not know, as retired: %s", len(kept), ", ".join(kept))
-        ring.load_records(records, rotation_period=state.period, acceptance_window=state.window,
-                          auto_rotate=False)
+            log.info(
+                "tlsresume: keeping %d key(s) this node encrypted with that the fleet "
+                "does not know, as retired: %s",
+                len(kept),
+                ", ".join(kept),
+            )
+        ring.load_records(
+            records, rotation_period=state.period, acceptance_window=state.window, auto_rotate=False
+        )
         return True
 
     # ---- bookkeeping ---------------------------------------------------------------
@@ -833,11 +1021,13 @@ class KeySync:
         self._stats.set("last_sync_ms", int(now * 1000))
         self._stats.set("redis_up", 1)
         if self._failing is not None:
-            log.warning("tlsresume: Redis at %s is reachable again; ticket keys converged "
-                        "with the fleet", _redact(self._url))
+            log.warning(
+                "tlsresume: Redis at %s is reachable again; ticket keys converged with the fleet",
+                redact_url(self._url),
+            )
             self._failing = None
 
-    def _failed(self, exc: BaseException, now: float) -> None:
+    def _count_failure(self, exc: BaseException, now: float) -> None:
         self._stats.add("sync_failures")
         self._stats.set("last_failure_ms", int(now * 1000))
         transient = isinstance(exc, _TRANSIENT) and not isinstance(exc, AuthenticationError)
@@ -845,26 +1035,45 @@ class KeySync:
             self._stats.set("redis_up", 0)
         elif not isinstance(exc, RedisError):
             self._stats.add("errors")
+
+    def _failed(self, exc: BaseException) -> None:
+        """Say that this node serves on with its own keys (it does: only called when
+        the failure is not raised), and turn on local rotation if asked."""
         message = f"{type(exc).__name__}: {exc}"
         if message != self._failing:
-            log.warning("tlsresume: cannot sync ticket keys with Redis at %s (%s); serving "
-                        "with the keys this node has%s", _redact(self._url), message,
-                        ", rotating locally" if self._local_rotation else "")
+            log.warning(
+                "tlsresume: cannot sync ticket keys with Redis at %s (%s); serving "
+                "with the keys this node has%s",
+                redact_url(self._url),
+                message,
+                ", rotating locally" if self._local_rotation else "",
+            )
         self._failing = message
         if self._local_rotation:
             try:
                 ring = self._ring
                 if not ring.auto_rotate:
-                    ring.load_records(ring.records(), acceptance_window=ring.acceptance_window,
-                                      auto_rotate=True)
+                    ring.load_records(
+                        ring.records(), acceptance_window=ring.acceptance_window, auto_rotate=True
+                    )
                     self._stats.set("local_rotation_active", 1)
             except (TLSResumeError, ValueError) as err:
                 log.warning("tlsresume: cannot turn on local rotation: %s", err)
 
 
 def _signature(records: Sequence[KeyRecord]) -> frozenset[tuple[Any, ...]]:
-    return frozenset((r.key.name, r.key.hmac_key, r.key.aes_key, r.role, _ms(r.created),
-                      _ms(r.activated), _ms(r.retired)) for r in records)
+    return frozenset(
+        (
+            r.key.name,
+            r.key.hmac_key,
+            r.key.aes_key,
+            r.role,
+            _ms(r.created),
+            _ms(r.activated),
+            _ms(r.retired),
+        )
+        for r in records
+    )
 
 
 # ======================================================================================
@@ -872,10 +1081,25 @@ def _signature(records: Sequence[KeyRecord]) -> frozenset[tuple[Any, ...]]:
 # ======================================================================================
 
 _WAKE = ("wake",)
-_TIER_COUNTERS = ("gets", "hits", "misses", "timeouts", "errors", "skipped_down",
-                  "no_connection", "undecryptable", "puts", "removes", "dropped", "written",
-                  "deleted", "write_errors", "expired_before_write", "connects",
-                  "connect_failures")
+_TIER_COUNTERS = (
+    "gets",
+    "hits",
+    "misses",
+    "timeouts",
+    "errors",
+    "skipped_down",
+    "no_connection",
+    "undecryptable",
+    "puts",
+    "removes",
+    "dropped",
+    "written",
+    "deleted",
+    "write_errors",
+    "expired_before_write",
+    "connects",
+    "connect_failures",
+)
 
 
 class _Runtime:
@@ -886,12 +1110,15 @@ class _Runtime:
         self.lock = threading.Lock()
         self.queue: queue.Queue[tuple[Any, ...]] = queue.Queue(max_queue)
         self.idle: list[Any] = []
-        self.open = 0            # get-connections alive (idle or in use)
-        self.want = 1            # how many the writer should keep open
-        self.down_until = 0.0    # monotonic; lookups skip Redis until then
+        self.open = 0  # get-connections alive (idle or in use)
+        self.want = 1  # how many the writer should keep open
+        self.down_until = 0.0  # monotonic; lookups skip Redis until then
         self.backoff = 0.0
         self.down = False
         self.stopping = threading.Event()
+        # The writer holds it while it connects (TLS with rediss://) or writes
+        # (sealing with AES-GCM): a fork waits for that (see _forkgate).
+        self.gate = ForkGate("the Redis session tier's writer", wait=5.0)
         self.thread: threading.Thread | None = None
         self.writer: Any = None
         self.counts = dict.fromkeys(_TIER_COUNTERS, 0)
@@ -944,11 +1171,20 @@ class SessionTier:
     connections (queued writes of the parent stay with the parent).
     """
 
-    def __init__(self, url: str, *, name: str = "default", prefix: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, max_queue: int = 10000,
-                 connections: int = 4, retry: float = 1.0, write_timeout: float = 1.0,
-                 master_key: bytes | str | None = None,
-                 client_kwargs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "default",
+        prefix: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_queue: int = 10000,
+        connections: int = 4,
+        retry: float = 1.0,
+        write_timeout: float = 1.0,
+        master_key: bytes | str | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         self.timeout = _check_seconds("timeout", timeout, 0, 1)
@@ -963,8 +1199,12 @@ class SessionTier:
         self._url = url
         self._sealer = None if master_key is None else _Sealer(master_key, b"session")
         pool = redis.ConnectionPool.from_url(
-            url, socket_timeout=self.write_timeout, socket_connect_timeout=self.write_timeout,
-            retry=_no_retry(), **dict(client_kwargs or {}))
+            url,
+            socket_timeout=self.write_timeout,
+            socket_connect_timeout=self.write_timeout,
+            retry=_no_retry(),
+            **dict(client_kwargs or {}),
+        )
         self._conn_class: Callable[..., Any] = pool.connection_class
         self._conn_kwargs = dict(pool.connection_kwargs)
         pool.disconnect()
@@ -1047,33 +1287,46 @@ class SessionTier:
             MasterKeyError: the fleet seals sessions under another key, or not at all
                 while this node has one (or the other way round).
         """
-        client: Any = redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=self._conn_class, **self._conn_kwargs))
+        client: Any = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=self._conn_class, **self._conn_kwargs
+            )
+        )
         key = self.prefix + "check"
         mine = self._sealer.seal(b"tlsresume", key.encode()) if self._sealer else b"plain"
         try:
             client.set(key, mine, nx=True)
             found = client.get(key)
         except AuthenticationError as exc:
-            raise RedisBackendError(f"Redis at {_redact(self._url)} refused the credentials "
-                                    f"({exc}); check the password in the URL") from None
+            raise RedisBackendError(
+                f"Redis at {redact_url(self._url)} refused the credentials "
+                f"({exc}); check the password in the URL"
+            ) from None
         except _TRANSIENT as exc:
             if require_redis:
-                raise RedisBackendError(f"cannot reach Redis at {_redact(self._url)}: "
-                                        f"{exc}") from None
-            log.warning("tlsresume: Redis at %s is not reachable yet (%s); sessions stay "
-                        "local until it is", _redact(self._url), exc)
+                raise RedisBackendError(
+                    f"cannot reach Redis at {redact_url(self._url)}: {exc}"
+                ) from None
+            log.warning(
+                "tlsresume: Redis at %s is not reachable yet (%s); sessions stay local until it is",
+                redact_url(self._url),
+                exc,
+            )
             return False
         finally:
             client.close()
         if found is None:
             return True
         if _is_sealed(found) and self._sealer is None:
-            raise MasterKeyError(f"sessions under {self.prefix} are sealed under a master "
-                                 "key; give this node the fleet's master key")
+            raise MasterKeyError(
+                f"sessions under {self.prefix} are sealed under a master "
+                "key; give this node the fleet's master key"
+            )
         if not _is_sealed(found) and self._sealer is not None:
-            raise MasterKeyError(f"sessions under {self.prefix} are not sealed, but this "
-                                 "node has a master key: every node must use the same setting")
+            raise MasterKeyError(
+                f"sessions under {self.prefix} are not sealed, but this "
+                "node has a master key: every node must use the same setting"
+            )
         if self._sealer is not None:
             try:
                 self._sealer.open(found, key.encode())
@@ -1097,9 +1350,14 @@ class SessionTier:
         rt = self._runtime()
         with rt.lock:
             out: dict[str, Any] = dict(rt.counts)
-            out.update(queued=rt.queue.qsize(), connections=rt.open, idle=len(rt.idle),
-                       redis_up=not rt.down, max_get_ms=round(rt.max_get * 1000, 3),
-                       timeout_ms=self.timeout * 1000)
+            out.update(
+                queued=rt.queue.qsize(),
+                connections=rt.open,
+                idle=len(rt.idle),
+                redis_up=not rt.down,
+                max_get_ms=round(rt.max_get * 1000, 3),
+                timeout_ms=self.timeout * 1000,
+            )
         return out
 
     def stop(self, flush: float = 0.5) -> None:
@@ -1114,8 +1372,11 @@ class SessionTier:
         rt.stopping.set()
         rt.down_until = float("inf")
         self._wake(rt)
-        if rt.thread is not None and rt.pid == os.getpid() and \
-                rt.thread is not threading.current_thread():
+        if (
+            rt.thread is not None
+            and rt.pid == os.getpid()
+            and rt.thread is not threading.current_thread()
+        ):
             rt.thread.join(self.write_timeout + 1)
         with rt.lock:
             idle, rt.idle = rt.idle, []
@@ -1132,20 +1393,25 @@ class SessionTier:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<SessionTier {self.prefix}* at {_redact(self._url)} timeout={self.timeout}s>"
+        return f"<SessionTier {self.prefix}* at {redact_url(self._url)} timeout={self.timeout}s>"
 
     # ---- per-process runtime -------------------------------------------------------
 
     def _new_runtime(self) -> _Runtime:
         rt = _Runtime(self.max_queue)
-        rt.writer = redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=self._conn_class, **self._conn_kwargs))
+        rt.gate.wait = self.write_timeout + 1
+        rt.writer = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=self._conn_class, **self._conn_kwargs
+            )
+        )
         if self._stopped:
             rt.stopping.set()
             rt.down_until = float("inf")
         else:
-            rt.thread = threading.Thread(target=self._writer_loop, args=(rt,),
-                                         name="tlsresume-redis-writer", daemon=True)
+            rt.thread = threading.Thread(
+                target=self._writer_loop, args=(rt,), name="tlsresume-redis-writer", daemon=True
+            )
             rt.thread.start()
         return rt
 
@@ -1210,9 +1476,14 @@ class SessionTier:
         for conn in idle:  # they are likely dead too (Redis restarted or stalled)
             conn.disconnect()
         if not was_down:
-            log.warning("tlsresume: Redis session tier at %s failed (%s: %s); sessions "
-                        "stay local, retrying within %g s", _redact(self._url),
-                        type(exc).__name__, exc, self.retry)
+            log.warning(
+                "tlsresume: Redis session tier at %s failed (%s: %s); sessions "
+                "stay local, retrying within %g s",
+                redact_url(self._url),
+                type(exc).__name__,
+                exc,
+                self.retry,
+            )
 
     def _mark_up(self, rt: _Runtime) -> None:
         with rt.lock:
@@ -1220,7 +1491,7 @@ class SessionTier:
             rt.down_until = 0.0
             was_down, rt.down = rt.down, False
         if was_down:
-            log.warning("tlsresume: Redis session tier at %s is back", _redact(self._url))
+            log.warning("tlsresume: Redis session tier at %s is back", redact_url(self._url))
 
     def _wake(self, rt: _Runtime) -> None:
         try:
@@ -1236,9 +1507,10 @@ class SessionTier:
             if wait > 0:
                 rt.stopping.wait(min(wait, 1.0))
                 continue
-            while rt.open < rt.want and not rt.stopping.is_set():
-                if not self._connect(rt):
-                    break
+            with rt.gate:
+                while rt.open < rt.want and not rt.stopping.is_set():
+                    if not self._connect(rt):
+                        break
             try:
                 item = rt.queue.get(timeout=0.25)
             except queue.Empty:
@@ -1260,6 +1532,10 @@ class SessionTier:
             return
         if time.monotonic() < rt.down_until:
             rt.stopping.wait(max(0.0, rt.down_until - time.monotonic()))
+        with rt.gate:
+            self._write_batch(rt, batch)
+
+    def _write_batch(self, rt: _Runtime, batch: list[tuple[Any, ...]]) -> None:
         now = time.time()
         pipe = rt.writer.pipeline(transaction=False)
         ops = []
@@ -1270,8 +1546,9 @@ class SessionTier:
                 if ttl_ms <= 0:
                     rt.count("expired_before_write")
                     continue
-                value = item[2] if self._sealer is None else \
-                    self._sealer.seal(item[2], key.encode())
+                value = (
+                    item[2] if self._sealer is None else self._sealer.seal(item[2], key.encode())
+                )
                 pipe.set(key, value, px=ttl_ms)
                 ops.append("written")
             else:
@@ -1351,14 +1628,22 @@ class RedisLink:
         self.stop()
 
 
-def connect_server(url: str, *, ring: TicketKeyRing | None = None,
-                   store: SessionStore | None = None, name: str = "default",
-                   refresh: float = DEFAULT_REFRESH, timeout: float = DEFAULT_TIMEOUT,
-                   master_key: bytes | str | None = None, local_rotation: bool = False,
-                   rotation_period: float | None = None,
-                   acceptance_window: float | None = None, max_queue: int = 10000,
-                   require_redis: bool = False,
-                   client_kwargs: Mapping[str, Any] | None = None) -> RedisLink:
+def connect_server(
+    url: str,
+    *,
+    ring: TicketKeyRing | None = None,
+    store: SessionStore | None = None,
+    name: str = "default",
+    refresh: float = DEFAULT_REFRESH,
+    timeout: float = DEFAULT_TIMEOUT,
+    master_key: bytes | str | None = None,
+    local_rotation: bool = False,
+    rotation_period: float | None = None,
+    acceptance_window: float | None = None,
+    max_queue: int = 10000,
+    require_redis: bool = False,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> RedisLink:
     """Share a server's ticket keys and sessions with every server using the same
     Redis and ``name``.
 
@@ -1392,16 +1677,31 @@ def connect_server(url: str, *, ring: TicketKeyRing | None = None,
     sync = tier = None
     try:
         if ring is not None:
-            sync = KeySync(ring, url, name=name, refresh=refresh, master_key=master_key,
-                           local_rotation=local_rotation, rotation_period=rotation_period,
-                           acceptance_window=acceptance_window,
-                           timeout=min(2.0, max(refresh, 0.05)), require_redis=require_redis,
-                           client_kwargs=client_kwargs)
+            sync = KeySync(
+                ring,
+                url,
+                name=name,
+                refresh=refresh,
+                master_key=master_key,
+                local_rotation=local_rotation,
+                rotation_period=rotation_period,
+                acceptance_window=acceptance_window,
+                timeout=min(2.0, max(refresh, 0.05)),
+                require_redis=require_redis,
+                client_kwargs=client_kwargs,
+            )
         if store is not None:
-            tier = connect_worker(url, store=store, name=name, timeout=timeout,
-                                  master_key=master_key, max_queue=max_queue,
-                                  retry=min(refresh, 1.0), require_redis=require_redis,
-                                  client_kwargs=client_kwargs)
+            tier = connect_worker(
+                url,
+                store=store,
+                name=name,
+                timeout=timeout,
+                master_key=master_key,
+                max_queue=max_queue,
+                retry=min(refresh, 1.0),
+                require_redis=require_redis,
+                client_kwargs=client_kwargs,
+            )
     except BaseException:
         if sync is not None:
             sync.stop()
@@ -1409,10 +1709,18 @@ def connect_server(url: str, *, ring: TicketKeyRing | None = None,
     return RedisLink(sync, tier, store)
 
 
-def connect_worker(url: str, *, store: SessionStore, name: str = "default",
-                   timeout: float = DEFAULT_TIMEOUT, master_key: bytes | str | None = None,
-                   max_queue: int = 10000, retry: float = 1.0, require_redis: bool = False,
-                   client_kwargs: Mapping[str, Any] | None = None) -> SessionTier:
+def connect_worker(
+    url: str,
+    *,
+    store: SessionStore,
+    name: str = "default",
+    timeout: float = DEFAULT_TIMEOUT,
+    master_key: bytes | str | None = None,
+    max_queue: int = 10000,
+    retry: float = 1.0,
+    require_redis: bool = False,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> SessionTier:
     """Attach a Redis session tier to ``store`` in this process (a spawned worker,
     or any process that was not forked from one that attached it). Returns the tier;
     ``tier.stop()`` and ``store.set_remote(None)`` undo it.
@@ -1420,8 +1728,15 @@ def connect_worker(url: str, *, store: SessionStore, name: str = "default",
     Raises:
         RedisBackendError, MasterKeyError: see :meth:`SessionTier.check`.
     """
-    tier = SessionTier(url, name=name, timeout=timeout, master_key=master_key,
-                       max_queue=max_queue, retry=retry, client_kwargs=client_kwargs)
+    tier = SessionTier(
+        url,
+        name=name,
+        timeout=timeout,
+        master_key=master_key,
+        max_queue=max_queue,
+        retry=retry,
+        client_kwargs=client_kwargs,
+    )
     try:
         tier.check(require_redis=require_redis)
         store.set_remote(tier)

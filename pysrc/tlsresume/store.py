@@ -6,7 +6,12 @@ It serves the resumptions that do not use tickets: clients resuming by session I
 OpenSSL's own cache lives in each worker's memory and drops a session whenever a
 connection closes without close_notify, which is how most Python servers close;
 this store is shared, keeps those sessions, and drops a session only when it
-expires, when space runs out (least recently used first) or after a fatal alert.
+expires, when space runs out (least recently used first) or after a fatal alert
+from a party that proved it holds the session's keys: one received after the
+handshake finished, or sent by the server after it for a reason other than bytes
+that failed authentication. An alert during a handshake (anyone who saw the
+session ID in a TLS 1.2 ServerHello can send one) costs only that connection and
+is counted as ``kept_on_unproven_alert``.
 
 Sizing follows nginx: a size in bytes (``"10M"``); an ordinary session takes one
 256-byte slot, so a megabyte holds about 4,000 sessions.
@@ -21,7 +26,7 @@ from typing import Any
 
 from . import _binding
 from ._binding import ffi, lib
-from ._region import SharedRegion, check_region_name
+from ._region import SharedRegion, region_name
 
 __all__ = ["SessionStore", "parse_size", "DEFAULT_STORE_SIZE"]
 
@@ -47,6 +52,7 @@ _COUNTERS = (
     ("lock_timeouts", lib.TLSR_SC_LOCK_TIMEOUTS),
     ("remote_hits", lib.TLSR_SC_REMOTE_HITS),
     ("remote_misses", lib.TLSR_SC_REMOTE_MISSES),
+    ("kept_on_unproven_alert", lib.TLSR_SC_KEPT_ON_UNPROVEN_ALERT),
 )
 
 
@@ -72,7 +78,7 @@ def parse_size(size: int | str) -> int:
 
 
 def _check_name(name: str) -> bytes:
-    return check_region_name(name, "store")
+    return region_name(name, "store")
 
 
 class SessionStore(SharedRegion):
@@ -81,8 +87,9 @@ class SessionStore(SharedRegion):
     Args:
         size: bytes of shared memory (``int`` or ``"10M"``-style string).
         name: ``None`` makes an anonymous region shared with processes forked after
-            this call; a name makes a POSIX shared-memory object (mode 0600) that
-            separately started processes join with :meth:`attach`/:meth:`open`.
+            this call; a name makes a file (mode 0600) in this user's private
+            directory on tmpfs (see ``TLSRESUME_RUNTIME_DIR``) that separately
+            started processes join with :meth:`attach`/:meth:`open`.
         single_use: a TLS 1.3 stateful ticket resumes once: the lookup that uses it
             removes it, so a replayed ticket gets a full handshake on every worker.
             Costs a full handshake for clients that reuse one ticket on parallel
@@ -98,14 +105,22 @@ class SessionStore(SharedRegion):
     _what = "session store"
     _release = staticmethod(lib.tlsr_store_release)
     _unlink = staticmethod(lib.tlsr_store_unlink)
+    _relock = staticmethod(lib.tlsr_store_relock)
 
-    def __init__(self, size: int | str = DEFAULT_STORE_SIZE, *, name: str | None = None,
-                 single_use: bool = False, lock_timeout: float = 0.010) -> None:
+    def __init__(
+        self,
+        size: int | str = DEFAULT_STORE_SIZE,
+        *,
+        name: str | None = None,
+        single_use: bool = False,
+        lock_timeout: float = 0.010,
+    ) -> None:
         self._open(name, parse_size(size), single_use, create=True, exclusive=True)
         self.lock_timeout = lock_timeout
 
-    def _open(self, name: str | None, size: int, single_use: bool, create: bool,
-              exclusive: bool) -> None:
+    def _open(
+        self, name: str | None, size: int, single_use: bool, create: bool, exclusive: bool
+    ) -> None:
         flags = lib.TLSR_STORE_SINGLE_USE if single_use else 0
         err = ffi.new("int *")
         cname = ffi.NULL if name is None else _check_name(name)
@@ -119,14 +134,19 @@ class SessionStore(SharedRegion):
         if ptr == ffi.NULL:
             what = f"session store {name or '(anonymous)'}"
             if err[0] == lib.TLSR_E_NOTFOUND:
-                raise _binding.error_for(err[0], f"cannot attach to {what} (create it first "
-                                         f"with SessionStore(name={name!r}))")
+                raise _binding.error_for(
+                    err[0],
+                    f"cannot attach to {what} (create it first with SessionStore(name={name!r}))",
+                )
             raise _binding.error_for(err[0], f"cannot open {what}")
         self._adopt(ptr, name)
         meta = self._meta()
         if meta.reinitialised:
-            log.warning("tlsresume: session store %r was corrupt or of another version; "
-                        "it has been rebuilt empty", name)
+            log.warning(
+                "tlsresume: session store %r was corrupt or of another version; "
+                "it has been rebuilt empty",
+                name,
+            )
 
     @classmethod
     def attach(cls, name: str) -> SessionStore:
@@ -136,8 +156,9 @@ class SessionStore(SharedRegion):
         return store
 
     @classmethod
-    def open(cls, name: str, size: int | str = DEFAULT_STORE_SIZE, *,
-             single_use: bool = False) -> SessionStore:
+    def open(
+        cls, name: str, size: int | str = DEFAULT_STORE_SIZE, *, single_use: bool = False
+    ) -> SessionStore:
         """Attach to the named store, creating it if missing (and rebuilding it,
         with a warning, if it is corrupt or from another version)."""
         store = cls.__new__(cls)
@@ -172,8 +193,10 @@ class SessionStore(SharedRegion):
     def lock_timeout(self, seconds: float) -> None:
         if not 0 < seconds <= 1:
             raise ValueError(f"lock_timeout must be in (0, 1] seconds, got {seconds}")
-        _binding.check(lib.tlsr_store_set_lock_timeout(self._handle(), int(seconds * 1e6)),
-                       "setting lock timeout")
+        _binding.check(
+            lib.tlsr_store_set_lock_timeout(self._handle(), int(seconds * 1e6)),
+            "setting lock timeout",
+        )
 
     def __len__(self) -> int:
         return int(self._meta().entries)
@@ -186,8 +209,12 @@ class SessionStore(SharedRegion):
         lib.tlsr_store_stats(self._handle(), out, lib.TLSR_STORE_NCOUNTERS)
         stats = {label: int(out[index]) for label, index in _COUNTERS}
         meta = self._meta()
-        stats.update(entries=int(meta.entries), used_slots=int(meta.used_slots),
-                     capacity=int(meta.slots), size_bytes=int(meta.size))
+        stats.update(
+            entries=int(meta.entries),
+            used_slots=int(meta.used_slots),
+            capacity=int(meta.slots),
+            size_bytes=int(meta.size),
+        )
         return stats
 
     def clear(self) -> None:
@@ -198,27 +225,49 @@ class SessionStore(SharedRegion):
         """Check every entry and rebuild the index; returns how many were dropped."""
         return _binding.check(lib.tlsr_store_verify(self._handle()), "verifying session store")
 
-    def put(self, session_id: bytes, der: bytes, expires: float, *, now: float | None = None
-            ) -> bool:
+    def put(
+        self, session_id: bytes, der: bytes, expires: float, *, now: float | None = None
+    ) -> bool:
         """Store raw session bytes (what OpenSSL's callback does in C). For tools and
         tests; returns False if the session was too large and skipped."""
         _check_id(session_id)
         if not der:
             raise ValueError("session bytes must not be empty")
         now_ms = int((time.time() if now is None else now) * 1000)
-        return bool(_binding.check(lib.tlsr_store_put(
-            self._handle(), session_id, len(session_id), der, len(der),
-            int(expires * 1000), now_ms), "storing session"))
+        return bool(
+            _binding.check(
+                lib.tlsr_store_put(
+                    self._handle(),
+                    session_id,
+                    len(session_id),
+                    der,
+                    len(der),
+                    int(expires * 1000),
+                    now_ms,
+                ),
+                "storing session",
+            )
+        )
 
-    def get(self, session_id: bytes, *, consume: bool = False, now: float | None = None
-            ) -> bytes | None:
+    def get(
+        self, session_id: bytes, *, consume: bool = False, now: float | None = None
+    ) -> bytes | None:
         """The stored bytes for ``session_id``, or None (missing or expired)."""
         _check_id(session_id)
         now_ms = int((time.time() if now is None else now) * 1000)
         buf = ffi.new("uint8_t[]", lib.TLSR_STORE_MAX_DER)
-        n = _binding.check(lib.tlsr_store_get(self._handle(), session_id, len(session_id),
-                                              buf, lib.TLSR_STORE_MAX_DER, int(consume),
-                                              now_ms), "reading session")
+        n = _binding.check(
+            lib.tlsr_store_get(
+                self._handle(),
+                session_id,
+                len(session_id),
+                buf,
+                lib.TLSR_STORE_MAX_DER,
+                int(consume),
+                now_ms,
+            ),
+            "reading session",
+        )
         return bytes(ffi.buffer(buf, n)) if n else None
 
     def set_remote(self, tier: Any) -> None:
@@ -234,15 +283,21 @@ class SessionStore(SharedRegion):
 
     def remove(self, session_id: bytes) -> bool:
         _check_id(session_id)
-        return bool(_binding.check(lib.tlsr_store_remove(self._handle(), session_id,
-                                                         len(session_id)), "removing session"))
+        return bool(
+            _binding.check(
+                lib.tlsr_store_remove(self._handle(), session_id, len(session_id)),
+                "removing session",
+            )
+        )
 
     def __repr__(self) -> str:
         if self._ptr is None:
             return f"<SessionStore {self._name or '(anonymous)'} closed>"
         meta = self._meta()
-        return (f"<SessionStore {self._name or '(anonymous)'} {meta.entries}/{meta.slots} "
-                f"sessions, {meta.size // 1024} KiB>")
+        return (
+            f"<SessionStore {self._name or '(anonymous)'} {meta.entries}/{meta.slots} "
+            f"sessions, {meta.size // 1024} KiB>"
+        )
 
 
 def _check_id(session_id: bytes) -> None:

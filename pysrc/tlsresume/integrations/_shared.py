@@ -20,9 +20,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 
+from .._tls import send_close_notify
+from ..context import install
 from ..keyring import TicketKeyRing
-from ..server import install
-from ..store import SessionStore, parse_size
+from ..store import DEFAULT_STORE_SIZE, SessionStore, parse_size
 
 __all__ = ["Resumption", "KeyFile", "CloseNotifySSLSocket", "send_close_notify"]
 
@@ -42,31 +43,6 @@ class KeyFile(NamedTuple):
 
 
 # ---- close_notify ----------------------------------------------------------------------
-
-
-def send_close_notify(tls: ssl.SSLSocket) -> None:
-    """Write our close_notify alert now, without waiting for the peer's.
-
-    A non-blocking ``unwrap()`` writes the alert in its first ``SSL_shutdown`` and
-    gives up at once instead of waiting for the peer's reply, which many clients
-    never send. That alert is what keeps the session resumable: an OpenSSL client
-    (curl) drops a TLS 1.2 session whose connection ended without one, and OpenSSL's
-    own server cache evicts it (DESIGN.md, "Close with close_notify"). Never raises;
-    a socket whose TLS layer is already gone, or whose handshake never finished, is
-    left alone.
-    """
-    try:
-        timeout = tls.gettimeout()
-    except OSError:
-        return
-    try:
-        tls.setblocking(False)
-        try:
-            tls.unwrap()
-        finally:
-            tls.settimeout(timeout)
-    except (OSError, ValueError):  # SSLWantReadError is the normal outcome
-        pass
 
 
 class CloseNotifySSLSocket(ssl.SSLSocket):
@@ -128,6 +104,7 @@ def _region_name(prefix: str) -> str:
 
 # ---- the integration object -----------------------------------------------------------------
 
+
 class Resumption:
     """TLS session resumption shared by the worker processes of one server.
 
@@ -147,11 +124,16 @@ class Resumption:
             keys read from a key file, shared by every process and machine reading
             it. ``False``: no shared ticket keys (only the session cache).
         session_cache: a server session cache shared by the workers, for clients
-            that resume by session ID (curl over TLS 1.2) and servers with tickets
-            off. ``None`` (default): none. A size (``"10M"``): a new
-            :class:`SessionStore`, made here. A :class:`SessionStore`: that store.
+            that resume by session ID (curl over TLS 1.2 offers no ticket extension,
+            so without it curl resumes only on the worker that made its session)
+            and servers with tickets off. ``None`` or ``True`` (default): a new
+            :class:`SessionStore` of :data:`~tlsresume.DEFAULT_STORE_SIZE` (10 MiB,
+            nginx's customary ``ssl_session_cache shared:SSL:10m``, about 40,000
+            sessions), made here. A size (``"1M"``): a new store of that size. A
+            :class:`SessionStore`: that store. ``False``: none (ticket keys only).
         spawn: the workers are spawned, not forked: make the new regions *named*
-            (``/dev/shm/tlsresume.ring.<name>-<pid>-<random>``, mode 0600) so that
+            (``tlsresume.ring.<name>-<pid>-<random>``, mode 0600, in this user's
+            private region directory on tmpfs) so that
             they can attach, and remove the names when this process exits. A given
             ring or store must then be named too.
         close_notify: contexts from this object make sockets that send close_notify
@@ -159,6 +141,10 @@ class Resumption:
             :class:`CloseNotifySSLSocket`). asyncio already does; servers on
             blocking sockets need this.
         name: prefix of the names of regions made with ``spawn=True``.
+        service: keeps this server's sessions apart from other services that share
+            the same keys or store and are configured alike (see
+            :func:`tlsresume.install`); sessions are always bound to each context's
+            client verification and certificate.
 
     Raises:
         TypeError, ValueError: bad arguments.
@@ -172,12 +158,13 @@ class Resumption:
         self,
         keys: TicketKeyRing | KeyFile | str | bool | None = None,
         *,
-        session_cache: SessionStore | int | str | None = None,
+        session_cache: SessionStore | int | str | bool | None = None,
         spawn: bool = False,
         close_notify: bool = True,
         name: str = "tlsresume",
+        service: str | None = None,
     ) -> None:
-        self._setup(close_notify)
+        self._setup(close_notify, service)
         if keys is True:
             keys = None
         if not (keys is None or keys is False or isinstance(keys, (TicketKeyRing, KeyFile, str))):
@@ -185,60 +172,85 @@ class Resumption:
                 "keys takes None (a new ring), a TicketKeyRing, a ring name, a KeyFile or "
                 f"False, not {type(keys).__name__}"
             )
-        if isinstance(session_cache, bool) or not (
-            session_cache is None or isinstance(session_cache, (SessionStore, int, str))
-        ):
+        if not (session_cache is None or isinstance(session_cache, (SessionStore, int, str))):
             raise TypeError(
-                "session_cache takes a SessionStore or a size like '10M', not "
+                "session_cache takes a SessionStore, a size like '10M', True or False, not "
                 f"{type(session_cache).__name__}"
             )
-        if keys is False and session_cache is None:
-            raise TypeError("keys=False needs a session_cache: there would be nothing to share")
+        if session_cache is None or session_cache is True:
+            given = keys.session_store if isinstance(keys, TicketKeyRing) else None
+            session_cache = given if given is not None else DEFAULT_STORE_SIZE
+        if keys is False and session_cache is False:
+            raise TypeError("keys=False and session_cache=False: there would be nothing to share")
+        if session_cache is False:
+            session_cache = None
         size = parse_size(session_cache) if isinstance(session_cache, (int, str)) else None
         prefix = name if spawn else None
         self._ring = self._make_ring(keys, prefix)
         if isinstance(session_cache, SessionStore):
             self._store = session_cache
         elif size is not None:
-            self._store = cast(SessionStore, _once(("store", size, prefix), lambda: SessionStore(
-                size, name=_region_name(prefix) if prefix else None)))
+            self._store = cast(
+                SessionStore,
+                _once(
+                    ("store", size, prefix),
+                    lambda: SessionStore(size, name=_region_name(prefix) if prefix else None),
+                ),
+            )
 
-    def _setup(self, close_notify: bool) -> None:
+    def _setup(self, close_notify: bool, service: str | None = None) -> None:
+        if service is not None and not isinstance(service, str):
+            raise TypeError(f"service must be a str, not {type(service).__name__}")
         self.close_notify = close_notify
+        self.service = service
         self._ring = None
         self._store = None
         self._attach: tuple[str | None, str | None] | None = None  # names, in a spawned worker
-        self._lock = threading.Lock()       # attaching in a spawned worker
-        self._ctx_lock = threading.Lock()   # building this process's context
+        self._lock = threading.Lock()  # attaching in a spawned worker
+        self._ctx_lock = threading.Lock()  # building this process's context
         self._ctx: tuple[int, ssl.SSLContext] | None = None
 
     @staticmethod
-    def _make_ring(keys: TicketKeyRing | KeyFile | str | bool | None, prefix: str | None
-                   ) -> TicketKeyRing | None:
+    def _make_ring(
+        keys: TicketKeyRing | KeyFile | str | bool | None, prefix: str | None
+    ) -> TicketKeyRing | None:
         if keys is False:
             return None
         if isinstance(keys, TicketKeyRing):
             return keys
         if isinstance(keys, str):
-            return TicketKeyRing.open(keys)
+            return TicketKeyRing.open(keys, session_cache=False)  # the store is ours
         if isinstance(keys, KeyFile):
             path, fmt, poll = keys
 
             def from_file() -> TicketKeyRing:
                 return TicketKeyRing.from_file(
-                    path, fmt, name=_region_name(prefix) if prefix else None,
-                    poll_interval=poll)
+                    path,
+                    fmt,
+                    name=_region_name(prefix) if prefix else None,
+                    poll_interval=poll,
+                    session_cache=False,
+                )
+
             return cast(TicketKeyRing, _once(("keyfile", path, fmt, prefix), from_file))
-        return cast(TicketKeyRing, _once(("ring", prefix), lambda: TicketKeyRing(
-            name=_region_name(prefix) if prefix else None)))
+        return cast(
+            TicketKeyRing,
+            _once(
+                ("ring", prefix),
+                lambda: TicketKeyRing(
+                    name=_region_name(prefix) if prefix else None, session_cache=False
+                ),
+            ),
+        )
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None, **kwargs: Any
-                     ) -> Resumption:
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Resumption:
         """A Resumption configured by environment variables (for command lines):
-        ``TLSRESUME_SESSION_CACHE=10M`` adds a shared session store;
+        ``TLSRESUME_SESSION_CACHE=1M`` sizes the shared session store (``off``: none;
+        unset: the default size);
         ``TLSRESUME_RING=name`` opens a named ring; ``TLSRESUME_KEY_FILE=path`` with
-        ``TLSRESUME_KEY_FORMAT`` (default ``openssl80``) reads the keys from a file.
+        ``TLSRESUME_KEY_FORMAT`` (default ``openssl80``) reads the keys from a file;
+        ``TLSRESUME_SERVICE=name`` names the service (see ``service``).
         """
         env = os.environ if environ is None else environ
         keys: Any = None
@@ -246,7 +258,12 @@ class Resumption:
             keys = KeyFile(env["TLSRESUME_KEY_FILE"], env.get("TLSRESUME_KEY_FORMAT", "openssl80"))
         elif env.get("TLSRESUME_RING"):
             keys = env["TLSRESUME_RING"]
-        return cls(keys, session_cache=env.get("TLSRESUME_SESSION_CACHE") or None, **kwargs)
+        if env.get("TLSRESUME_SERVICE"):
+            kwargs.setdefault("service", env["TLSRESUME_SERVICE"])
+        cache: Any = env.get("TLSRESUME_SESSION_CACHE") or None
+        if isinstance(cache, str) and cache.strip().lower() == "off":
+            cache = False
+        return cls(keys, session_cache=cache, **kwargs)
 
     def _regions(self) -> tuple[TicketKeyRing | None, SessionStore | None]:
         if self._attach is not None:  # a spawned worker joins the parent's regions
@@ -274,14 +291,20 @@ class Resumption:
         """Put the shared keys and store on ``ctx`` (a server context), and the
         close_notify socket class if asked; returns ``ctx``."""
         ring, store = self._regions()
-        install(ctx, ring, session_cache=store)
+        # An explicit False: a ring given by the caller may carry its own store.
+        install(
+            ctx, ring, session_cache=store if store is not None else False, service=self.service
+        )
         if self.close_notify:
             ctx.sslsocket_class = CloseNotifySSLSocket
         return ctx
 
-    def server_context(self, certfile: str | os.PathLike[str],
-                       keyfile: str | os.PathLike[str] | None = None,
-                       password: str | bytes | None = None) -> ssl.SSLContext:
+    def server_context(
+        self,
+        certfile: str | os.PathLike[str],
+        keyfile: str | os.PathLike[str] | None = None,
+        password: str | bytes | None = None,
+    ) -> ssl.SSLContext:
         """A new server context (``create_default_context(Purpose.CLIENT_AUTH)``)
         with the certificate loaded and resumption installed."""
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -301,8 +324,9 @@ class Resumption:
                 if cached is None or cached[0] != pid:
                     ctx = factory()
                     if not isinstance(ctx, ssl.SSLContext):
-                        raise TypeError("the context factory returned "
-                                        f"{type(ctx).__name__}, not an SSLContext")
+                        raise TypeError(
+                            f"the context factory returned {type(ctx).__name__}, not an SSLContext"
+                        )
                     cached = self._ctx = (pid, self.install(ctx))
         return cached[1]
 
@@ -319,24 +343,35 @@ class Resumption:
                     raise TypeError(
                         f"this Resumption shares an anonymous {region._what}, which only "
                         "forked workers inherit; for spawned workers make it with "
-                        "spawn=True (or give it a named ring and store)")
-            names = (self._ring.name if self._ring is not None else None,
-                     self._store.name if self._store is not None else None)
-        return (_attached, (type(self), names, self.close_notify))
+                        "spawn=True (or give it a named ring and store)"
+                    )
+            names = (
+                self._ring.name if self._ring is not None else None,
+                self._store.name if self._store is not None else None,
+            )
+        return (_attached, (type(self), names, self.close_notify, self.service))
 
     def __repr__(self) -> str:
         if self._attach is not None:
-            return f"<{type(self).__name__} attaching to ring={self._attach[0]} " \
-                   f"store={self._attach[1]}>"
+            return (
+                f"<{type(self).__name__} attaching to ring={self._attach[0]} "
+                f"store={self._attach[1]}>"
+            )
+
         def show(region: Any) -> str:
             return "none" if region is None else region.name or "anonymous"
+
         return f"<{type(self).__name__} ring={show(self._ring)} store={show(self._store)}>"
 
 
-def _attached(cls: type[Resumption], names: tuple[str | None, str | None], close_notify: bool
-              ) -> Resumption:
+def _attached(
+    cls: type[Resumption],
+    names: tuple[str | None, str | None],
+    close_notify: bool,
+    service: str | None = None,
+) -> Resumption:
     """A spawned worker's copy: it attaches to the parent's regions on first use."""
     res = cls.__new__(cls)
-    res._setup(close_notify)
+    res._setup(close_notify, service)
     res._attach = names
     return res

@@ -50,9 +50,9 @@ class Resumption(_Resumption):
     gets the same ring and store back.
     """
 
-    def ssl_context(self, conf: Any,
-                    default_ssl_context_factory: Callable[[], ssl.SSLContext]
-                    ) -> ssl.SSLContext:
+    def ssl_context(
+        self, conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
         """gunicorn's ``ssl_context`` server hook: this worker's one context."""
         return self.context(default_ssl_context_factory)
 

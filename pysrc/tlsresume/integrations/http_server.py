@@ -47,10 +47,13 @@ def wrap_server(server: Server, context: ssl.SSLContext) -> Server:
         TypeError: ``context`` is not a server-side ``ssl.SSLContext``.
     """
     if not isinstance(context, ssl.SSLContext) or context.protocol == ssl.PROTOCOL_TLS_CLIENT:
-        raise TypeError("wrap_server() needs a server-side ssl.SSLContext, e.g. "
-                        "Resumption().server_context(certfile, keyfile)")
+        raise TypeError(
+            "wrap_server() needs a server-side ssl.SSLContext, e.g. "
+            "Resumption().server_context(certfile, keyfile)"
+        )
     if not issubclass(context.sslsocket_class, CloseNotifySSLSocket):
         context.sslsocket_class = CloseNotifySSLSocket
-    server.socket = context.wrap_socket(server.socket, server_side=True,
-                                        do_handshake_on_connect=False)
+    server.socket = context.wrap_socket(
+        server.socket, server_side=True, do_handshake_on_connect=False
+    )
     return server

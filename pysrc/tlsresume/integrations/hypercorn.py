@@ -46,8 +46,9 @@ class Resumption(_Resumption):
     """Takes the arguments of :class:`tlsresume.integrations.Resumption`, with
     ``spawn=True`` (named regions) and the name prefix ``"hypercorn"`` by default."""
 
-    def __init__(self, *args: Any, spawn: bool = True, name: str = "hypercorn", **kwargs: Any
-                 ) -> None:
+    def __init__(
+        self, *args: Any, spawn: bool = True, name: str = "hypercorn", **kwargs: Any
+    ) -> None:
         super().__init__(*args, spawn=spawn, name=name, **kwargs)
 
 

@@ -45,12 +45,14 @@ class Resumption(_Resumption):
     ``spawn=True`` (named regions) and the name prefix ``"uvicorn"`` by default.
     """
 
-    def __init__(self, *args: Any, spawn: bool = True, name: str = "uvicorn", **kwargs: Any
-                 ) -> None:
+    def __init__(
+        self, *args: Any, spawn: bool = True, name: str = "uvicorn", **kwargs: Any
+    ) -> None:
         super().__init__(*args, spawn=spawn, name=name, **kwargs)
 
-    def __call__(self, config: Any, default_factory: Callable[[], ssl.SSLContext]
-                 ) -> ssl.SSLContext:
+    def __call__(
+        self, config: Any, default_factory: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
         """uvicorn calls this in each worker as it loads its ``Config``."""
         return self.context(default_factory)
 
@@ -65,8 +67,10 @@ def main(argv: Sequence[str] | None = None) -> Any:
     uvicorn_main = importlib.import_module("uvicorn.main")
     real_run = getattr(uvicorn_main, "run")  # noqa: B009  (a module found at run time)
     if "ssl_context_factory" not in inspect.signature(real_run).parameters:
-        raise SystemExit("tlsresume needs uvicorn >= 0.47, which added ssl_context_factory; "
-                         "upgrade uvicorn (pip install -U uvicorn)")
+        raise SystemExit(
+            "tlsresume needs uvicorn >= 0.47, which added ssl_context_factory; "
+            "upgrade uvicorn (pip install -U uvicorn)"
+        )
 
     def run(*args: Any, **kwargs: Any) -> Any:
         # A factory turns TLS on in uvicorn: add one only where a certificate is.
@@ -78,8 +82,9 @@ def main(argv: Sequence[str] | None = None) -> Any:
     # master, which spawns the workers) sees the replacement.
     setattr(uvicorn_main, "run", run)  # noqa: B010
     try:
-        return uvicorn_main.main.main(args=list(sys.argv[1:] if argv is None else argv),
-                                      prog_name="uvicorn")
+        return uvicorn_main.main.main(
+            args=list(sys.argv[1:] if argv is None else argv), prog_name="uvicorn"
+        )
     finally:
         setattr(uvicorn_main, "run", real_run)  # noqa: B010
 

@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "tlsresume.h"
+#include "bench.h"
 
 /* CDEF-BEGIN */
 #define TLSR_LOADGEN_MAX_SESSIONS 1024    /* highest number of virtual clients */

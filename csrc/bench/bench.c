@@ -13,8 +13,8 @@
 
 #include <stdlib.h>
 
+#include "bench.h"
 #include "ossl.h"
-#include "store.h"
 
 static int64_t mono_ns(void)
 {
@@ -134,14 +134,14 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int tlsr_bench_store(tlsr_store *st, int n, int der_len, int64_t *put_median_ns,
-                     int64_t *get_median_ns)
+int tlsr_bench_store(tlsr_store *st, tlsr_store_put_fn put, tlsr_store_get_fn get, int n,
+                     int der_len, int64_t *put_median_ns, int64_t *get_median_ns)
 {
     int64_t *t = malloc(sizeof *t * (size_t)n), now = 0;
     uint8_t id[32], *der = malloc((size_t)der_len), out[TLSR_STORE_MAX_DER];
     int i, rc = 1;
 
-    if (t == NULL || der == NULL || n <= 0) {
+    if (t == NULL || der == NULL || n <= 0 || put == NULL || get == NULL) {
         free(t), free(der);
         return -TLSR_E_ARG;
     }
@@ -151,7 +151,7 @@ int tlsr_bench_store(tlsr_store *st, int n, int der_len, int64_t *put_median_ns,
         int64_t t0;
         memcpy(id, &i, sizeof i);
         t0 = mono_ns();
-        if (tlsr_store_put(st, id, sizeof id, der, (size_t)der_len, INT64_MAX, now) != 1)
+        if (put(st, id, sizeof id, der, (size_t)der_len, INT64_MAX, now) != 1)
             rc = 0;
         t[i] = mono_ns() - t0;
     }
@@ -161,7 +161,7 @@ int tlsr_bench_store(tlsr_store *st, int n, int der_len, int64_t *put_median_ns,
         int64_t t0;
         memcpy(id, &i, sizeof i);
         t0 = mono_ns();
-        if (tlsr_store_get(st, id, sizeof id, out, sizeof out, 0, now) != der_len)
+        if (get(st, id, sizeof id, out, sizeof out, 0, now) != der_len)
             rc = 0;
         t[i] = mono_ns() - t0;
     }

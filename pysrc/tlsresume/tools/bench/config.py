@@ -1,0 +1,111 @@
+"""What ``tlsresume bench`` runs and how: the configurations, protocols and modes,
+:class:`BenchConfig` and its checks, :class:`BenchError`, the constants every part
+of the benchmark shares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TextIO
+
+from tlsresume.errors import TLSResumeError
+
+PROG = "tlsresume bench"
+
+#: Every configuration, in report order, with what it is.
+CONFIGS: dict[str, str] = {
+    "baseline": "tlsresume serve --no-share: plain CPython, per-worker contexts",
+    "tickets": "tlsresume serve --no-session-cache: shared ticket key ring",
+    "session-cache": "tlsresume serve --session-cache 16M --no-tickets: shared session store",
+    "openssl-s_server": "openssl s_server -WWW: one C process (the limit)",
+    "node-cluster": "Node.js cluster module, N workers sharing ticket keys (the peer)",
+}
+#: Configurations that are tlsresume itself.
+TLSRESUME_CONFIGS = ("tickets", "session-cache")
+PROTOCOLS = ("1.2", "1.3")
+MODES = ("full", "resumed")
+
+#: The size of the shared store in the ``session-cache`` configuration.
+SESSION_CACHE_SIZE = "16M"
+#: Every server answers this with a small 200 response (s_server: a file named
+#: ``worker`` in its document root).
+REQUEST = b"GET /worker HTTP/1.0\r\nHost: localhost\r\nUser-Agent: tlsresume-bench\r\n\r\n"
+SERVER_NAME = "localhost"
+HOST = "127.0.0.1"
+
+#: Children carry this variable (value: a token of the run), so strays can be found.
+ENV_MARKER = "TLSRESUME_BENCH_RUN"
+
+_QUICK_DURATION, _QUICK_ROUNDS = 1.5, 1
+_FULL_DURATION, _FULL_ROUNDS = 3.0, 3
+
+# Exit codes, as the rest of the CLI: 0 ok, 1 failed, 2 bad usage, 130 interrupted.
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class BenchError(TLSResumeError, RuntimeError):
+    """The benchmark could not run (no C core, a client process died, ...)."""
+
+
+@dataclass
+class BenchConfig:
+    """What :func:`run` measures; the command line only fills this in.
+
+    Attributes:
+        configs: configuration names (keys of :data:`CONFIGS`), in any order.
+        workers: worker processes of every multi-process server.
+        duration: seconds each cell (configuration x protocol x mode) is measured.
+        rounds: times every cell is measured; the report takes the median.
+        clients: load generator processes, each with one connection at a time.
+        sessions: virtual clients per load generator process (resumed mode).
+        protocols: TLS versions, ``"1.2"`` and/or ``"1.3"``.
+        modes: ``"full"`` and/or ``"resumed"`` handshakes.
+        quick: recorded in the report (the CLI picks short durations with it).
+        io_timeout: seconds any connect, read or write of the load generator may take.
+        start_timeout: seconds a server gets to start listening.
+        progress: where progress goes (``None``: nowhere).
+    """
+
+    configs: tuple[str, ...] = tuple(CONFIGS)
+    workers: int = 2
+    duration: float = _FULL_DURATION
+    rounds: int = _FULL_ROUNDS
+    clients: int = 2
+    sessions: int = 16
+    protocols: tuple[str, ...] = PROTOCOLS
+    modes: tuple[str, ...] = MODES
+    quick: bool = False
+    io_timeout: float = 5.0
+    start_timeout: float = 30.0
+    progress: TextIO | None = None
+
+    def validate(self) -> None:
+        """Check every value before anything starts.
+
+        Raises:
+            ValueError: naming the option that is wrong.
+        """
+        unknown = [c for c in self.configs if c not in CONFIGS]
+        if unknown or not self.configs:
+            raise ValueError(
+                f"--configs: unknown configuration {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(CONFIGS)}"
+            )
+        if not 1 <= self.workers <= 64:
+            raise ValueError(f"--workers must be between 1 and 64, not {self.workers}")
+        if not 0.1 <= self.duration <= 600:
+            raise ValueError(f"--duration must be between 0.1 and 600 seconds, not {self.duration}")
+        if not 1 <= self.rounds <= 100:
+            raise ValueError(f"--rounds must be between 1 and 100, not {self.rounds}")
+        if not 1 <= self.clients <= 32:
+            raise ValueError(f"--clients must be between 1 and 32, not {self.clients}")
+        if not 1 <= self.sessions <= 1024:
+            raise ValueError(f"--sessions must be between 1 and 1024, not {self.sessions}")
+        bad = [p for p in self.protocols if p not in PROTOCOLS]
+        if bad or not self.protocols:
+            raise ValueError(f"--tls: choose from {', '.join(PROTOCOLS)}, not {bad or 'nothing'}")
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise ValueError(f"--modes: choose from {', '.join(MODES)}, not {bad or 'nothing'}")
+        if not self.io_timeout > 0 or not self.start_timeout > 0:
+            raise ValueError("io_timeout and start_timeout must be positive")

@@ -1,0 +1,144 @@
+"""The import promise: on a Python where the C core cannot be loaded, ``tlsresume``
+still imports, its command still answers ``--help`` and ``keygen``, and the first
+use of a core-backed name raises the clear :class:`OpenSSLUnavailableError`.
+
+The core is made unloadable for real: a ``sitecustomize`` on the child's
+``PYTHONPATH`` installs an import hook that refuses ``tlsresume._core``, which is
+what a broken or wrong-architecture build looks like to Python. The library has no
+test switch for this.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .support import DEFAULT_TIMEOUT, child_env
+
+_BLOCK_CORE = textwrap.dedent(
+    """
+    import sys
+
+    class _NoCore:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tlsresume._core":
+                raise ImportError("tlsresume._core blocked by the test (no C core)")
+            return None
+
+    sys.meta_path.insert(0, _NoCore())
+    """
+)
+
+
+@pytest.fixture
+def no_core_env(tmp_path: Path) -> dict[str, str]:
+    """An environment whose Python cannot load tlsresume's compiled core."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_BLOCK_CORE)
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _python(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEFAULT_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_the_hook_really_removes_the_core(no_core_env: dict[str, str]) -> None:
+    """Negative control: under the hook the compiled module does not import, so the
+    tests below run without a core rather than passing by luck."""
+    result = _python(no_core_env, "-c", "import tlsresume._core")
+    assert result.returncode != 0
+    assert "blocked by the test" in result.stderr
+
+
+def test_cli_module_and_help_work_without_the_core(no_core_env: dict[str, str]) -> None:
+    """``import tlsresume.tools.cli`` and ``tlsresume --help`` succeed without a core."""
+    result = _python(no_core_env, "-c", "import tlsresume, tlsresume.tools.cli; print('ok')")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    result = _python(no_core_env, "-m", "tlsresume", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "keygen" in result.stdout and "serve" in result.stdout
+    script = Path(sys.executable).parent / "tlsresume"  # the installed entry point
+    if script.exists():
+        result = subprocess.run(
+            [str(script), "--help"],
+            env=no_core_env,
+            capture_output=True,
+            text=True,
+            timeout=DEFAULT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "keygen" in result.stdout
+
+
+def test_keygen_works_without_the_core(no_core_env: dict[str, str], tmp_path: Path) -> None:
+    """``tlsresume keygen --format haproxy --out F`` writes F with mode 0600."""
+    out = tmp_path / "tickets.key"
+    result = _python(
+        no_core_env, "-m", "tlsresume", "keygen", "--format", "haproxy", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and out.stat().st_size > 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_core_backed_name_raises_the_clear_error(no_core_env: dict[str, str]) -> None:
+    """Using ``tlsresume.install`` raises OpenSSLUnavailableError (an ImportError and a
+    TLSResumeError) that says what is wrong and how to fix it, on every use."""
+    code = textwrap.dedent(
+        """
+        import tlsresume
+        from tlsresume.errors import OpenSSLUnavailableError, TLSResumeError
+        for _ in range(2):
+            try:
+                tlsresume.install
+            except OpenSSLUnavailableError as exc:
+                assert isinstance(exc, ImportError) and isinstance(exc, TLSResumeError)
+                print("MESSAGE:", exc)
+            else:
+                print("LOADED")
+        try:
+            from tlsresume import TicketKeyRing
+        except ImportError:
+            print("FROM-IMPORT: ImportError")
+        """
+    )
+    result = _python(no_core_env, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("MESSAGE:") == 2, result.stdout
+    assert "compiled core is missing or unloadable" in result.stdout
+    assert "reinstall" in result.stdout
+    assert "FROM-IMPORT: ImportError" in result.stdout
+
+
+def test_version_works_without_the_core(no_core_env: dict[str, str]) -> None:
+    """``tlsresume --version`` names the package and the OpenSSL, and says why the core
+    is not there, instead of failing with it."""
+    import ssl
+
+    import tlsresume
+
+    result = _python(no_core_env, "-m", "tlsresume", "--version")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    print(result.stdout)
+    assert lines[0] == f"tlsresume {tlsresume.__version__}"
+    assert ssl.OPENSSL_VERSION in lines
+    assert lines[-1].startswith("C core: not available (") and "reinstall" in lines[-1]
