@@ -55,6 +55,27 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def env_refusing(folder: Path, *modules: str) -> dict[str, str]:
+    """:func:`child_env` for a Python that cannot import ``modules``: each raises
+    ImportError, as a broken or wrong-architecture build of the C core, or a package
+    that is not installed, looks to Python. A ``sitecustomize`` hook written into
+    ``folder`` does it, so the library under test needs no switch for it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n\n"
+        f"_REFUSED = {sorted(modules)!r}\n\n"
+        "class _Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name in _REFUSED or name.split('.')[0] in _REFUSED:\n"
+        "            raise ImportError(name + ' refused by the test')\n"
+        "        return None\n\n"
+        "sys.meta_path.insert(0, _Refuse())\n"
+    )
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def tlsresume_cmd(*args: str) -> list[str]:
     """``python -m tlsresume ARGS`` with this interpreter."""
     return [sys.executable, "-m", "tlsresume", *args]

@@ -10,7 +10,6 @@ test switch for this.
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -19,32 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from .support import DEFAULT_TIMEOUT, child_env
-
-_BLOCK_CORE = textwrap.dedent(
-    """
-    import sys
-
-    class _NoCore:
-        def find_spec(self, name, path=None, target=None):
-            if name == "tlsresume._core":
-                raise ImportError("tlsresume._core blocked by the test (no C core)")
-            return None
-
-    sys.meta_path.insert(0, _NoCore())
-    """
-)
+from .support import DEFAULT_TIMEOUT, env_refusing
 
 
 @pytest.fixture
 def no_core_env(tmp_path: Path) -> dict[str, str]:
     """An environment whose Python cannot load tlsresume's compiled core."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_BLOCK_CORE)
-    env = child_env()
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH", "")) if p)
-    return env
+    return env_refusing(tmp_path / "hook", "tlsresume._core")
 
 
 def _python(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -63,7 +43,7 @@ def test_the_hook_really_removes_the_core(no_core_env: dict[str, str]) -> None:
     tests below run without a core rather than passing by luck."""
     result = _python(no_core_env, "-c", "import tlsresume._core")
     assert result.returncode != 0
-    assert "blocked by the test" in result.stderr
+    assert "refused by the test" in result.stderr
 
 
 def test_cli_module_and_help_work_without_the_core(no_core_env: dict[str, str]) -> None:

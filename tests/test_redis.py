@@ -6,7 +6,6 @@ machines; the main tests put each behind its own pre-fork server."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
 import ssl
@@ -44,9 +43,7 @@ from tlsresume.redis import (  # noqa: E402
     decode_state,
     encode_state,
     generate_master_key,
-    merge_records,
     rotate_state,
-    rotation_due,
     seed_state,
 )
 
@@ -216,7 +213,7 @@ def fleet_state(server: RedisServer, name: str) -> RingState:
 
 
 # ======================================================================================
-# Policy: pure functions of (state, now)
+# The ring's encoding in Redis (the rules themselves: tests/test_policy.py)
 # ======================================================================================
 
 
@@ -224,63 +221,9 @@ def _state(now: float, period: float = 10.0, window: float = 20.0) -> RingState:
     return seed_state([KeyRecord(TicketKey.generate(), "current", now, now)], period, window, now)
 
 
-def test_seed_pre_publishes_a_next_key() -> None:
-    """A ring published from local keys always has a next key."""
-    state = _state(100.0)
-    assert [r.role for r in state.keys] == ["current", "next"]
-
-
-def test_rotation_is_due_after_one_period() -> None:
-    """Due exactly when the current key has encrypted for a whole period."""
-    state = _state(100.0, period=10.0)
-    assert not rotation_due(state, 109.999)
-    assert rotation_due(state, 110.0)
-
-
-def test_rotate_promotes_the_published_next_key() -> None:
-    """Rotation: next encrypts, current retires, a fresh next is published."""
-    state = _state(100.0)
-    old_cur, old_next, fresh = state.current.key, state.next.key, TicketKey.generate()  # type: ignore[union-attr]
-    new = rotate_state(state, 110.0, fresh, "node")
-    roles = {r.key: r.role for r in new.keys}
-    assert roles == {old_cur: "retired", old_next: "current", fresh: "next"}
-    assert new.current.activated == 110.0 and new.generation == state.generation + 1
-    assert not rotation_due(new, 119.0)
-
-
-def test_rotate_drops_keys_past_the_window_and_fits_the_ring() -> None:
-    """Retired keys leave after the acceptance window, and never overflow the ring."""
-    state = _state(0.0, period=1.0, window=2.0)
-    for t in range(1, 6):
-        state = rotate_state(state, float(t), TicketKey.generate())
-    retired = [r for r in state.keys if r.role == "retired"]
-    assert [r.retired for r in retired] == [4.0, 5.0]  # retired at 3.0 expired at 5.0
-    state = _state(0.0, period=1.0, window=14.0)
-    for t in range(1, 40):
-        state = rotate_state(state, float(t), TicketKey.generate())
-    assert len(state.keys) <= tlsresume.redis.RING_SLOTS
-
-
-def test_merge_keeps_keys_this_node_encrypted_with() -> None:
-    """Keys the fleet does not know but this node encrypted with stay as retired (for
-    the window); a local next that never encrypted, and expired keys, go."""
-    now = 1000.0
-    fleet = list(_state(now - 5).keys)
-    mine_cur = KeyRecord(TicketKey.generate(), "current", now - 50, now - 50)
-    mine_old = KeyRecord(TicketKey.generate(), "retired", now - 90, now - 90, now - 50)
-    mine_gone = KeyRecord(TicketKey.generate(), "retired", now - 99, now - 99, now - 80)
-    mine_next = KeyRecord(TicketKey.generate(), "next", now - 50)
-    merged = merge_records(fleet, [mine_gone, mine_old, mine_cur, mine_next], now, 60.0)
-    by_key = {r.key: r for r in merged}
-    assert by_key[mine_cur.key].role == "retired" and by_key[mine_cur.key].retired == now
-    assert by_key[mine_old.key].retired == now - 50
-    assert mine_gone.key not in by_key and mine_next.key not in by_key
-    assert [r.role for r in merged][-2:] == ["current", "next"]
-    assert merge_records(fleet, [mine_cur], now, 60.0, keep_local=False) == fleet
-
-
 def test_state_round_trips_and_garbage_is_refused() -> None:
-    """The Redis encoding keeps every key, role and time; other data is refused."""
+    """The Redis encoding keeps every key, role and time; other data is refused with
+    the backend's error, naming where it was read (the rules: tests/test_policy.py)."""
     state = rotate_state(_state(100.0), 110.0, TicketKey.generate(48), "n1")
     assert decode_state(encode_state(state)) == state
     for junk in (b"hello", b"{}", b'{"format":"tlsresume-ring","version":9}'):
@@ -977,23 +920,6 @@ def test_redis_killed_mid_run(
 # ======================================================================================
 # Forward-only generations: an old copy written back into Redis is not applied
 # ======================================================================================
-
-
-def test_generation_check_is_forward_only() -> None:
-    """Pure rule: an older generation is refused, the same generation only with the
-    same content, a newer one accepted."""
-    from tlsresume.redis import generation_check
-
-    now = time.time()
-    one = _state(now)
-    two = rotate_state(one, now + 11, TicketKey.generate())
-    digest = hashlib.sha256(encode_state(two)).digest()
-    assert generation_check(two, 2, digest) is None
-    assert generation_check(rotate_state(two, now + 22, TicketKey.generate()), 2, digest) is None
-    assert "older" in (generation_check(one, 2, digest) or "")
-    forged = rotate_state(one, now + 11, TicketKey.generate())  # generation 2, other keys
-    assert "other keys" in (generation_check(forged, 2, digest) or "")
-    assert generation_check(one, 0, None) is None  # a fresh node accepts anything
 
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])

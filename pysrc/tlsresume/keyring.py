@@ -33,6 +33,12 @@ from ._forkgate import ForkGate
 from ._region import SharedRegion, region_name
 from .errors import KeyFileError, RingClosedError, SharedMemoryError, StateError, TLSResumeError
 from .keys import TicketKey
+from .policy import (
+    DEFAULT_ACCEPTANCE_WINDOW,
+    DEFAULT_ROTATION_PERIOD,
+    KeyRecord,
+    check_periods,
+)
 from .store import DEFAULT_STORE_SIZE, SessionStore, parse_size
 
 __all__ = [
@@ -46,9 +52,6 @@ __all__ = [
 
 log = logging.getLogger("tlsresume")
 
-DEFAULT_ROTATION_PERIOD = 3600.0
-DEFAULT_ACCEPTANCE_WINDOW = 7200.0
-MAX_RETIRED = lib.TLSR_RING_SLOTS - 2  # slots left once current and next are placed
 _LOCK_TIMEOUT_MS = 2000
 
 _ROLES = {
@@ -81,17 +84,6 @@ def _now_ms(now: float | None) -> int:
 
 def _check_name(name: str) -> bytes:
     return region_name(name, "ring")
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """A key with its role and times (epoch seconds), as a ring holds it."""
-
-    key: TicketKey
-    role: str  # "current", "next" or "retired"
-    created: float
-    activated: float | None = None
-    retired: float | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +135,7 @@ class TicketKeyRing(SharedRegion):
         auto_rotate: bool = True,
         session_cache: bool | int | str = True,
     ) -> None:
-        period, window = _check_periods(rotation_period, acceptance_window)
+        period, window = check_periods(rotation_period, acceptance_window)
         size = _companion_size(session_cache)
         cname = ffi.NULL if name is None else _check_name(name)
         err = ffi.new("int *")
@@ -488,7 +480,7 @@ class TicketKeyRing(SharedRegion):
         period = (
             self._meta().period_ms
             if rotation_period is None
-            else int(_check_periods(rotation_period, 0)[0] * 1000)
+            else int(check_periods(rotation_period, 0)[0] * 1000)
         )
         window = -1 if acceptance_window is None else int(acceptance_window * 1000)
         infos = ffi.new("tlsr_key_info[]", len(records))
@@ -625,26 +617,6 @@ def _attach_companion(name: str) -> SessionStore | None:
         if exc.code == lib.TLSR_E_NOTFOUND:
             return None  # the creator made the ring with session_cache=False
         raise
-
-
-def _check_periods(rotation_period: float, acceptance_window: float | None) -> tuple[float, float]:
-    for label, value in (
-        ("rotation_period", rotation_period),
-        ("acceptance_window", acceptance_window),
-    ):
-        if value is not None and not isinstance(value, (int, float)):
-            raise TypeError(f"{label} must be a number of seconds, not {type(value).__name__}")
-    if not rotation_period > 0:
-        raise ValueError(f"rotation_period must be > 0 seconds, got {rotation_period}")
-    window = 2 * float(rotation_period) if acceptance_window is None else float(acceptance_window)
-    if window < 0:
-        raise ValueError(f"acceptance_window must be >= 0 seconds, got {window}")
-    if window > MAX_RETIRED * rotation_period:
-        raise ValueError(
-            f"acceptance_window ({window:g} s) may be at most {MAX_RETIRED} rotation periods "
-            f"({MAX_RETIRED * rotation_period:g} s): the ring holds {lib.TLSR_RING_SLOTS} keys"
-        )
-    return float(rotation_period), window
 
 
 class _FileWatcher:

@@ -51,7 +51,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import mmap
 import os
@@ -85,11 +84,23 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ._binding import lib
 from ._forkgate import ForkGate
 from .errors import RingClosedError, StateError, TLSResumeError
-from .keyring import KeyRecord, TicketKeyRing
+from .keyring import TicketKeyRing
 from .keys import TicketKey
+from .policy import (
+    KeyRecord,
+    RingState,
+    check_periods,
+    encode_state,
+    generation_check,
+    merge_records,
+    parse_state,
+    rotate_state,
+    rotation_due,
+    seed_state,
+    to_ms,
+)
 from .redaction import redact_url
 from .store import SessionStore
 
@@ -115,9 +126,6 @@ log = logging.getLogger("tlsresume")
 
 DEFAULT_REFRESH = 5.0
 DEFAULT_TIMEOUT = 0.005
-RING_SLOTS = int(lib.TLSR_RING_SLOTS)
-_FORMAT = "tlsresume-ring"
-_VERSION = 1
 
 
 # ======================================================================================
@@ -279,248 +287,15 @@ def _is_sealed(blob: bytes) -> bool:
     return blob.startswith(_ENVELOPE)
 
 
-# ======================================================================================
-# The fleet's ring as data, and the pure policy on it
-# ======================================================================================
-
-
-@dataclass(frozen=True)
-class RingState:
-    """What Redis holds for a fleet's ring. Times are epoch seconds.
-
-    ``period`` and ``window`` are the fleet's: set by the node that first published
-    the ring, followed by every node (a node configured otherwise logs a warning).
-    """
-
-    period: float
-    window: float
-    keys: tuple[KeyRecord, ...]
-    generation: int = 1
-    updated_by: str = ""
-    updated_at: float = 0.0
-
-    @property
-    def current(self) -> KeyRecord:
-        return next(r for r in self.keys if r.role == "current")
-
-    @property
-    def next(self) -> KeyRecord | None:
-        return next((r for r in self.keys if r.role == "next"), None)
-
-    def due(self) -> float:
-        """When the current key's period runs out."""
-        cur = self.current
-        return (cur.activated or cur.created) + self.period
-
-
-def rotation_due(state: RingState, now: float) -> bool:
-    """Whether the current key has encrypted for a whole period."""
-    return now >= state.due()
-
-
-def _prune(keys: Sequence[KeyRecord], window: float, now: float) -> list[KeyRecord]:
-    """Drop retired keys past their window; keep at most RING_SLOTS - 2 retired
-    (the newest)."""
-    retired = [r for r in keys if r.role == "retired" and (r.retired or now) + window > now]
-    retired.sort(key=lambda r: r.retired or 0.0)
-    retired = retired[-(RING_SLOTS - 2) :]
-    return [
-        *retired,
-        *(r for r in keys if r.role == "current"),
-        *(r for r in keys if r.role == "next"),
-    ]
-
-
-def rotate_state(state: RingState, now: float, new_next: TicketKey, who: str = "") -> RingState:
-    """The state after one rotation at ``now``: next encrypts, current retires,
-    ``new_next`` is pre-published; retired keys past the window are dropped."""
-    cur, nxt = state.current, state.next
-    keys: list[KeyRecord] = [r for r in state.keys if r.role == "retired"]
-    keys.append(KeyRecord(cur.key, "retired", cur.created, cur.activated, now))
-    if nxt is None:  # a ring published without a next key: promote a fresh one
-        keys.append(KeyRecord(new_next, "current", now, now, None))
-        fresh = TicketKey.generate(new_next.size)
-        keys.append(KeyRecord(fresh, "next", now, None, None))
-    else:
-        keys.append(KeyRecord(nxt.key, "current", nxt.created, now, None))
-        keys.append(KeyRecord(new_next, "next", now, None, None))
-    return RingState(
-        state.period,
-        state.window,
-        tuple(_prune(keys, state.window, now)),
-        state.generation + 1,
-        who,
-        now,
-    )
-
-
-def seed_state(
-    local: Sequence[KeyRecord],
-    period: float,
-    window: float,
-    now: float,
-    who: str = "",
-    generation: int = 1,
-) -> RingState:
-    """The first state of a fleet's ring, from a node's local keys (so a Redis that
-    lost its data is re-seeded with the keys the fleet already uses)."""
-    keys = [
-        r
-        if r.role != "retired" or r.retired
-        else KeyRecord(r.key, "retired", r.created, r.activated, now)
-        for r in local
-    ]
-    if not any(r.role == "current" for r in keys):
-        raise ValueError("the local ring has no current key")
-    if not any(r.role == "next" for r in keys):
-        size = next(r for r in keys if r.role == "current").key.size
-        keys.append(KeyRecord(TicketKey.generate(size), "next", now, None, None))
-    return RingState(period, window, tuple(_prune(keys, window, now)), generation, who, now)
-
-
-def merge_records(
-    fleet: Sequence[KeyRecord],
-    local: Sequence[KeyRecord],
-    now: float,
-    window: float,
-    keep_local: bool = True,
-) -> list[KeyRecord]:
-    """What a node's ring should hold: the fleet's keys, plus (``keep_local``) the
-    keys this node encrypted with that the fleet does not know (made by local
-    rotation while Redis was down, or lost when Redis lost its data) as retired
-    keys, so the tickets they issued keep resuming here for the window.
-
-    Local keys that never encrypted (a local ``next``) are dropped. The result fits
-    the ring (retired keys beyond its slots go, oldest first)."""
-    names = {r.key.name for r in fleet}
-    retired = [r for r in fleet if r.role == "retired"]
-    if keep_local:
-        for r in local:
-            if r.key.name in names or r.role == "next":
-                continue
-            when = r.retired if r.role == "retired" and r.retired else now
-            if when + window > now:
-                retired.append(KeyRecord(r.key, "retired", r.created, r.activated, when))
-    retired.sort(key=lambda r: r.retired or 0.0)
-    retired = retired[-(RING_SLOTS - 2) :] if len(retired) > RING_SLOTS - 2 else retired
-    return [
-        *retired,
-        *(r for r in fleet if r.role == "current"),
-        *(r for r in fleet if r.role == "next"),
-    ]
-
-
-def generation_check(state: RingState, seen: int, seen_digest: bytes | None) -> str | None:
-    """Whether a node that last accepted generation ``seen`` (whose encoding hashed
-    to ``seen_digest``) may accept ``state``: ``None`` if so, else why not.
-
-    Generations only move forward. Sealing authenticates a state but not its age:
-    whoever can write the Redis key could put back an older sealed state (with keys
-    the fleet retired, or a rotation undone). So a node refuses a generation lower
-    than one it accepted, and a different state under the generation it accepted."""
-    if state.generation < seen:
-        return (
-            f"generation {state.generation} is older than generation {seen}, which "
-            "this node already accepted (an old copy was written back)"
-        )
-    if (
-        state.generation == seen
-        and seen_digest is not None
-        and hashlib.sha256(encode_state(state)).digest() != seen_digest
-    ):
-        return (
-            f"generation {state.generation} holds other keys than the generation "
-            f"{seen} this node accepted"
-        )
-    return None
-
-
-def _ms(t: float | None) -> int | None:
-    return None if t is None else int(round(t * 1000))
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def encode_state(state: RingState) -> bytes:
-    """The plaintext JSON of a state (secrets in base64, times in ms)."""
-    doc = {
-        "format": _FORMAT,
-        "version": _VERSION,
-        "period_ms": _ms(state.period),
-        "window_ms": _ms(state.window),
-        "generation": state.generation,
-        "updated_by": state.updated_by,
-        "updated_ms": _ms(state.updated_at),
-        "keys": [
-            {
-                "name": r.key.name.hex(),
-                "hmac": _b64(r.key.hmac_key),
-                "aes": _b64(r.key.aes_key),
-                "role": r.role,
-                "created_ms": _ms(r.created),
-                "activated_ms": _ms(r.activated),
-                "retired_ms": _ms(r.retired),
-            }
-            for r in state.keys
-        ],
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
 def decode_state(data: bytes, where: str = "Redis") -> RingState:
-    """Inverse of :func:`encode_state`.
+    """:func:`tlsresume.policy.parse_state`, with the error a fleet operator needs.
 
     Raises:
         RedisBackendError: not a tlsresume ring of a version this code reads.
     """
-
-    def sec(ms: Any) -> float | None:
-        return None if ms is None else int(ms) / 1000
-
     try:
-        doc = json.loads(data)
-        if doc.get("format") != _FORMAT:
-            raise ValueError("not a tlsresume ring")
-        if doc.get("version") != _VERSION:
-            raise ValueError(
-                f"ring format version {doc.get('version')}, this code reads {_VERSION}"
-            )
-        keys = tuple(
-            KeyRecord(
-                TicketKey(
-                    bytes.fromhex(k["name"]),
-                    base64.b64decode(k["hmac"]),
-                    base64.b64decode(k["aes"]),
-                ),
-                k["role"],
-                sec(k["created_ms"]) or 0.0,
-                sec(k.get("activated_ms")),
-                sec(k.get("retired_ms")),
-            )
-            for k in doc["keys"]
-        )
-        roles = [r.role for r in keys]
-        if (
-            roles.count("current") != 1
-            or roles.count("next") > 1
-            or set(roles) - {"current", "next", "retired"}
-            or len(keys) > RING_SLOTS
-        ):
-            raise ValueError(f"bad key roles {roles}")
-        period_ms, window_ms = int(doc["period_ms"]), int(doc["window_ms"])
-        if period_ms <= 0 or not 0 <= window_ms <= (RING_SLOTS - 2) * period_ms:
-            raise ValueError(f"bad period {period_ms} ms or window {window_ms} ms")
-        return RingState(
-            period_ms / 1000,
-            window_ms / 1000,
-            keys,
-            int(doc.get("generation", 1)),
-            str(doc.get("updated_by", "")),
-            (sec(doc.get("updated_ms")) or 0.0),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return parse_state(data)
+    except ValueError as exc:
         raise RedisBackendError(
             f"the value at {where} is not a tlsresume key ring ({exc}); delete it or "
             "choose another name"
@@ -662,12 +437,7 @@ class KeySync:
             else ring.rotation_period
         )
         window = acceptance_window if acceptance_window is not None else ring.acceptance_window
-        self._window = 2 * self._period if window is None else float(window)
-        if self._window < 0 or self._window > (RING_SLOTS - 2) * self._period:
-            raise ValueError(
-                f"acceptance_window must be 0 to {RING_SLOTS - 2} rotation "
-                f"periods, got {self._window:g} s"
-            )
+        self._period, self._window = check_periods(self._period, window)
         if self._refresh >= self._period:
             raise ValueError(
                 f"refresh ({self._refresh:g} s) must be shorter than the rotation period "
@@ -1068,9 +838,9 @@ def _signature(records: Sequence[KeyRecord]) -> frozenset[tuple[Any, ...]]:
             r.key.hmac_key,
             r.key.aes_key,
             r.role,
-            _ms(r.created),
-            _ms(r.activated),
-            _ms(r.retired),
+            to_ms(r.created),
+            to_ms(r.activated),
+            to_ms(r.retired),
         )
         for r in records
     )
