@@ -76,6 +76,33 @@ def env_refusing(folder: Path, *modules: str) -> dict[str, str]:
     return env
 
 
+def kill_one_worker_and_wait_refill(server: ServeProcess, timeout: float = 10.0) -> int:
+    """SIGKILL the first worker of ``server`` and wait until the master has filled
+    its slot again (a new child beside the survivors). Returns the killed pid."""
+    victim = server.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while len(set(child_pids(server.proc.pid)) - {victim}) < len(server.pids):
+        assert time.monotonic() < deadline, "the slot was never refilled"
+        time.sleep(0.05)
+    return victim
+
+
+def fork_warning_of(code: str) -> str:
+    """Run ``code`` in a fresh Python with every DeprecationWarning shown, and
+    return what it printed about forking a multi-threaded process ('' if nothing):
+    the negative control of the tests that prove a process forks without threads."""
+    out = subprocess.run(
+        [sys.executable, "-W", "always::DeprecationWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    return "\n".join(line for line in out.stderr.splitlines() if "multi-threaded" in line)
+
+
 def tlsresume_cmd(*args: str) -> list[str]:
     """``python -m tlsresume ARGS`` with this interpreter."""
     return [sys.executable, "-m", "tlsresume", *args]

@@ -34,6 +34,7 @@ if not redis_server_available():  # pragma: no cover
 import tlsresume  # noqa: E402
 from tlsresume import KeyRecord, SessionStore, TicketKey, TicketKeyRing  # noqa: E402
 from tlsresume.redis import (  # noqa: E402
+    DEFAULT_REFRESH,
     KeySync,
     MasterKeyError,
     RedisBackendError,
@@ -979,3 +980,51 @@ def test_replayed_older_ring_is_refused(redis_server: RedisServer, name: str, se
         client.close()
         ring.close()
         fresh_ring.close()
+
+
+# ======================================================================================
+# Without threads: a loop of the caller's own drives the sync; the writer starts late
+# ======================================================================================
+
+
+def _library_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("tlsresume-")}
+
+
+def test_link_without_threads_polls_and_writes_on_first_use(
+    redis_server: RedisServer, name: str
+) -> None:
+    """connect_server(start=False) starts no thread: poll() runs the key sync's rounds
+    when due (and rotates in Redis), and the session tier's writer starts at the
+    first store. Control: the default link runs both threads at once."""
+    before = _library_threads()
+    ring = TicketKeyRing(rotation_period=10, session_cache=False)
+    store = SessionStore("1M")
+    link = connect_server(redis_server.url, ring=ring, store=store, name=name, start=False)
+    try:
+        assert _library_threads() == before  # nothing started
+        now = time.time()
+        assert 0 < link.poll(now) <= DEFAULT_REFRESH * 1.1  # not due yet: nothing ran
+        syncs = link.stats()["key_sync"]["syncs"]
+        link.poll(now + DEFAULT_REFRESH * 1.2)
+        assert link.stats()["key_sync"]["syncs"] == syncs + 1
+        current = ring.records()[-2].key
+        link.poll(now + 11 + DEFAULT_REFRESH * 1.2)  # past the period: rotated in Redis
+        assert fleet_state(redis_server, name).current.key != current
+        assert ring.records()[-2].key != current
+        assert link.session_tier is not None
+        link.session_tier.put(b"\x01" * 32, b"der", time.time() + 60)
+        assert "tlsresume-redis-writer" in _library_threads() - before
+        assert link.session_tier.flush(2.0)
+        assert redis_server.client().exists(f"tlsresume:session:{name}:{'01' * 32}")
+        with pytest.raises(tlsresume.errors.StateError, match="poll"):
+            control = connect_server(redis_server.url, ring=ring, name=name + "-c")
+            try:
+                assert {"tlsresume-keysync"} <= _library_threads() - before
+                control.poll()
+            finally:
+                control.stop()
+    finally:
+        link.stop()
+        ring.close()
+        store.close()

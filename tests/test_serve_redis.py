@@ -14,6 +14,7 @@ import os
 import secrets
 import ssl
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -549,3 +550,53 @@ def test_redis_url_from_environment_keeps_password_off_argv(server_cert) -> None
         env=env,
     )
     assert result.returncode != 0 and "TLSRESUME_REDIS_URL" in result.stderr
+
+
+# --------------------------------------------------------------------------------------
+# The master forks without threads of its own, and still rotates through Redis
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="CPython warns about fork with threads from 3.12"
+)
+def test_master_syncs_from_its_loop_and_forks_without_threads(  # type: ignore[no-untyped-def]
+    redis_server, server_cert
+) -> None:
+    """serve --redis runs the key sync from the master's loop and leaves the
+    session tier's writer to the workers, so starting and restarting workers never
+    forks a multi-threaded process (CPython 3.12+ warns: 'This process ... is
+    multi-threaded, use of fork() may lead to deadlocks in the child'). The loop
+    still rotates the fleet's ring in Redis every period (1 s here). Control: the
+    library's threaded sync, in a process that then forks, gets the warning."""
+    import json
+
+    from .support import fork_warning_of, kill_one_worker_and_wait_refill
+
+    name = _name()
+    env = {**child_env(), "PYTHONWARNINGS": "always::DeprecationWarning"}
+    args = ["--cert", server_cert.cert, "--key", server_cert.key, "--workers", "2"]
+    args += ["--redis", redis_server.url, "--redis-name", name, "--redis-refresh", "0.2"]
+    server = ServeProcess.start([*args, "--rotate", "1"], env=env)
+    client = redis_server.client()
+    try:
+        first = json.loads(client.get(f"tlsresume:ring:{name}"))["generation"]
+        ctx = client_context(server_cert.cafile, "1.3")
+        assert same_instance_resumes(server, ctx) == 6
+        kill_one_worker_and_wait_refill(server)
+        time.sleep(2.5)
+        later = json.loads(client.get(f"tlsresume:ring:{name}"))["generation"]
+    finally:
+        server.stop()
+    assert later - first >= 2, (first, later)  # rotated from the master's loop
+    assert "multi-threaded" not in server.stderr_text(), server.stderr_text()
+
+    control = (
+        "import os, tlsresume, tlsresume.redis as r\n"
+        "ring = tlsresume.TicketKeyRing(session_cache=False)\n"
+        f"link = r.connect_server({redis_server.url!r}, ring=ring, name={name + '-c'!r})\n"
+        "pid = os.fork()\n"
+        "os._exit(0) if pid == 0 else os.waitpid(pid, 0)\n"
+        "link.stop()\n"
+    )
+    assert fork_warning_of(control)

@@ -175,11 +175,9 @@ def test_master_forks_workers_without_threads_of_its_own(server_cert, tmp_path) 
     3.12+ would warn: 'This process ... is multi-threaded, use of fork() may lead to
     deadlocks in the child'). Control: the library's own thread poller, in a
     process that then forks, does get the warning."""
-    import subprocess
-
     from tlsresume import keyfile
 
-    from .support import ServeProcess, child_env
+    from .support import ServeProcess, child_env, fork_warning_of, kill_one_worker_and_wait_refill
 
     keys = tmp_path / "ticket.key"
     keyfile.write(str(keys), keyfile.generate("nginx80"), "nginx80")
@@ -202,12 +200,7 @@ def test_master_forks_workers_without_threads_of_its_own(server_cert, tmp_path) 
         env=env,
     )
     try:
-        victim = server.pids[0]
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while len(set(child_pids(server.proc.pid)) - {victim}) < 2:
-            assert time.monotonic() < deadline, "the slot was never refilled"
-            time.sleep(0.05)
+        kill_one_worker_and_wait_refill(server)
     finally:
         server.stop()
     assert "multi-threaded" not in server.stderr_text(), server.stderr_text()
@@ -218,11 +211,4 @@ def test_master_forks_workers_without_threads_of_its_own(server_cert, tmp_path) 
         "pid = os.fork()\n"
         "os._exit(0) if pid == 0 else os.waitpid(pid, 0)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-W", "always::DeprecationWarning", "-c", control],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=child_env(),
-    )
-    assert "multi-threaded" in out.stderr, out.stderr
+    assert fork_warning_of(control)

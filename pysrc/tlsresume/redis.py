@@ -380,7 +380,9 @@ class KeySync:
             warning, serve with local keys, and converge when Redis is up).
         client_kwargs: extra keyword arguments for redis-py's connection (e.g.
             ``ssl_ca_certs``, ``ssl_certfile``, ``username``).
-        start: run the background thread (``False``: call :meth:`sync` yourself).
+        start: run the background thread. ``False``: no thread; call :meth:`poll`
+            from a loop of your own (a pre-fork master that must fork without
+            threads does), or :meth:`sync` whenever you choose.
 
     The first sync happens in the constructor, so a server that syncs before its
     workers start never issues a ticket under a key the fleet does not know.
@@ -476,6 +478,7 @@ class KeySync:
             if self._owns_ring:
                 ring.close()
             raise
+        self._poll_at = time.time() + self._next_delay(time.time())
         if start:
             self._thread = threading.Thread(target=self._run, name="tlsresume-keysync", daemon=True)
             self._thread.start()
@@ -507,6 +510,26 @@ class KeySync:
         """
         self._check_process()
         return self._attempt(time.time() if now is None else now, raise_errors=True)
+
+    def poll(self, now: float | None = None) -> float:
+        """For a sync made with ``start=False``: run the round if it is due, exactly
+        as the background thread would (a failure is counted and logged, never
+        raised), and return the seconds until the next one is due.
+
+        Raises:
+            StateError: the sync runs its own thread, or this is a forked child.
+        """
+        self._check_process()
+        if self._thread is not None:
+            raise StateError("this KeySync runs its own thread; poll() is for start=False")
+        now = time.time() if now is None else now
+        if now >= self._poll_at and not self._stop.is_set():
+            try:
+                self._attempt(now, raise_errors=False)
+            except RingClosedError:
+                self._stop.set()
+            self._poll_at = now + self._next_delay(now)
+        return max(0.0, self._poll_at - now)
 
     def stats(self) -> dict[str, Any]:
         """Counters of this node's syncer; readable in processes forked after the
@@ -936,6 +959,10 @@ class SessionTier:
             reads Redis decrypts recorded traffic, and who writes it can inject
             sessions.
         client_kwargs: extra keyword arguments for redis-py's connections.
+        start: start the writer thread now (default). ``False``: this process gets
+            one at its first lookup, store or removal, and forked children get
+            their own at fork either way; so a pre-fork master that only makes the
+            tier for its workers runs no thread and forks without one.
 
     Thread-safe. Fork-safe: a child gets a fresh writer thread and fresh
     connections (queued writes of the parent stay with the parent).
@@ -954,6 +981,7 @@ class SessionTier:
         write_timeout: float = 1.0,
         master_key: bytes | str | None = None,
         client_kwargs: Mapping[str, Any] | None = None,
+        start: bool = True,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -979,7 +1007,7 @@ class SessionTier:
         self._conn_kwargs = dict(pool.connection_kwargs)
         pool.disconnect()
         self._stopped = False
-        self._rt = self._new_runtime()
+        self._rt = self._new_runtime(writer=bool(start))
         _tiers.add(self)
 
     # ---- RemoteTier ----------------------------------------------------------------
@@ -1107,7 +1135,7 @@ class SessionTier:
     def flush(self, timeout: float = 1.0) -> bool:
         """Wait until queued writes reached Redis (or were dropped); returns whether
         the queue drained within ``timeout``."""
-        rt = self._runtime()
+        rt = self._runtime(use=False)
         deadline = time.monotonic() + timeout
         while rt.queue.unfinished_tasks:
             if time.monotonic() >= deadline:
@@ -1117,7 +1145,7 @@ class SessionTier:
 
     def stats(self) -> dict[str, Any]:
         """This process's counters (each worker has its own tier)."""
-        rt = self._runtime()
+        rt = self._runtime(use=False)
         with rt.lock:
             out: dict[str, Any] = dict(rt.counts)
             out.update(
@@ -1167,7 +1195,7 @@ class SessionTier:
 
     # ---- per-process runtime -------------------------------------------------------
 
-    def _new_runtime(self) -> _Runtime:
+    def _new_runtime(self, writer: bool = True) -> _Runtime:
         rt = _Runtime(self.max_queue)
         rt.gate.wait = self.write_timeout + 1
         rt.writer = redis.Redis(
@@ -1178,18 +1206,27 @@ class SessionTier:
         if self._stopped:
             rt.stopping.set()
             rt.down_until = float("inf")
-        else:
-            rt.thread = threading.Thread(
-                target=self._writer_loop, args=(rt,), name="tlsresume-redis-writer", daemon=True
-            )
-            rt.thread.start()
+        elif writer:
+            self._start_writer(rt)
         return rt
 
-    def _runtime(self) -> _Runtime:
+    def _start_writer(self, rt: _Runtime) -> None:
+        rt.thread = threading.Thread(
+            target=self._writer_loop, args=(rt,), name="tlsresume-redis-writer", daemon=True
+        )
+        rt.thread.start()
+
+    def _runtime(self, use: bool = True) -> _Runtime:
+        """This process's runtime; ``use``: about to look up, store or remove, so the
+        writer must run (it starts here for a tier made with ``start=False``)."""
         rt = self._rt
         if rt.pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C)
             self._restart_in_child()
             rt = self._rt
+        if use and rt.thread is None and not self._stopped:
+            with rt.lock:
+                if rt.thread is None and not rt.stopping.is_set():
+                    self._start_writer(rt)
         return rt
 
     def _restart_in_child(self) -> None:
@@ -1376,6 +1413,14 @@ class RedisLink:
             "session_tier": self.session_tier.stats() if self.session_tier else None,
         }
 
+    def poll(self, now: float | None = None) -> float:
+        """For a link made with ``start=False``: the key sync's round if due (see
+        :meth:`KeySync.poll`); returns the seconds until the next one (``inf``
+        without a key sync)."""
+        if self.key_sync is None or self._stopped:
+            return float("inf")
+        return self.key_sync.poll(now)
+
     def stop(self) -> None:
         """Detach the tier from the store (in this process), stop both. Idempotent."""
         if self._stopped:
@@ -1413,6 +1458,7 @@ def connect_server(
     max_queue: int = 10000,
     require_redis: bool = False,
     client_kwargs: Mapping[str, Any] | None = None,
+    start: bool = True,
 ) -> RedisLink:
     """Share a server's ticket keys and sessions with every server using the same
     Redis and ``name``.
@@ -1435,6 +1481,11 @@ def connect_server(
         max_queue: see :class:`SessionTier`.
         require_redis: raise if Redis cannot be reached at start.
         client_kwargs: extra redis-py connection arguments.
+        start: run the key sync's thread and the tier's writer in this process
+            (default). ``False`` starts no thread here: call :meth:`RedisLink.poll`
+            from the master's loop; forked workers still get their writers. This is
+            how a pre-fork master forks without threads (CPython 3.12+ warns when
+            a multi-threaded process forks, and a child can inherit a held lock).
 
     Raises:
         ValueError, TypeError: bad arguments (including neither ring nor store).
@@ -1459,6 +1510,7 @@ def connect_server(
                 timeout=min(2.0, max(refresh, 0.05)),
                 require_redis=require_redis,
                 client_kwargs=client_kwargs,
+                start=start,
             )
         if store is not None:
             tier = connect_worker(
@@ -1471,6 +1523,7 @@ def connect_server(
                 retry=min(refresh, 1.0),
                 require_redis=require_redis,
                 client_kwargs=client_kwargs,
+                start=start,
             )
     except BaseException:
         if sync is not None:
@@ -1490,10 +1543,12 @@ def connect_worker(
     retry: float = 1.0,
     require_redis: bool = False,
     client_kwargs: Mapping[str, Any] | None = None,
+    start: bool = True,
 ) -> SessionTier:
     """Attach a Redis session tier to ``store`` in this process (a spawned worker,
     or any process that was not forked from one that attached it). Returns the tier;
-    ``tier.stop()`` and ``store.set_remote(None)`` undo it.
+    ``tier.stop()`` and ``store.set_remote(None)`` undo it. ``start``: see
+    :class:`SessionTier`.
 
     Raises:
         RedisBackendError, MasterKeyError: see :meth:`SessionTier.check`.
@@ -1506,6 +1561,7 @@ def connect_worker(
         max_queue=max_queue,
         retry=retry,
         client_kwargs=client_kwargs,
+        start=start,
     )
     try:
         tier.check(require_redis=require_redis)

@@ -20,6 +20,7 @@ import struct
 import tempfile
 import time
 import uuid
+import zlib
 from typing import Any
 
 import tlsresume
@@ -140,6 +141,12 @@ def _region(kind: str) -> tuple[Any, str, bytes, ssl.SSLContext | None]:
     return _state[kind]  # type: ignore[no-any-return]
 
 
+def _one_in(data: bytes, n: int, salt: bytes) -> bool:
+    """True for about one input in ``n``, decided by a hash of the whole input (a
+    test of its first byte would fire for most inputs: mutations favour zeros)."""
+    return zlib.crc32(salt + data) % n == 0
+
+
 def _apply(path: str, pristine: bytes, data: bytes) -> None:
     fd = os.open(path, os.O_RDWR)
     try:
@@ -168,7 +175,7 @@ def ring_image_input(data: bytes) -> None:
         except _DOCUMENTED:
             pass
     lib.tlsr_ring_maintain(ring._handle(), int(time.time() * 1000), 0, 0)
-    if data[:1] and data[0] & 0x0F == 0:  # a handshake for one input in 16
+    if _one_in(data, 16, b"handshake"):
         _handshake(ctx, _tls_pair()[1])
 
 
@@ -187,8 +194,8 @@ def _lock_span() -> tuple[int, int]:
 def store_image_input(data: bytes) -> None:
     store, path, pristine, ctx = _region("store")
     _apply(path, pristine, data)
-    if not (data[:1] and data[0] & 0x3F == 0):
-        # One input in 64 keeps a damaged lock word: judging its owner gone takes
+    if not _one_in(data, 1024, b"lock"):
+        # One input in 1024 keeps a damaged lock word: judging its owner gone takes
         # 0.2 s of watching by design (tests/test_self_healing.py covers it), and
         # every input paying that would cut the run to a few inputs a second.
         at, size = _lock_span()
@@ -210,7 +217,7 @@ def store_image_input(data: bytes) -> None:
             call()
         except _DOCUMENTED:
             pass
-    if data[:1] and data[0] & 0x0F == 0:
+    if _one_in(data, 16, b"handshake"):
         _handshake(ctx, _tls_pair()[1])
 
 

@@ -251,7 +251,9 @@ class _Master:
     def _connect_redis(self) -> None:
         """Link the ring and store to Redis, after making them and BEFORE any worker
         exists: the first key sync is done before a worker can issue a ticket, and
-        forked workers inherit the link.
+        forked workers inherit the link. The master starts no thread for it (the
+        key sync runs from its loop, the session tier's writer only in workers), so
+        it never forks while a thread of its own runs.
 
         Raises:
             ServeError: redis-py cannot use the URL (the message has no password).
@@ -276,6 +278,7 @@ class _Master:
                 timeout=timeout,
                 master_key=self.redis_master_key,
                 local_rotation=config.redis_local_rotation,
+                start=False,
             )
         except TLSResumeError:
             raise  # its message names the URL without the password, and what to do
@@ -285,16 +288,6 @@ class _Master:
             raise ServeError(f"--redis {redact_url(url)}: {detail}") from None
         link = self.link
         self.redis = _RedisView(redact_url(url), name, link.key_sync, link.session_tier)
-        if link.session_tier is not None:
-            # Let this process's tier make its first connection (a TLS handshake with
-            # rediss://) before the workers fork (the fork hook of tlsresume._forkgate
-            # would otherwise wait for it).
-            deadline = time.monotonic() + link.session_tier.write_timeout + 0.5
-            while time.monotonic() < deadline:
-                tier = link.session_tier.stats()
-                if tier["connects"] + tier["connect_failures"] > 0:
-                    break
-                time.sleep(0.005)
         shared = " and ".join(
             what
             for what, part in (("ticket keys", link.key_sync), ("sessions", link.session_tier))
@@ -506,6 +499,8 @@ class _Master:
                     self._restart(slot)
             self._drain_reports()
             self._poll_key_file(now)
+            if self.link is not None:
+                self.link.poll()
             # A signal interrupts nothing here (PEP 475 resumes the sleep), so poll.
             pause = min([0.1, *(when - time.monotonic() for when in self.due.values())])
             time.sleep(max(pause, 0.005))
