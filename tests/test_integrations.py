@@ -73,6 +73,31 @@ def app(environ, start_response):
 
 ASGI_APP = """
 import os
+import socket
+
+
+def nodelay(client):
+    # TCP_NODELAY of this worker's socket connected to the client: read from the
+    # socket itself (a dup of each descriptor), so the test needs no server hook.
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            dup = os.dup(int(fd))
+        except OSError:
+            continue
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue
+        try:
+            if sock.getpeername()[:2] == tuple(client):
+                return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return -1
+
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -86,7 +111,8 @@ async def app(scope, receive, send):
     body = b"worker %d\\n" % os.getpid()
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)),
-        (b"x-worker", b"%d" % os.getpid())]})
+        (b"x-worker", b"%d" % os.getpid()),
+        (b"x-nodelay", b"%d" % nodelay(scope["client"]))]})
     await send({"type": "http.response.body", "body": body})
 """
 
@@ -804,6 +830,19 @@ def test_uvicorn_curl_tls12_defaults_resume_across_workers(pool, server_cert) ->
     assert on.cross >= 1 and on.offered == 9, (on.fetches, on.offered)
     assert on.resumed == 9, on.fetches
     assert off.cross >= 1 and off.cross_resumed == 0, off.fetches
+
+
+@pytest.mark.parametrize("tlsresume_on", [True, False], ids=["tlsresume", "stock"])
+def test_uvicorn_connections_get_tcp_nodelay(pool, server_cert, tlsresume_on) -> None:  # type: ignore[no-untyped-def]
+    """The uvicorn integration sets TCP_NODELAY on every accepted connection (read
+    with getsockopt inside the worker that serves it). Control: stock uvicorn
+    --workers leaves it off (asyncio skips sockets of proto 0), the cause of its
+    cap of a few dozen TLS connections a second."""
+    server = _uvicorn(pool, tlsresume_on)
+    _wait_for_workers(server.port, server_cert.cafile, WORKERS)
+    ctx = client_context(server_cert.cafile, "1.3")
+    seen = [https_get("127.0.0.1", server.port, ctx).headers["x-nodelay"] for _ in range(6)]
+    assert seen == (["1"] * 6 if tlsresume_on else ["0"] * 6), seen
 
 
 def _hypercorn(pool: ServerPool, tlsresume_on: bool) -> Server:

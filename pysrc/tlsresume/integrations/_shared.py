@@ -42,6 +42,51 @@ class KeyFile(NamedTuple):
     poll_interval: float | None = 5.0
 
 
+# ---- TCP_NODELAY ------------------------------------------------------------------------
+
+
+def set_nodelay(sock: Any) -> bool:
+    """Turn Nagle's algorithm off on a TCP socket (``socket.socket`` or asyncio's
+    ``TransportSocket``); returns whether it is off now.
+
+    A TLS handshake is a few small writes that each wait for the peer's answer;
+    with Nagle on and the peer's delayed ACK (40 ms on Linux), a round trip can
+    stall for tens of milliseconds. asyncio sets TCP_NODELAY only on sockets that
+    say they are TCP (``proto == IPPROTO_TCP``), and a listening socket taken from
+    a descriptor (uvicorn's ``--fd``: ``socket.fromfd(fd, AF_UNIX, SOCK_STREAM)``,
+    so its accepted sockets even claim to be AF_UNIX) or made with proto 0 says
+    nothing of the kind. The socket's own claims are not trusted here: the option
+    is simply tried. Never raises: a socket that is not TCP refuses it, and is
+    left as it is.
+    """
+    if sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    except (OSError, AttributeError) as exc:
+        log.debug("tlsresume: cannot set TCP_NODELAY: %s", exc)
+        return False
+
+
+_nodelay_classes: dict[type, type] = {}
+
+
+def nodelay_protocol(cls: type[Any]) -> type[Any]:
+    """A subclass of the asyncio protocol ``cls`` whose ``connection_made`` sets
+    TCP_NODELAY on the connection's socket first (one class per ``cls``)."""
+    if cls not in _nodelay_classes:
+
+        class NoDelay(cls):  # type: ignore[misc]  # a base known only at run time
+            def connection_made(self, transport: Any) -> None:
+                set_nodelay(transport.get_extra_info("socket"))
+                super().connection_made(transport)
+
+        NoDelay.__name__ = NoDelay.__qualname__ = f"NoDelay{cls.__name__}"
+        _nodelay_classes[cls] = NoDelay
+    return _nodelay_classes[cls]
+
+
 # ---- close_notify ----------------------------------------------------------------------
 
 

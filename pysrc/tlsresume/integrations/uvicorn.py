@@ -21,6 +21,15 @@ master, removed when the master exits, and travels as their names; each worker
 attaches by name. The context is uvicorn's own (``default_factory()``, so every ``--ssl-*``
 option applies) with resumption installed. asyncio ends TLS connections with
 close_notify by itself.
+
+It also sets TCP_NODELAY on every accepted connection. asyncio sets it only on
+sockets that say they are TCP, and the listening socket uvicorn takes from
+``--fd`` (socket activation, a supervisor's socket) is made with
+``socket.fromfd(fd, AF_UNIX, SOCK_STREAM)``, so its connections never get it (older
+uvicorn releases made the ``--port`` socket with proto 0, with the same effect).
+Without it a TLS handshake stalls on Nagle's algorithm and the peer's delayed ACK:
+measured here with ``--fd``, stock uvicorn with 2 workers served a few dozen new
+TLS connections a second (bench/uvicorn_conns.py). ``nodelay=False`` keeps uvicorn's behaviour.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._shared import KeyFile
+from ._shared import KeyFile, nodelay_protocol
 from ._shared import Resumption as _Resumption
 
 __all__ = ["Resumption", "KeyFile", "main"]
@@ -42,19 +51,34 @@ class Resumption(_Resumption):
     """uvicorn's ``ssl_context_factory`` sharing TLS sessions between the workers.
 
     Takes the arguments of :class:`tlsresume.integrations.Resumption`, with
-    ``spawn=True`` (named regions) and the name prefix ``"uvicorn"`` by default.
+    ``spawn=True`` (named regions) and the name prefix ``"uvicorn"`` by default,
+    and ``nodelay``: set TCP_NODELAY on accepted connections (default ``True``).
     """
 
     def __init__(
-        self, *args: Any, spawn: bool = True, name: str = "uvicorn", **kwargs: Any
+        self,
+        *args: Any,
+        spawn: bool = True,
+        name: str = "uvicorn",
+        nodelay: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, spawn=spawn, name=name, **kwargs)
+        self.nodelay = bool(nodelay)
 
     def __call__(
         self, config: Any, default_factory: Callable[[], ssl.SSLContext]
     ) -> ssl.SSLContext:
-        """uvicorn calls this in each worker as it loads its ``Config``."""
+        """uvicorn calls this in each worker as it loads its ``Config`` (after it
+        chose the HTTP protocol class, which is wrapped here for TCP_NODELAY)."""
+        protocol = getattr(config, "http_protocol_class", None)
+        if self.nodelay and isinstance(protocol, type):
+            config.http_protocol_class = nodelay_protocol(protocol)
         return self.context(default_factory)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The names of the regions (see the base class), and this class's option.
+        return (*super().__reduce__(), {"nodelay": self.nodelay})
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
