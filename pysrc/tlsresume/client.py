@@ -57,21 +57,39 @@ from __future__ import annotations
 import _ssl
 import base64
 import collections
-import contextlib
-import contextvars
 import hashlib
 import json
 import logging
 import os
-import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ._binding import check, ffi, lib, ssl_ctx_pointer
+from ._clientkeys import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_TICKETS_PER_HOST,
+    KEY_SIZE,
+    NAME_MAX,
+    CachedSession,
+    _bio_port,
+    _CacheSSLSocket,
+    _check_max_bytes,
+    _check_max_entries,
+    _check_tickets,
+    _check_ttl,
+    _name,
+    _peer_host,
+    _peer_port,
+    _tunnel_port,
+    generate_cache_key,
+    read_cache_key,
+    session_port,
+)
 from ._files import read_regular, write_private
 from .errors import ContextError, CoreError
 
@@ -99,13 +117,6 @@ __all__ = [
 
 log = logging.getLogger("tlsresume.client")
 
-DEFAULT_MAX_ENTRIES = 256
-DEFAULT_TICKETS_PER_HOST = 8
-#: Memory budget: bytes charged to all sessions together (see ClientSessionCache).
-DEFAULT_MAX_BYTES = 16 << 20
-MIN_MAX_BYTES: int = lib.TLSR_CLIENT_MIN_BYTES
-MAX_TICKETS_PER_HOST = lib.TLSR_CLIENT_MAX_TICKETS
-KEY_SIZE = 32
 
 #: Verification levels, weakest first.
 VERIFY_NONE: int = lib.TLSR_VERIFY_NONE
@@ -137,7 +148,7 @@ _COUNTERS = (
 # _ssl._SSLSocket: PyObject_HEAD, the socket weakref, then SSL *
 # (docs/design.md, "Facts the code relies on").
 _SSL_OFFSET = object.__basicsize__ + ffi.sizeof("void *")
-_NAME_MAX = lib.TLSR_CLIENT_NAME_MAX
+_NAME_MAX = NAME_MAX
 _ZERO_FP = bytes(64)
 
 # The raw C-level getters: the Python properties wrap them in enums on every read.
@@ -205,42 +216,6 @@ def session_deadline(stored: float, expires: float, ttl: float | None) -> float:
 # ---- keys --------------------------------------------------------------------------
 
 
-def generate_cache_key() -> bytes:
-    """A fresh random 32-byte key for :meth:`ClientSessionCache.save`."""
-    return os.urandom(KEY_SIZE)
-
-
-def parse_cache_key(data: bytes | str) -> bytes | None:
-    """The cache key in ``data``: 32 raw bytes, or 64 hexadecimal digits (whitespace
-    ignored); ``None`` if it is neither. The one parser for key files and
-    ``TLSRESUME_CACHE_KEY``."""
-    if isinstance(data, bytes) and len(data) == KEY_SIZE:
-        return data
-    text = "".join((data.decode("ascii", "replace") if isinstance(data, bytes) else data).split())
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        return None
-    return key if len(key) == KEY_SIZE else None
-
-
-def read_cache_key(path: str | os.PathLike[str]) -> bytes:
-    """Read a cache key file: 32 raw bytes, or 64 hexadecimal digits (whitespace ignored).
-
-    Raises:
-        ValueError: the file holds neither.
-        OSError: it cannot be read.
-    """
-    with open(path, "rb") as f:
-        key = parse_cache_key(f.read(4096))
-    if key is None:
-        raise ValueError(
-            f"{os.fspath(path)!r} is not a cache key: expected 32 bytes or 64 hex digits "
-            '(make one with: python -c "import os; print(os.urandom(32).hex())")'
-        )
-    return key
-
-
 def check_cache_key(
     key: bytes | None,
     insecure_plaintext: bool,
@@ -274,24 +249,6 @@ def check_cache_key(
 
 
 # ---- the cache ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CachedSession:
-    """One session in the cache, as :meth:`ClientSessionCache.sessions` shows it.
-
-    Times are in the cache's clock (seconds since the epoch by default).
-    """
-
-    namespace: str
-    host: str
-    port: int
-    protocol: str
-    verification: str  # "none", "chain" or "hostname"
-    single_use: bool
-    stored: float
-    expires: float  # end of the session's own lifetime
-    deadline: float  # when it stops being offered (lifetime and TTL)
 
 
 class ClientSessionCache:
@@ -339,15 +296,7 @@ class ClientSessionCache:
         _check_max_entries(max_entries)
         _check_ttl(ttl)
         _check_max_bytes(max_bytes)
-        if (
-            not isinstance(tickets_per_host, int)
-            or isinstance(tickets_per_host, bool)
-            or not (1 <= tickets_per_host <= MAX_TICKETS_PER_HOST)
-        ):
-            raise ValueError(
-                f"tickets_per_host must be an int from 1 to {MAX_TICKETS_PER_HOST}, "
-                f"not {tickets_per_host!r}"
-            )
+        _check_tickets(tickets_per_host)
         ptr = lib.tlsr_client_cache_new(
             max_entries, tickets_per_host, max_bytes, int(clock is not None)
         )
@@ -734,41 +683,6 @@ class _EntryRef:
         self.release()
 
 
-def _check_max_entries(value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 24:
-        raise ValueError(
-            f"max_entries must be an int from 1 to {1 << 24}, not {value!r}; "
-            "to stop caching, use disable(namespace)"
-        )
-
-
-def _check_max_bytes(value: int) -> None:
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or not MIN_MAX_BYTES <= value <= 1 << 40
-    ):
-        raise ValueError(
-            f"max_bytes must be an int from {MIN_MAX_BYTES} (64 KiB) to {1 << 40}, not {value!r}"
-        )
-
-
-def _check_ttl(value: float | None) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
-    ):
-        raise ValueError(f"ttl must be a positive number of seconds or None, not {value!r}")
-
-
-def _name(value: str, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
-    raw = value.encode("utf-8")
-    if len(raw) > _NAME_MAX or "\0" in value:
-        raise ValueError(f"{what} must be at most {_NAME_MAX} bytes without NUL: {value!r}")
-    return raw
-
-
 def _entry_key(e: Any) -> tuple[Any, ...]:
     """What identifies one loaded session among the cache's entries."""
     return (
@@ -917,103 +831,6 @@ def _dir_listing_digest(path: str | None) -> bytes:
             continue
         digest.update(b"%d %d %d\0" % (st.st_size, st.st_mtime_ns, st.st_ino))
     return digest.digest()
-
-
-_bio_port: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "tlsresume_session_port", default=None
-)
-
-
-@contextlib.contextmanager
-def session_port(port: int) -> Iterator[None]:
-    """Within this block, connections are keyed under ``port``: for ``wrap_bio``
-    (asyncio, aiohttp, anyio) instead of 0 ("port unknown"), and for
-    ``wrap_socket`` instead of the socket's peer port (which, through a proxy
-    tunnel tlsresume does not recognise, is the proxy's)::
-
-        with tlsresume.session_port(8443):
-            reader, writer = await asyncio.open_connection(host, 8443, ssl=ctx)
-    """
-    if not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
-    token = _bio_port.set(port)
-    try:
-        yield
-    finally:
-        _bio_port.reset(token)
-
-
-_TUNNEL_SEARCH_DEPTH = 24
-
-
-def _tunnel_port() -> int | None:
-    """The target port of the HTTP CONNECT tunnel being wrapped, if a client we know
-    is wrapping one: an ``http.client.HTTPConnection`` (urllib3 and requests
-    subclass it) with ``set_tunnel()`` done, or httpcore's tunnel connection (httpx).
-
-    Through a proxy the socket's peer is the proxy, so the peer port would key
-    every target behind it under the proxy's port. Neither library hands the
-    target port to ``wrap_socket``; they hold it in the object whose method is
-    wrapping, a few frames up. Reading it is bounded (``_TUNNEL_SEARCH_DEPTH``
-    frames) and only reads attributes; anything unexpected means "not found"."""
-    import http.client
-
-    frame: Any
-    try:
-        frame = sys._getframe(2)
-    except ValueError:
-        return None
-    for _ in range(_TUNNEL_SEARCH_DEPTH):
-        if frame is None:
-            return None
-        obj = frame.f_locals.get("self") if "self" in frame.f_code.co_varnames else None
-        try:
-            if isinstance(obj, http.client.HTTPConnection):
-                # The connection doing the wrap: tunnelled or not, look no further.
-                if not getattr(obj, "_tunnel_host", None):
-                    return None
-                port = getattr(obj, "_tunnel_port", None)
-                return port if isinstance(port, int) else 443
-            elif (
-                obj is not None
-                and type(obj).__module__.startswith("httpcore")
-                and type(obj).__name__ == "TunnelHTTPConnection"
-            ):
-                port = obj._remote_origin.port
-                return port if isinstance(port, int) else None
-        except Exception:  # a foreign object's attribute raised: not ours to judge
-            return None
-        frame = frame.f_back
-    return None
-
-
-def _peer_port(sock: Any) -> int | None:
-    try:
-        peer = socket.socket.getpeername(sock)
-    except (OSError, TypeError):
-        peer = getattr(sock, "_tlsr_addr", None)  # SSLSocket.connect() wraps first
-    if isinstance(peer, tuple) and len(peer) >= 2 and isinstance(peer[1], int):
-        return int(peer[1])
-    return None
-
-
-def _peer_host(sock: Any) -> str | None:
-    try:
-        peer = socket.socket.getpeername(sock)
-    except (OSError, TypeError):
-        peer = getattr(sock, "_tlsr_addr", None)
-    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
-        return peer[0]
-    return None
-
-
-class _CacheSSLSocket(ssl.SSLSocket):
-    """SSLSocket that remembers the address it is connecting to: ``connect()`` on an
-    unconnected SSLSocket wraps before the TCP connection exists."""
-
-    def _real_connect(self, addr: Any, connect_ex: bool) -> Any:
-        self._tlsr_addr = addr
-        return super()._real_connect(addr, connect_ex)  # type: ignore[misc]
 
 
 class ClientContext(ssl.SSLContext):

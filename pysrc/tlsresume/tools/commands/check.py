@@ -115,7 +115,7 @@ def _check_cache_key(args: argparse.Namespace) -> bytes | None:
     Raises:
         ValueError: the key cannot be read, or there is none and no plaintext opt-in.
     """
-    from tlsresume.client import parse_cache_key, read_cache_key
+    from tlsresume._clientkeys import parse_cache_key, read_cache_key
 
     if args.cache_key_file is not None:
         try:
