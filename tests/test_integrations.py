@@ -948,14 +948,14 @@ def _shm_names(master: int) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("server_name", SPAWNING)
+@pytest.mark.parametrize("server_name", [*SPAWNING, "sanic"])
 def test_spawned_masters_remove_their_regions(pool, server_name) -> None:  # type: ignore[no-untyped-def]
-    """The named ring (and uvicorn's store) exist while the master runs and are
-    removed when it stops; no worker is left behind."""
-    server = SPAWNING[server_name](pool, True)
+    """The named ring (and uvicorn's and Sanic's store) exist while the master runs and
+    are removed when it stops; no worker is left behind."""
+    server = {**SPAWNING, "sanic": _sanic}[server_name](pool, True)
     names = _shm_names(server.proc.pid)
     assert any(".ring." in n for n in names), names
-    if server_name == "uvicorn":
+    if server_name in ("uvicorn", "sanic"):
         assert any(".store." in n for n in names), names
     assert server.stop() == [], server_name
     assert _shm_names(server.proc.pid) == []
@@ -1218,6 +1218,58 @@ def test_from_environ_reads_the_tlsresume_variables(tmp_path) -> None:  # type: 
     assert plain.session_store.size == tlsresume.DEFAULT_STORE_SIZE
     off = Resumption.from_environ({"TLSRESUME_SESSION_CACHE": "off"})
     assert off.ring is not None and off.session_store is None
+
+
+def test_sanic_setup_refuses_bad_input(server_cert) -> None:  # type: ignore[no-untyped-def]
+    """setup() checks its app and the Resumption arguments at once (making no region),
+    runs once per app, and a worker the master's Resumption did not reach says so."""
+    sanic = pytest.importorskip("sanic")
+    from tlsresume.integrations.sanic import CertLoader, setup
+
+    with pytest.raises(TypeError, match="Sanic app"):
+        setup(object())  # type: ignore[arg-type]
+    app = sanic.Sanic(f"test_integrations_{os.getpid()}")
+    with pytest.raises(TypeError, match="keys"):
+        setup(app, 42)
+    with pytest.raises(ValueError):
+        setup(app, session_cache="tiny")
+    with pytest.raises(TypeError, match="Resumption takes"):
+        setup(app, sesion_cache="1M")
+    assert app.certloader_class is not CertLoader  # nothing was set by a refused call
+    setup(app)
+    assert app.certloader_class is CertLoader
+    with pytest.raises(tlsresume.StateError, match="already"):
+        setup(app)
+    loader = CertLoader({"cert": server_cert.cert, "key": server_cert.key})
+    with pytest.raises(tlsresume.StateError, match="at import time"):
+        loader.load(app)  # main_process_start never ran: no Resumption in shared_ctx
+
+
+def test_tornado_resumption_contexts_and_refusals(server_cert, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """ssl_options() builds one context per process and per options dict, with the
+    ring, the store and close_notify sockets; bad options are refused with the fix,
+    and a Resumption made after fork_processes() is refused."""
+    process = pytest.importorskip("tornado.process")
+    from tlsresume.integrations.tornado import Resumption as TornadoResumption
+
+    tls = TornadoResumption()
+    options = {"certfile": server_cert.cert, "keyfile": server_cert.key}
+    ctx = tls.ssl_options(options)
+    assert tls.ssl_options(dict(options)) is ctx
+    assert tls.ssl_options({**options, "ciphers": "ECDHE+AESGCM"}) is not ctx
+    assert tlsresume.installed_ring(ctx) and tls.session_store is not None
+    assert ctx.sslsocket_class is CloseNotifySSLSocket
+    own = _cert_context(server_cert)
+    assert tls.ssl_options(own) is own and tlsresume.installed_ring(own)
+    with pytest.raises(TypeError, match="certfile"):
+        tls.ssl_options("cert.pem")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="takes ca_certs"):
+        tls.ssl_options({**options, "cert_file": "x"})
+    with pytest.raises(ValueError, match="needs 'certfile'"):
+        tls.ssl_options({"keyfile": server_cert.key})
+    monkeypatch.setattr(process, "_task_id", 0)  # as in a worker fork_processes started
+    with pytest.raises(tlsresume.StateError, match="before fork_processes"):
+        TornadoResumption()
 
 
 def test_close_notify_socket_sends_the_alert_on_close(server_cert) -> None:  # type: ignore[no-untyped-def]
