@@ -467,11 +467,18 @@ class ServerPool:
             (workdir / name).write_text(textwrap.dedent(text))
 
     def get(
-        self, name: str, argv: Callable[[], list[str]], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Callable[[], list[str]],
+        env: dict[str, str] | None = None,
+        settle: Callable[[Server], None] | None = None,
     ) -> Server:
+        """The server ``name``, started if need be; ``settle`` runs once after a start."""
         server = self.servers.get(name)
         if server is None or server.stopped:
             server = self.servers[name] = Server.start(name, argv(), self.dir, env)
+            if settle is not None:
+                settle(server)
         return server
 
     def gunicorn(
@@ -1034,7 +1041,18 @@ def _sanic(pool: ServerPool, tlsresume_on: bool) -> Server:
         path.write_text(SANIC_LAUNCHER.replace("{tlsresume}", SANIC_RECIPE if tlsresume_on else ""))
         return [sys.executable, str(path), "{fd}", pool.cert.cert, pool.cert.key]
 
-    return pool.get(f"sanic-{tlsresume_on}", argv)
+    def settle(server: Server) -> None:
+        # A Sanic master that gets SIGTERM before it has seen every worker's startup
+        # acknowledgement never stops (stock Sanic 25.12 too): wait until both
+        # workers answer (each acknowledges before it serves), then for the master's
+        # next look (it polls every 0.1 s).
+        _wait_for_workers(server.port, pool.cert.cafile, WORKERS)
+        time.sleep(SANIC_ACK_POLL)
+
+    return pool.get(f"sanic-{tlsresume_on}", argv, settle=settle)
+
+
+SANIC_ACK_POLL = 1.0  # ten times the master's poll interval
 
 
 def _tornado(pool: ServerPool, tlsresume_on: bool) -> Server:
