@@ -21,8 +21,8 @@ had its own ticket keys and session cache. :func:`setup` makes a :class:`Resumpt
 in the master's ``main_process_start``, with named regions (removed when the
 master exits), and hands it to the workers through ``app.shared_ctx``, where it
 travels as the names; each worker's context, built by Sanic's own certificate
-loader (so ``cert``/``key``, certificate directories, several certificates and
-``creator`` all apply), gets resumption installed. asyncio ends TLS connections
+loader (so ``cert``/``key``, a certificate directory and ``creator`` apply), gets
+resumption installed. asyncio ends TLS connections
 with close_notify by itself.
 """
 
@@ -72,7 +72,8 @@ class CertLoader(_SanicCertLoader):
                 "before it starts the workers"
             )
         # A list of certificates is a selector that switches each connection to one
-        # of them by SNI: every context a handshake can end on needs the keys.
+        # of them by SNI: every context a handshake can end on needs the keys. (Sanic
+        # cannot pickle a selector for spawned workers; forked ones get one.)
         for each in (ctx, *getattr(ctx, "sanic_select", ())):
             tls.install(each)
         return ctx
