@@ -294,6 +294,72 @@ if __name__ == "__main__":
     sys.exit(run(config))
 """
 
+# Sanic, as docs/integrations.md has it: the app module calls setup(app) where it makes
+# the app (it runs in the master and in every spawned worker), the master runs it on
+# the shared socket. {tlsresume} is the recipe's line, or nothing for stock Sanic.
+SANIC_LAUNCHER = """
+import os
+import socket
+import sys
+from sanic import Sanic, response
+
+app = Sanic("integrations")
+{tlsresume}
+
+@app.get("/")
+async def hello(request):
+    reused = request.transport.get_extra_info("ssl_object").session_reused
+    return response.text(f"worker {os.getpid()}\\n", headers={
+        "X-Worker": str(os.getpid()), "X-Session-Reused": "yes" if reused else "no"})
+
+if __name__ == "__main__":
+    app.run(sock=socket.socket(fileno=int(sys.argv[1])), workers=2, access_log=False,
+            ssl={"cert": sys.argv[2], "key": sys.argv[3]})
+"""
+SANIC_RECIPE = "from tlsresume.integrations.sanic import setup\nsetup(app)"
+
+# Tornado's fork_processes with ssl_options, the stock dict or the recipe's context.
+# Each worker binds the port itself (SO_REUSEPORT, an even spread); the master passes
+# SIGTERM on to the workers, which Tornado would otherwise restart.
+TORNADO_LAUNCHER = """
+import asyncio, os, signal, sys
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.process import fork_processes
+
+class Hello(tornado.web.RequestHandler):
+    def get(self):
+        reused = self.request.connection.stream.socket.session_reused
+        self.set_header("X-Worker", str(os.getpid()))
+        self.set_header("X-Session-Reused", "yes" if reused else "no")
+        self.write(f"worker {os.getpid()}\\n")
+
+port, mode, certfile, keyfile = int(sys.argv[1]), *sys.argv[2:5]
+options = {"certfile": certfile, "keyfile": keyfile}
+if mode == "tlsresume":
+    from tlsresume.integrations.tornado import Resumption
+    tls = Resumption()                       # before the fork
+
+
+def stop(*_):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.killpg(0, signal.SIGTERM)
+
+signal.signal(signal.SIGTERM, stop)
+fork_processes(2)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+sockets = bind_sockets(port, "127.0.0.1", reuse_port=True)
+
+async def main():
+    ssl_options = tls.ssl_options(options) if mode == "tlsresume" else options
+    server = HTTPServer(tornado.web.Application([("/", Hello)]), ssl_options=ssl_options)
+    server.add_sockets(sockets)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
 
 # --------------------------------------------------------------------------------------
 # Running servers
@@ -427,11 +493,18 @@ class ServerPool:
             (workdir / name).write_text(textwrap.dedent(text))
 
     def get(
-        self, name: str, argv: Callable[[], list[str]], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Callable[[], list[str]],
+        env: dict[str, str] | None = None,
+        settle: Callable[[Server], None] | None = None,
     ) -> Server:
+        """The server ``name``, started if need be; ``settle`` runs once after a start."""
         server = self.servers.get(name)
         if server is None or server.stopped:
             server = self.servers[name] = Server.start(name, argv(), self.dir, env)
+            if settle is not None:
+                settle(server)
         return server
 
     def gunicorn(
@@ -532,10 +605,15 @@ class Walk:
     responses: list[Response] = field(default_factory=list)
 
 
-def walk(port: int, cafile: str, version: str, *, cross: int = 5, limit: int = 300) -> Walk:
+def walk(
+    port: int, cafile: str, version: str, *, cross: int = 5, limit: int = 300, tickets: bool = True
+) -> Walk:
     """Reconnect until ``cross`` connections reached another worker than the one that
-    made the offered session (or ``limit`` connections)."""
+    made the offered session (or ``limit`` connections). ``tickets=False``: the client
+    asks for no ticket (``OP_NO_TICKET``), so in TLS 1.2 it resumes by session ID."""
     ctx = client_context(cafile, version)
+    if not tickets:
+        ctx.options |= ssl.OP_NO_TICKET
     first = https_get("127.0.0.1", port, ctx)
     out = Walk(workers={first.headers["x-worker"]}, responses=[first])
     origin, session = first.headers["x-worker"], first.session
@@ -916,14 +994,14 @@ def _shm_names(master: int) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("server_name", SPAWNING)
+@pytest.mark.parametrize("server_name", [*SPAWNING, "sanic"])
 def test_spawned_masters_remove_their_regions(pool, server_name) -> None:  # type: ignore[no-untyped-def]
-    """The named ring (and uvicorn's store) exist while the master runs and are
-    removed when it stops; no worker is left behind."""
-    server = SPAWNING[server_name](pool, True)
+    """The named ring (and uvicorn's and Sanic's store) exist while the master runs and
+    are removed when it stops; no worker is left behind."""
+    server = {**SPAWNING, "sanic": _sanic}[server_name](pool, True)
     names = _shm_names(server.proc.pid)
     assert any(".ring." in n for n in names), names
-    if server_name == "uvicorn":
+    if server_name in ("uvicorn", "sanic"):
         assert any(".store." in n for n in names), names
     assert server.stop() == [], server_name
     assert _shm_names(server.proc.pid) == []
@@ -987,6 +1065,122 @@ def test_aiohttp_own_gunicorn_worker_ignores_the_hook(pool, server_cert, version
     context and never calls the hook: no resumption across workers."""
     server = pool.gunicorn("one-line", "aiohttp.GunicornWebWorker", app="aioapp:app")
     assert_no_cross_worker_resumption(walk(server.port, server_cert.cafile, version))
+
+
+# --------------------------------------------------------------------------------------
+# Sanic (spawned workers) and Tornado (fork_processes)
+# --------------------------------------------------------------------------------------
+
+
+def _sanic(pool: ServerPool, tlsresume_on: bool) -> Server:
+    pytest.importorskip("sanic")
+
+    def argv() -> list[str]:
+        path = pool.dir / f"sanic_{tlsresume_on}.py"
+        path.write_text(SANIC_LAUNCHER.replace("{tlsresume}", SANIC_RECIPE if tlsresume_on else ""))
+        return [sys.executable, str(path), "{fd}", pool.cert.cert, pool.cert.key]
+
+    def settle(server: Server) -> None:
+        # A Sanic master that gets SIGTERM before it has seen every worker's startup
+        # acknowledgement never stops (stock Sanic 25.12 too): wait until both
+        # workers answer (each acknowledges before it serves), then for the master's
+        # next look (it polls every 0.1 s).
+        _wait_for_workers(server.port, pool.cert.cafile, WORKERS)
+        time.sleep(SANIC_ACK_POLL)
+
+    return pool.get(f"sanic-{tlsresume_on}", argv, settle=settle)
+
+
+SANIC_ACK_POLL = 1.0  # ten times the master's poll interval
+
+
+def _tornado(pool: ServerPool, tlsresume_on: bool) -> Server:
+    pytest.importorskip("tornado")
+
+    def argv() -> list[str]:
+        path = pool.dir / "tornado_launcher.py"
+        path.write_text(TORNADO_LAUNCHER)
+        mode = "tlsresume" if tlsresume_on else "plain"
+        return [sys.executable, str(path), "{port}", mode, pool.cert.cert, pool.cert.key]
+
+    return pool.get(f"tornado-{tlsresume_on}", argv)
+
+
+RECIPES = {"sanic": _sanic, "tornado": _tornado}
+# Clients that resume by ticket (TLS 1.3, TLS 1.2) and by session ID (TLS 1.2, no ticket).
+CLIENTS = {"tls1.3": ("1.3", True), "tls1.2": ("1.2", True), "session-id": ("1.2", False)}
+RECONNECTIONS = 20
+
+
+def _reconnect(server: Server, cafile: str, client: str) -> tuple[Walk, int]:
+    """``RECONNECTIONS`` reconnections, each offering the session the previous one
+    ended with; returns the walk and how many resumed."""
+    version, tickets = CLIENTS[client]
+    _wait_for_workers(server.port, cafile, WORKERS)
+    w = walk(
+        server.port, cafile, version, cross=RECONNECTIONS, limit=RECONNECTIONS, tickets=tickets
+    )
+    assert w.same + w.cross == RECONNECTIONS, w
+    if not tickets:  # it really resumed by session ID
+        assert not any(r.session is not None and r.session.has_ticket for r in w.responses), w
+    return w, w.same_resumed + w.cross_resumed
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("server_name", RECIPES)
+def test_sanic_tornado_resume_across_workers(pool, server_cert, server_name, client) -> None:  # type: ignore[no-untyped-def]
+    """The recipes' defaults with 2 workers (Sanic: setup(app); Tornado:
+    Resumption().ssl_options(dict)): at least 19 of 20 reconnections resume, on both
+    workers, by ticket and by session ID, and every connection ends with close_notify."""
+    w, resumed = _reconnect(RECIPES[server_name](pool, True), server_cert.cafile, client)
+    print(
+        f"{server_name} + tlsresume, {client}: {resumed}/{RECONNECTIONS} resumed "
+        f"({w.cross_resumed}/{w.cross} on the other worker), workers {sorted(w.workers)}"
+    )
+    assert len(w.workers) >= 2 and w.cross >= 2, w
+    assert resumed >= RECONNECTIONS - 1, w
+    assert w.cross_resumed >= w.cross - 1, w
+    assert w.unclean_closes == 0, w
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("server_name", RECIPES)
+def test_sanic_tornado_without_tlsresume(pool, server_cert, server_name, client) -> None:  # type: ignore[no-untyped-def]
+    """Control, stock Sanic (each spawned worker builds its own context) and stock
+    Tornado (its ssl_options dict builds a context per connection): no reconnection
+    resumes on the other worker; Tornado resumes none at all."""
+    w, resumed = _reconnect(RECIPES[server_name](pool, False), server_cert.cafile, client)
+    print(
+        f"{server_name} stock, {client}: {resumed}/{RECONNECTIONS} resumed "
+        f"({w.cross_resumed}/{w.cross} on the other worker), workers {sorted(w.workers)}"
+    )
+    assert len(w.workers) >= 2 and w.cross >= 2, w
+    assert w.cross_resumed == 0, w
+    if server_name == "tornado":
+        assert resumed == 0, w
+
+
+@pytest.mark.parametrize("version", TLS)
+@pytest.mark.parametrize("server_name", RECIPES)
+def test_sanic_tornado_curl_resumes_across_workers(pool, server_cert, server_name, version) -> None:  # type: ignore[no-untyped-def]
+    """curl refetching resumes 9 of 9 with the recipes' defaults (TLS 1.2 by session
+    ID: curl asks for no ticket); stock resumes none that cross to the other worker."""
+    results = {}
+    for on in (True, False):
+        server = RECIPES[server_name](pool, on)
+        _wait_for_workers(server.port, server_cert.cafile, WORKERS)
+        for _ in range(5):  # the kernel picks the workers: rerun a run that never crossed
+            results[on] = curl(server.port, server_cert.cafile, version)
+            if results[on].cross >= 1:
+                break
+    on_run, off_run = results[True], results[False]
+    print(
+        f"curl TLS {version}, {server_name}: tlsresume {on_run.resumed}/9, "
+        f"stock {off_run.resumed}/9 ({off_run.cross_resumed} across workers)"
+    )
+    assert on_run.cross >= 1 and on_run.offered == 9, (on_run.fetches, on_run.offered)
+    assert on_run.resumed == 9, on_run.fetches
+    assert off_run.cross >= 1 and off_run.cross_resumed == 0, off_run.fetches
 
 
 # --------------------------------------------------------------------------------------
@@ -1081,6 +1275,58 @@ def test_from_environ_reads_the_tlsresume_variables(tmp_path) -> None:  # type: 
     assert plain.session_store.size == tlsresume.DEFAULT_STORE_SIZE
     off = Resumption.from_environ({"TLSRESUME_SESSION_CACHE": "off"})
     assert off.ring is not None and off.session_store is None
+
+
+def test_sanic_setup_refuses_bad_input(server_cert) -> None:  # type: ignore[no-untyped-def]
+    """setup() checks its app and the Resumption arguments at once (making no region),
+    runs once per app, and a worker the master's Resumption did not reach says so."""
+    sanic = pytest.importorskip("sanic")
+    from tlsresume.integrations.sanic import CertLoader, setup
+
+    with pytest.raises(TypeError, match="Sanic app"):
+        setup(object())  # type: ignore[arg-type]
+    app = sanic.Sanic(f"test_integrations_{os.getpid()}")
+    with pytest.raises(TypeError, match="keys"):
+        setup(app, 42)
+    with pytest.raises(ValueError):
+        setup(app, session_cache="tiny")
+    with pytest.raises(TypeError, match="Resumption takes"):
+        setup(app, sesion_cache="1M")
+    assert app.certloader_class is not CertLoader  # nothing was set by a refused call
+    setup(app)
+    assert app.certloader_class is CertLoader
+    with pytest.raises(tlsresume.StateError, match="already"):
+        setup(app)
+    loader = CertLoader({"cert": server_cert.cert, "key": server_cert.key})
+    with pytest.raises(tlsresume.StateError, match="at import time"):
+        loader.load(app)  # main_process_start never ran: no Resumption in shared_ctx
+
+
+def test_tornado_resumption_contexts_and_refusals(server_cert, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """ssl_options() builds one context per process and per options dict, with the
+    ring, the store and close_notify sockets; bad options are refused with the fix,
+    and a Resumption made after fork_processes() is refused."""
+    process = pytest.importorskip("tornado.process")
+    from tlsresume.integrations.tornado import Resumption as TornadoResumption
+
+    tls = TornadoResumption()
+    options = {"certfile": server_cert.cert, "keyfile": server_cert.key}
+    ctx = tls.ssl_options(options)
+    assert tls.ssl_options(dict(options)) is ctx
+    assert tls.ssl_options({**options, "ciphers": "ECDHE+AESGCM"}) is not ctx
+    assert tlsresume.installed_ring(ctx) and tls.session_store is not None
+    assert ctx.sslsocket_class is CloseNotifySSLSocket
+    own = _cert_context(server_cert)
+    assert tls.ssl_options(own) is own and tlsresume.installed_ring(own)
+    with pytest.raises(TypeError, match="certfile"):
+        tls.ssl_options("cert.pem")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="takes ca_certs"):
+        tls.ssl_options({**options, "cert_file": "x"})
+    with pytest.raises(ValueError, match="needs 'certfile'"):
+        tls.ssl_options({"keyfile": server_cert.key})
+    monkeypatch.setattr(process, "_task_id", 0)  # as in a worker fork_processes started
+    with pytest.raises(tlsresume.StateError, match="before fork_processes"):
+        TornadoResumption()
 
 
 def test_close_notify_socket_sends_the_alert_on_close(server_cert) -> None:  # type: ignore[no-untyped-def]

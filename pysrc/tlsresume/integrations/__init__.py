@@ -1,5 +1,5 @@
-"""tlsresume inside real servers: gunicorn, uvicorn, hypercorn, aiohttp, asyncio and
-``http.server``/``socketserver``. See ``docs/integrations.md`` for the recipes.
+"""tlsresume inside real servers: gunicorn, uvicorn, hypercorn, aiohttp, Sanic, Tornado,
+asyncio and ``http.server``/``socketserver``. See ``docs/integrations.md`` for the recipes.
 
 Each server has its own module (``tlsresume.integrations.gunicorn``, ...), which
 imports that server only when it is itself imported; this package imports none.

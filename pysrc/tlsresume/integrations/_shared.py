@@ -11,6 +11,7 @@ object pickled, as the names of the regions, and attach to them.
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import os
 import secrets
@@ -210,6 +211,27 @@ class Resumption:
         service: str | None = None,
     ) -> None:
         self._setup(close_notify, service)
+        keys, store, size = self._checked(keys, session_cache)
+        prefix = name if spawn else None
+        self._ring = self._make_ring(keys, prefix)
+        if store is not None:
+            self._store = store
+        elif size is not None:
+            self._store = cast(
+                SessionStore,
+                _once(
+                    ("store", size, prefix),
+                    lambda: SessionStore(size, name=_region_name(prefix) if prefix else None),
+                ),
+            )
+
+    @staticmethod
+    def _checked(
+        keys: TicketKeyRing | KeyFile | str | bool | None,
+        session_cache: SessionStore | int | str | bool | None,
+    ) -> tuple[TicketKeyRing | KeyFile | str | bool | None, SessionStore | None, int | None]:
+        """The arguments checked and resolved, making nothing: (keys, a given store,
+        the size of a store to make)."""
         if keys is True:
             keys = None
         if not (keys is None or keys is False or isinstance(keys, (TicketKeyRing, KeyFile, str))):
@@ -227,21 +249,25 @@ class Resumption:
             session_cache = given if given is not None else DEFAULT_STORE_SIZE
         if keys is False and session_cache is False:
             raise TypeError("keys=False and session_cache=False: there would be nothing to share")
-        if session_cache is False:
-            session_cache = None
-        size = parse_size(session_cache) if isinstance(session_cache, (int, str)) else None
-        prefix = name if spawn else None
-        self._ring = self._make_ring(keys, prefix)
         if isinstance(session_cache, SessionStore):
-            self._store = session_cache
-        elif size is not None:
-            self._store = cast(
-                SessionStore,
-                _once(
-                    ("store", size, prefix),
-                    lambda: SessionStore(size, name=_region_name(prefix) if prefix else None),
-                ),
-            )
+            return keys, session_cache, None
+        if session_cache is False:
+            return keys, None, None
+        return keys, None, parse_size(session_cache)
+
+    @classmethod
+    def check_arguments(cls, *args: Any, **kwargs: Any) -> None:
+        """Raise what ``Resumption(*args, **kwargs)`` would raise for bad arguments,
+        making no region (for recipes that make the object later, in the master)."""
+        try:
+            bound = inspect.signature(Resumption).bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{e}: Resumption takes {inspect.signature(Resumption)}") from None
+        bound.apply_defaults()
+        given = bound.arguments
+        if given["service"] is not None and not isinstance(given["service"], str):
+            raise TypeError(f"service must be a str, not {type(given['service']).__name__}")
+        cls._checked(given["keys"], given["session_cache"])
 
     def _setup(self, close_notify: bool, service: str | None = None) -> None:
         if service is not None and not isinstance(service, str):
