@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 
 import tlsresume
+import tlsresume.pyclient
 from tlsresume import ClientSessionCache, client_context
 
 from .conftest import ServeFactory, ServerCert
@@ -295,12 +297,21 @@ def run_client(name: str, ctx: ssl.SSLContext, port: int, n: int) -> list[bool]:
 # ---- the tests --------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["c", "python"])
+def backend(request: pytest.FixtureRequest) -> Any:
+    """The client cache's implementation: the C core, or the pure-Python path a
+    Python without a reachable OpenSSL gets (the same tests hold for both)."""
+    return tlsresume.client if request.param == "c" else tlsresume.pyclient
+
+
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_drop_in_context_resumes(server: Server, server_cert: ServerCert, client: str) -> None:
+def test_drop_in_context_resumes(
+    server: Server, server_cert: ServerCert, client: str, backend: Any
+) -> None:
     """Through the drop-in context every connection after the first resumes, as the
     server itself reports; the cache's counters agree."""
-    cache = ClientSessionCache()
-    ctx = pin(client_context(cache, cafile=server_cert.cafile), server.version)
+    cache = backend.ClientSessionCache()
+    ctx = pin(backend.client_context(cache, cafile=server_cert.cafile), server.version)
     said = run_client(client, ctx, server.port, CONNECTIONS)
     assert said == [False] + [True] * (CONNECTIONS - 1)
     stats = cache.stats()
@@ -317,13 +328,15 @@ def test_plain_context_never_resumes(server: Server, server_cert: ServerCert, cl
     assert run_client(client, ctx, server.port, CONNECTIONS) == [False] * CONNECTIONS
 
 
-def test_wrong_ca_fails_even_with_cached_sessions(server: Server, server_cert: ServerCert) -> None:
+def test_wrong_ca_fails_even_with_cached_sessions(
+    server: Server, server_cert: ServerCert, backend: Any
+) -> None:
     """A context that cannot verify the server gets no session from one that could:
     it fails the handshake instead of resuming past verification."""
-    cache = ClientSessionCache()
-    good = pin(client_context(cache, cafile=server_cert.cafile), server.version)
+    cache = backend.ClientSessionCache()
+    good = pin(backend.client_context(cache, cafile=server_cert.cafile), server.version)
     via_socket(good, server.port)
-    bad = pin(client_context(cache), server.version)  # system CAs: not our test CA
+    bad = pin(backend.client_context(cache), server.version)  # system CAs: not our test CA
     with pytest.raises(ssl.SSLCertVerificationError):
         via_socket(bad, server.port)
     assert cache.stats()["withheld_unsafe"] == 1
@@ -739,3 +752,50 @@ def test_unrecognised_tunnel_keys_by_the_proxy_unless_told(server_cert: ServerCe
             ("localhost", one.port),
             ("localhost", two.port),
         }
+
+
+# ---- the pure-Python path: its own form of the safety rule ------------------------------
+
+
+def test_limits_are_the_cores() -> None:
+    """The limits both caches check are the C core's."""
+    from tlsresume import _clientkeys
+    from tlsresume._binding import lib
+
+    assert _clientkeys.MIN_MAX_BYTES == lib.TLSR_CLIENT_MIN_BYTES
+    assert _clientkeys.MAX_TICKETS_PER_HOST == lib.TLSR_CLIENT_MAX_TICKETS
+    assert _clientkeys.NAME_MAX == lib.TLSR_CLIENT_NAME_MAX
+    assert (_clientkeys.VERIFY_NONE, _clientkeys.VERIFY_CHAIN, _clientkeys.VERIFY_HOSTNAME) == (
+        lib.TLSR_VERIFY_NONE,
+        lib.TLSR_VERIFY_CHAIN,
+        lib.TLSR_VERIFY_HOSTNAME,
+    )
+
+
+def test_python_path_withholds_after_a_trust_change(
+    server: Server, server_cert: ServerCert, ca: trustme.CA
+) -> None:
+    """Pure-Python cache: setting a setting to the value it has (http.client and
+    urllib3 do it on every connection) keeps the sessions; adding a CA, or turning
+    hostname checking off and on again, withholds the sessions made before (they
+    were verified under other rules). Sessions of one context never reach another."""
+    py = tlsresume.pyclient
+    cache = py.ClientSessionCache()
+    ctx = pin(py.client_context(cache, cafile=server_cert.cafile), server.version)
+
+    def resumed() -> bool:
+        return server_resumed(*via_socket(ctx, server.port))
+
+    assert resumed() is False
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    assert resumed() is True
+    ctx.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())
+    assert resumed() is False  # withheld: the trust store changed
+    assert resumed() is True
+    ctx.check_hostname = False
+    ctx.check_hostname = True
+    assert resumed() is False
+    other = pin(py.client_context(cache, cafile=server_cert.cafile), server.version)
+    assert server_resumed(*via_socket(other, server.port)) is False
+    assert cache.stats()["withheld_unsafe"] == 3

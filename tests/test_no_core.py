@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import ServerCert
 from .support import DEFAULT_TIMEOUT, env_refusing
+from .test_client_interop import SServer
 
 
 @pytest.fixture
@@ -122,3 +124,53 @@ def test_version_works_without_the_core(no_core_env: dict[str, str]) -> None:
     assert lines[0] == f"tlsresume {tlsresume.__version__}"
     assert ssl.OPENSSL_VERSION in lines
     assert lines[-1].startswith("C core: not available (") and "reinstall" in lines[-1]
+
+
+def test_client_cache_falls_back_to_pure_python(
+    no_core_env: dict[str, str], server_cert: ServerCert
+) -> None:
+    """Without the core, tlsresume.client_context() is the pure-Python cache: a
+    second connection to a real server (openssl s_server, TLS 1.2 and 1.3)
+    resumes; server features and persistence raise OpenSSLUnavailableError naming
+    why. Control: ssl.create_default_context() in the same process resumes
+    nothing."""
+    script = textwrap.dedent(
+        """
+        import socket, ssl, sys
+        import tlsresume
+        port, cafile = int(sys.argv[1]), sys.argv[2]
+
+        def fetch(ctx):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+                    while tls.recv(65536):
+                        pass
+                    return tls.session_reused
+
+        cache = tlsresume.ClientSessionCache()
+        ctx = tlsresume.client_context(cache, cafile=cafile)
+        plain = ssl.create_default_context(cafile=cafile)
+        print("backend", cache.backend, type(ctx).__module__)
+        print("tlsresume", [fetch(ctx) for _ in range(4)])
+        print("plain", [fetch(plain) for _ in range(4)])
+        for call in (lambda: cache.save("x", key=bytes(32)), lambda: tlsresume.TicketKeyRing()):
+            try:
+                call()
+            except tlsresume.OpenSSLUnavailableError as exc:
+                print("refused", str(exc)[:60])
+        """
+    )
+    for version in ("1.2", "1.3"):
+        server = SServer(server_cert, version)
+        try:
+            result = _python(no_core_env, "-c", script, str(server.port), server_cert.cafile)
+        finally:
+            server.stop()
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == "backend python tlsresume.pyclient", lines
+        assert lines[1] == "tlsresume [False, True, True, True]", (version, lines)
+        assert lines[2] == "plain [False, False, False, False]", lines
+        assert lines[3].startswith("refused this Python's OpenSSL cannot be reached"), lines
+        assert lines[4].startswith("refused tlsresume's compiled core is missing"), lines

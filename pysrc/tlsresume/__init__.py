@@ -15,12 +15,16 @@ PEP 562). On a Python where that is impossible, using such a name raises
 ``from tlsresume import TicketKeyRing`` inside ``try/except ImportError`` still
 works) explaining why; ``import tlsresume`` itself, the errors, :class:`TicketKey`,
 :mod:`tlsresume.keyfile` and the ``tlsresume`` command's ``keygen`` and ``--help``
-work without the core.
+work without the core. The client session cache (``ClientSessionCache``,
+``client_context``, ``ClientContext``) falls back to a pure-Python path there,
+with the same API and safety rule but no sharing between contexts and no
+persistence (:mod:`tlsresume.pyclient`).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -120,7 +124,20 @@ def __getattr__(name: str) -> Any:
     module = _CORE_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module 'tlsresume' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    try:
+        found = importlib.import_module(f".{module}", __name__)
+    except OpenSSLUnavailableError as exc:
+        if module != "client":
+            raise
+        # The client cache has a pure-Python path on the public ssl API (no
+        # sharing between contexts, no persistence): see tlsresume.pyclient.
+        found = importlib.import_module(".pyclient", __name__)
+        logging.getLogger("tlsresume").info(
+            "tlsresume: the C core is unavailable (%s); the client session cache runs "
+            "in pure Python (tlsresume.pyclient)",
+            exc,
+        )
+    value = getattr(found, name)
     globals()[name] = value
     return value
 

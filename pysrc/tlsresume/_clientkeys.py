@@ -6,13 +6,14 @@ reach) both build on it."""
 
 from __future__ import annotations
 
+import _ssl
 import contextlib
 import contextvars
 import os
 import socket
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ DEFAULT_MAX_ENTRIES = 256
 DEFAULT_TICKETS_PER_HOST = 8
 #: Memory budget: bytes charged to all sessions together (see ClientSessionCache).
 DEFAULT_MAX_BYTES = 16 << 20
-# The C core's limits (csrc/tlsresume.h; tests/test_client_fallback.py checks them).
+# The C core's limits (csrc/tlsresume.h; tests/test_client_interop.py checks them).
 MIN_MAX_BYTES = 65536  # TLSR_CLIENT_MIN_BYTES
 MAX_TICKETS_PER_HOST = 64  # TLSR_CLIENT_MAX_TICKETS
 NAME_MAX = 255  # TLSR_CLIENT_NAME_MAX: longest namespace or hostname, in bytes
@@ -222,3 +223,126 @@ class _CacheSSLSocket(ssl.SSLSocket):
     def _real_connect(self, addr: Any, connect_ex: bool) -> Any:
         self._tlsr_addr = addr
         return super()._real_connect(addr, connect_ex)  # type: ignore[misc]
+
+
+# ---- what both drop-in contexts share ------------------------------------------------
+
+#: Verification levels, weakest first (the C core's TLSR_VERIFY_* have these values).
+VERIFY_NONE, VERIFY_CHAIN, VERIFY_HOSTNAME = 0, 1, 2
+LEVEL_NAMES = {VERIFY_NONE: "none", VERIFY_CHAIN: "chain", VERIFY_HOSTNAME: "hostname"}
+
+# The raw C-level getters: the Python properties wrap them in enums on every read.
+_get_verify_mode: Callable[[Any], int] = _ssl._SSLContext.__dict__["verify_mode"].__get__
+_get_verify_flags: Callable[[Any], int] = _ssl._SSLContext.__dict__["verify_flags"].__get__
+_get_check_hostname: Callable[[Any], bool] = _ssl._SSLContext.__dict__["check_hostname"].__get__
+_get_host_flags: Callable[[Any], int] = _ssl._SSLContext.__dict__["_host_flags"].__get__
+
+
+class CacheContextBase(ssl.SSLContext):
+    """What both drop-in client contexts (the C cache's and the pure-Python one's)
+    have in common: client-only construction, the namespace, the verification
+    level a connection demands, how a connection's (host, port) key is found, and
+    ``wrap_bio(port=)``. Subclasses give ``session_cache`` and the wrap hooks."""
+
+    _tlsr_ns: bytes = b""
+
+    def __new__(cls, protocol: int = ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any) -> Any:
+        from .errors import ContextError
+
+        if protocol == ssl.PROTOCOL_TLS_SERVER:
+            raise ContextError(f"{cls.__name__} is for clients; PROTOCOL_TLS_SERVER was given")
+        return super().__new__(cls, protocol, *args)
+
+    def __init__(
+        self,
+        protocol: int = ssl.PROTOCOL_TLS_CLIENT,
+        *,
+        cache: Any = None,
+        namespace: str = "",
+    ) -> None:
+        self.session_namespace = namespace
+        self.session_cache = cache
+
+    session_cache: Any  # a property of each subclass
+
+    @property
+    def session_namespace(self) -> str:
+        return self._tlsr_ns.decode("utf-8")
+
+    @session_namespace.setter
+    def session_namespace(self, namespace: str) -> None:
+        self._tlsr_ns = _name(namespace, "namespace")
+
+    def _tlsr_level(self, server_hostname: str | None) -> int:
+        if _get_verify_mode(self) == ssl.CERT_NONE:
+            return VERIFY_NONE
+        if server_hostname is not None and _get_check_hostname(self):
+            return VERIFY_HOSTNAME
+        return VERIFY_CHAIN
+
+    @staticmethod
+    def _tlsr_socket_key(sock: Any, server_hostname: str | None) -> tuple[str | None, int | None]:
+        """(host, port) of a connection wrapped by ``wrap_socket``: the port from
+        :func:`session_port`, a recognised CONNECT tunnel, or the peer address."""
+        port = _bio_port.get()
+        if port is None:
+            port = _tunnel_port()
+        if port is None:
+            port = _peer_port(sock)
+        host = server_hostname if server_hostname is not None else _peer_host(sock)
+        return host, port
+
+    @staticmethod
+    def _tlsr_bio_port() -> int:
+        """The port of a ``wrap_bio`` connection: :func:`session_port`'s, a
+        recognised tunnel's (TLS in TLS through an HTTPS proxy), else 0 (unknown)."""
+        port = _bio_port.get()
+        if port is None:
+            port = _tunnel_port()
+        return 0 if port is None else port
+
+    @staticmethod
+    def _tlsr_key_host(host: str) -> str | None:
+        key_host = host.lower().rstrip(".")
+        if not key_host or len(key_host.encode()) > NAME_MAX or not key_host.isascii():
+            return None
+        return key_host
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+        *,
+        port: int | None = None,
+    ) -> ssl.SSLObject:
+        """``ssl.SSLContext.wrap_bio``, plus ``port``: the server's port, for keying
+        the session cache (default: :func:`session_port`'s value, else 0)."""
+        if port is None:
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        with session_port(port):
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+
+def default_context_as(
+    cls: type[Any],
+    purpose: ssl.Purpose,
+    cafile: Any,
+    capath: Any,
+    cadata: Any,
+) -> Any:
+    """``ssl.create_default_context()``, the same object turned into ``cls`` (every
+    default of this Python kept).
+
+    Raises:
+        ValueError: ``purpose`` is not SERVER_AUTH.
+    """
+    if purpose != ssl.Purpose.SERVER_AUTH:
+        raise ValueError(
+            "client_context() makes client contexts: purpose must be ssl.Purpose.SERVER_AUTH"
+        )
+    ctx = ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+    ctx.__class__ = cls
+    return ctx

@@ -54,7 +54,6 @@ context share one C handle and its locking; splitting it into ``client/`` is pla
 
 from __future__ import annotations
 
-import _ssl
 import base64
 import collections
 import hashlib
@@ -74,18 +73,24 @@ from ._clientkeys import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_TICKETS_PER_HOST,
     KEY_SIZE,
+    LEVEL_NAMES,
     NAME_MAX,
+    VERIFY_CHAIN,
+    VERIFY_HOSTNAME,
+    VERIFY_NONE,
+    CacheContextBase,
     CachedSession,
-    _bio_port,
     _CacheSSLSocket,
     _check_max_bytes,
     _check_max_entries,
     _check_tickets,
     _check_ttl,
+    _get_check_hostname,
+    _get_host_flags,
+    _get_verify_flags,
+    _get_verify_mode,
     _name,
-    _peer_host,
-    _peer_port,
-    _tunnel_port,
+    default_context_as,
     generate_cache_key,
     read_cache_key,
     session_port,
@@ -119,10 +124,7 @@ log = logging.getLogger("tlsresume.client")
 
 
 #: Verification levels, weakest first.
-VERIFY_NONE: int = lib.TLSR_VERIFY_NONE
-VERIFY_CHAIN: int = lib.TLSR_VERIFY_CHAIN
-VERIFY_HOSTNAME: int = lib.TLSR_VERIFY_HOSTNAME
-_LEVEL_NAMES = {VERIFY_NONE: "none", VERIFY_CHAIN: "chain", VERIFY_HOSTNAME: "hostname"}
+_LEVEL_NAMES = LEVEL_NAMES
 _PROTOCOLS = {0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
 
 _COUNTERS = (
@@ -150,12 +152,6 @@ _COUNTERS = (
 _SSL_OFFSET = object.__basicsize__ + ffi.sizeof("void *")
 _NAME_MAX = NAME_MAX
 _ZERO_FP = bytes(64)
-
-# The raw C-level getters: the Python properties wrap them in enums on every read.
-_get_verify_mode: Callable[[Any], int] = _ssl._SSLContext.__dict__["verify_mode"].__get__
-_get_verify_flags: Callable[[Any], int] = _ssl._SSLContext.__dict__["verify_flags"].__get__
-_get_check_hostname: Callable[[Any], bool] = _ssl._SSLContext.__dict__["check_hostname"].__get__
-_get_host_flags: Callable[[Any], int] = _ssl._SSLContext.__dict__["_host_flags"].__get__
 
 _FILE_MAGIC = b"TLSRCC1"
 _MAGIC_SEALED = _FILE_MAGIC + b"E"
@@ -254,6 +250,9 @@ def check_cache_key(
 class ClientSessionCache:
     """TLS sessions of the servers a client talked to, for resuming new connections.
 
+    (This is the C cache, ``backend == "c"``; on a Python whose OpenSSL the core
+    cannot reach, ``tlsresume.ClientSessionCache`` is :mod:`tlsresume.pyclient`'s.)
+
     Keyed by (namespace, server hostname, port); servers are kept most recently used
     first and the least recently used is dropped when there are ``max_entries``.
     Thread-safe: the structure lives in C behind a mutex, and OpenSSL fills it from
@@ -283,6 +282,8 @@ class ClientSessionCache:
     Raises:
         ValueError: a limit is out of range.
     """
+
+    backend = "c"
 
     def __init__(
         self,
@@ -833,7 +834,7 @@ def _dir_listing_digest(path: str | None) -> bytes:
     return digest.digest()
 
 
-class ClientContext(ssl.SSLContext):
+class ClientContext(CacheContextBase):
     """An ``ssl.SSLContext`` for clients that resumes sessions from a
     :class:`ClientSessionCache` on every new connection, through ``wrap_socket``
     and ``wrap_bio`` alike. Everything else is ``ssl.SSLContext``.
@@ -860,23 +861,6 @@ class ClientContext(ssl.SSLContext):
     _tlsr_generation = 0
     _tlsr_trust_paths: frozenset[str] = frozenset()
 
-    def __new__(
-        cls, protocol: int = ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any
-    ) -> ClientContext:
-        if protocol == ssl.PROTOCOL_TLS_SERVER:
-            raise ContextError("ClientContext is for clients; PROTOCOL_TLS_SERVER was given")
-        return super().__new__(cls, protocol, *args)
-
-    def __init__(
-        self,
-        protocol: int = ssl.PROTOCOL_TLS_CLIENT,
-        *,
-        cache: ClientSessionCache | None = None,
-        namespace: str = "",
-    ) -> None:
-        self.session_namespace = namespace
-        self.session_cache = cache
-
     # ---- configuration -----------------------------------------------------------
 
     @property
@@ -895,14 +879,6 @@ class ClientContext(ssl.SSLContext):
                 raise ContextError("a session cache is for client contexts")
             check(lib.tlsr_client_ctx_enable(self._tlsr_pointer()), "enabling the session cache")
         self._tlsr_cache = cache
-
-    @property
-    def session_namespace(self) -> str:
-        return self._tlsr_ns.decode("utf-8")
-
-    @session_namespace.setter
-    def session_namespace(self, namespace: str) -> None:
-        self._tlsr_ns = _name(namespace, "namespace")
 
     def _tlsr_pointer(self) -> Any:
         if self._tlsr_ptr is None:
@@ -959,13 +935,6 @@ class ClientContext(ssl.SSLContext):
         fp = self._tlsr_fingerprints()
         return Profile(self._tlsr_level(server_hostname), bytes(fp.trust), bytes(fp.ident))
 
-    def _tlsr_level(self, server_hostname: str | None) -> int:
-        if _get_verify_mode(self) == ssl.CERT_NONE:
-            return VERIFY_NONE
-        if server_hostname is not None and _get_check_hostname(self):
-            return VERIFY_HOSTNAME
-        return VERIFY_CHAIN
-
     # Trust and identity changes invalidate the fingerprints.
 
     def load_verify_locations(
@@ -1016,12 +985,7 @@ class ClientContext(ssl.SSLContext):
         )
         cache = self._tlsr_cache
         if cache is not None and not server_side:
-            port = _bio_port.get()
-            if port is None:
-                port = _tunnel_port()
-            if port is None:
-                port = _peer_port(sock)
-            host = server_hostname if server_hostname is not None else _peer_host(sock)
+            host, port = self._tlsr_socket_key(sock, server_hostname)
             if port is not None and host is not None:
                 self._tlsr_register(cache, sslobj, host, port, session is None, server_hostname)
         return sslobj
@@ -1046,35 +1010,15 @@ class ClientContext(ssl.SSLContext):
         )
         cache = self._tlsr_cache
         if cache is not None and not server_side and server_hostname is not None:
-            port = _bio_port.get()
-            if port is None:
-                port = _tunnel_port()  # TLS in TLS through an HTTPS proxy
             self._tlsr_register(
                 cache,
                 sslobj,
                 server_hostname,
-                0 if port is None else port,
+                self._tlsr_bio_port(),
                 session is None,
                 server_hostname,
             )
         return sslobj
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | bytes | None = None,
-        session: ssl.SSLSession | None = None,
-        *,
-        port: int | None = None,
-    ) -> ssl.SSLObject:
-        """``ssl.SSLContext.wrap_bio``, plus ``port``: the server's port, for keying
-        the session cache (default: :func:`session_port`'s value, else 0)."""
-        if port is None:
-            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
-        with session_port(port):
-            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
 
     def _tlsr_register(
         self,
@@ -1085,8 +1029,8 @@ class ClientContext(ssl.SSLContext):
         offer: bool,
         server_hostname: str | None,
     ) -> None:
-        key_host = host.lower().rstrip(".")
-        if not key_host or len(key_host) > _NAME_MAX or not key_host.isascii():
+        key_host = self._tlsr_key_host(host)
+        if key_host is None:
             return
         cache._attach(self, sslobj, key_host, port, offer, self._tlsr_level(server_hostname))
 
@@ -1119,13 +1063,7 @@ def client_context(
     Raises:
         ValueError: ``purpose`` is not SERVER_AUTH.
     """
-    if purpose != ssl.Purpose.SERVER_AUTH:
-        raise ValueError(
-            "client_context() makes client contexts: purpose must be ssl.Purpose.SERVER_AUTH"
-        )
-    ctx = ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
-    # The same object, every default of this Python's create_default_context kept.
-    ctx.__class__ = ClientContext
+    ctx = default_context_as(ClientContext, purpose, cafile, capath, cadata)
     assert isinstance(ctx, ClientContext)
     paths = set()
     if capath is not None:
