@@ -479,6 +479,11 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 2 and "nginx" in capsys.readouterr().err
     assert benchmark.main(["--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        benchmark.main(["--target", "no-port-here"])
+    assert exc.value.code == 2 and "HOST:PORT" in capsys.readouterr().err
+    assert benchmark.main(["--target", "127.0.0.1:443", "--path", "x"]) == 2
+    assert "--path" in capsys.readouterr().err
 
 
 def test_cli_plot_without_matplotlib_is_a_clear_error(
@@ -537,3 +542,41 @@ def test_from_json_renders_without_measuring(
     png = tmp_path / "chart.png"
     assert benchmark.main(["--from", str(saved), "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------
+# --target: the same load against a server the user runs
+# --------------------------------------------------------------------------------------
+
+
+def _bench_target(port: int, pid: int, out: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tlsresume.tools.bench", "--target", f"127.0.0.1:{port}"]
+        + ["--server-pid", str(pid), "--duration", "0.5", "--rounds", "1"]
+        + ["--tls", "1.2", "--modes", "resumed", "--json", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert "target" in done.stdout, done.stdout
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+def test_target_measures_a_running_server(serve: Any, tmp_path: Path) -> None:
+    """``--target`` against a running ``tlsresume serve --workers 2``: every resumed
+    handshake resumes (>= 99 %), with the server's CPU per connection from its pid.
+    Control: the same against ``serve --no-share`` (per-worker contexts) resumes
+    at most 60 %, so the figure is the server's, not the load generator's."""
+    shared = serve("--workers", "2")
+    report = _bench_target(shared.port, shared.proc.pid, tmp_path / "shared.json")
+    (result,) = report["results"]
+    assert result["config"] == "target" and result["completed"] > 0, result
+    assert result["resumed_pct"] >= 99.0, result
+    assert result["server_cpu_us_per_conn"] and result["server_cpu_us_per_conn"] > 0
+    plain = serve("--workers", "2", "--no-share")
+    (control,) = _bench_target(plain.port, plain.proc.pid, tmp_path / "plain.json")["results"]
+    assert control["completed"] > 0 and control["resumed_pct"] <= 60.0, control

@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import ssl
 import statistics
 import tempfile
@@ -56,7 +57,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 __all__ = ["run", "Sample", "summarize", "add_ratios"]
-from .config import CONFIGS, HOST, PROG, REQUEST, SERVER_NAME, BenchConfig, BenchError
+from .config import CONFIGS, PROG, REQUEST, SERVER_NAME, BenchConfig, BenchError
 from .loadgen import _LoadClient
 from .report import _duration_text, _num
 from .servers import (
@@ -67,6 +68,7 @@ from .servers import (
     _stop_servers,
     _tail,
     availability,
+    tree_cpu_seconds,
 )
 
 # --------------------------------------------------------------------------------------
@@ -83,7 +85,7 @@ class Sample:
     failed: int
     seconds: float
     rate: float  # connections per second, summed over client processes
-    server_cpu: float  # seconds
+    server_cpu: float | None  # seconds; None: the server's process is not known
     client_cpu: float  # seconds
     errors: list[str] = field(default_factory=list)
 
@@ -93,7 +95,9 @@ class Sample:
 
     @property
     def server_us(self) -> float | None:
-        return 1e6 * self.server_cpu / self.completed if self.completed else None
+        if self.server_cpu is None or not self.completed:
+            return None
+        return 1e6 * self.server_cpu / self.completed
 
     @property
     def client_us(self) -> float | None:
@@ -144,8 +148,43 @@ def add_ratios(results: list[dict[str, Any]], baseline: str = "baseline") -> Non
         r["server_cpu_ratio"] = round(cpu / bcpu, 3) if cpu and bcpu else None
 
 
+class _Target:
+    """A server someone else runs (``--target``): its address and, when given, its
+    process (CPU time of it and its descendants)."""
+
+    name = "target"
+    workers = None
+
+    def __init__(
+        self, host: str, port: int, sni: str | None, pid: int | None, path: str = "/"
+    ) -> None:
+        try:
+            self.ip = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        except OSError as exc:
+            raise BenchError(f"--target {host}:{port}: {exc}") from None
+        self.host, self.port, self.pid = host, port, pid
+        self.sni = sni or (host if not _is_ip(host) else SERVER_NAME)
+        self.request = (
+            f"GET {path} HTTP/1.0\r\nHost: {self.sni}\r\nUser-Agent: tlsresume-bench\r\n\r\n"
+        ).encode("latin-1")
+
+    def cpu_seconds(self) -> float | None:
+        return None if self.pid is None else tree_cpu_seconds(self.pid)
+
+    def alive(self) -> bool:
+        return self.pid is None or os.path.exists(f"/proc/{self.pid}")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
 def _measure(
-    server: _Server,
+    server: _Server | _Target,
     clients: Sequence[_LoadClient],
     protocol: str,
     mode: str,
@@ -159,13 +198,13 @@ def _measure(
         c.send(
             {
                 "op": "prepare",
-                "ip": HOST,
+                "ip": server.ip,
                 "port": server.port,
-                "sni": SERVER_NAME,
+                "sni": server.sni,
                 "protocol": protocol,
                 "resume": mode == "resumed",
                 "sessions": config.sessions,
-                "request": REQUEST.decode("latin-1"),
+                "request": server.request.decode("latin-1"),
                 "io_timeout_ms": io_ms,
                 "seed": seed + 1,
             }
@@ -182,6 +221,7 @@ def _measure(
         c.send({"op": "go", "duration_ms": int(config.duration * 1000), "max": 0})
     replies = [c.receive(config.duration + 4 * config.io_timeout + 30) for c in clients]
     cpu1 = server.cpu_seconds()
+    server_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     completed = resumed = failed = 0
     rate = seconds = client_cpu = 0.0
     for reply in replies:
@@ -197,7 +237,7 @@ def _measure(
             errors.append(r["first_error"])
         if r["aborted"]:
             errors.append(f"stopped after {r['connections']} connections: too many failures")
-    return Sample(completed, resumed, failed, seconds, rate, cpu1 - cpu0, client_cpu, errors)
+    return Sample(completed, resumed, failed, seconds, rate, server_cpu, client_cpu, errors)
 
 
 class _Progress:
@@ -303,29 +343,13 @@ def run(config: BenchConfig) -> dict[str, Any]:
         raise BenchError(
             f"the load generator is part of tlsresume's C core, which cannot load: {exc}"
         ) from None
+    if config.target is not None:
+        return _run_target(config)
     from tlsresume.selfsigned import make_self_signed
 
     names = [n for n in CONFIGS if n in config.configs]
     avail = availability(names)
-    report: dict[str, Any] = {
-        "tool": PROG,
-        "version": _package_version(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": {
-            "workers": config.workers,
-            "duration": config.duration,
-            "rounds": config.rounds,
-            "clients": config.clients,
-            "sessions": config.sessions,
-            "protocols": list(config.protocols),
-            "modes": list(config.modes),
-            "quick": config.quick,
-            "request": REQUEST.decode("latin-1"),
-        },
-        "machine": _machine(),
-        "configurations": {},
-        "results": [],
-    }
+    report = _report_head(config)
     confs: dict[str, dict[str, Any]] = report["configurations"]
     for name in names:
         a = avail[name]
@@ -409,4 +433,77 @@ def run(config: BenchConfig) -> dict[str, Any]:
                         {"config": name, "protocol": protocol, "mode": mode, **summarize(got)}
                     )
     add_ratios(results)
+    return report
+
+
+def _report_head(config: BenchConfig) -> dict[str, Any]:
+    return {
+        "tool": PROG,
+        "version": _package_version(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {
+            "workers": config.workers,
+            "duration": config.duration,
+            "rounds": config.rounds,
+            "clients": config.clients,
+            "sessions": config.sessions,
+            "protocols": list(config.protocols),
+            "modes": list(config.modes),
+            "quick": config.quick,
+            "request": REQUEST.decode("latin-1"),
+        },
+        "machine": _machine(),
+        "configurations": {},
+        "results": [],
+    }
+
+
+def _run_target(config: BenchConfig) -> dict[str, Any]:
+    """``--target``: the same load and rounds against one server someone else runs.
+    The load generator does not verify the target's certificate (it measures
+    handshakes, not trust)."""
+    assert config.target is not None
+    host, port = config.target
+    target = _Target(host, port, config.target_sni, config.target_pid, config.target_path)
+    report = _report_head(config)
+    report["settings"]["workers"] = None
+    report["settings"]["request"] = target.request.decode("latin-1")
+    report["configurations"]["target"] = {
+        "description": f"{host}:{port} (sni {target.sni})"
+        + (f", server pid {target.pid}" if target.pid else ", server CPU not measured"),
+        "available": True,
+        "status": "ok",
+        "reason": None,
+        "version": None,
+        "pid": target.pid,
+    }
+    cells = [(p, m) for p in config.protocols for m in config.modes]
+    progress = _Progress(config.progress, len(cells) * config.rounds)
+    workdir = Path(tempfile.mkdtemp(prefix="tlsresume-bench-"))
+    samples: dict[tuple[str, str], list[Sample]] = {}
+    clients: list[_LoadClient] = []
+    try:
+        env = _child_env(f"{os.getpid()}-{time.monotonic_ns()}")
+        clients = [_LoadClient(i, env, workdir) for i in range(config.clients)]
+        for c in clients:
+            c.receive(60.0)  # hello: the core loaded
+        for round_index in range(config.rounds):
+            for protocol, mode in cells:
+                label = f"round {round_index + 1}/{config.rounds} TLS {protocol} {mode} target"
+                progress.start(label)
+                if not target.alive():
+                    raise BenchError(f"--server-pid {target.pid} exited during the run")
+                sample = _measure(target, clients, protocol, mode, config, round_index)
+                samples.setdefault((protocol, mode), []).append(sample)
+                progress.finish(label, sample)
+    finally:
+        progress.close()
+        for c in clients:
+            c.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+    for (protocol, mode), got in samples.items():
+        report["results"].append(
+            {"config": "target", "protocol": protocol, "mode": mode, **summarize(got)}
+        )
+    add_ratios(report["results"])
     return report

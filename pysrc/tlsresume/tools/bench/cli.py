@@ -130,8 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="do not measure: render a report written earlier by --json (table, --plot)",
     )
+    p.add_argument(
+        "--target",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="measure a server you run instead of starting the configurations (the same "
+        "load, rounds and table; its certificate is not verified)",
+    )
+    p.add_argument("--sni", metavar="NAME", help="server name sent to --target (its host)")
+    p.add_argument(
+        "--path", default="/", help="path requested from --target, which must answer 200 (/)"
+    )
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        metavar="PID",
+        help="the --target server's process: report its CPU time per connection (it and "
+        "its descendants)",
+    )
     p.add_argument("-q", "--no-progress", action="store_true", help="no progress on stderr")
     return p
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}")
+    return host.strip("[]"), int(port)
 
 
 @contextlib.contextmanager
@@ -207,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         modes=args.modes,
         quick=args.quick,
         progress=None if args.no_progress else sys.stderr,
+        target=args.target,
+        target_sni=args.sni,
+        target_pid=args.server_pid,
+        target_path=args.path,
     )
     try:
         config.validate()

@@ -5,6 +5,7 @@ of the benchmark shares.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -64,6 +65,12 @@ class BenchConfig:
         io_timeout: seconds any connect, read or write of the load generator may take.
         start_timeout: seconds a server gets to start listening.
         progress: where progress goes (``None``: nowhere).
+        target: (host, port) of a server someone else runs: measure only it
+            (``configs`` and ``workers`` are then not used).
+        target_sni: the server name sent to the target (default: its host).
+        target_pid: the target's process, for server CPU time (it and its
+            descendants); ``None``: no server CPU figure.
+        target_path: the path requested from the target (it must answer 200).
     """
 
     configs: tuple[str, ...] = tuple(CONFIGS)
@@ -78,6 +85,10 @@ class BenchConfig:
     io_timeout: float = 5.0
     start_timeout: float = 30.0
     progress: TextIO | None = None
+    target: tuple[str, int] | None = None
+    target_sni: str | None = None
+    target_pid: int | None = None
+    target_path: str = "/"
 
     def validate(self) -> None:
         """Check every value before anything starts.
@@ -107,5 +118,15 @@ class BenchConfig:
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
             raise ValueError(f"--modes: choose from {', '.join(MODES)}, not {bad or 'nothing'}")
+        if self.target is not None:
+            host, port = self.target
+            if not host or not 1 <= port <= 65535:
+                raise ValueError(
+                    f"--target: HOST:PORT with a port from 1 to 65535, not {host}:{port}"
+                )
+        if not self.target_path.startswith("/") or any(c in self.target_path for c in " \r\n"):
+            raise ValueError(f"--path must start with / and hold no space: {self.target_path!r}")
+        if self.target_pid is not None and not os.path.exists(f"/proc/{self.target_pid}"):
+            raise ValueError(f"--server-pid {self.target_pid}: no such process")
         if not self.io_timeout > 0 or not self.start_timeout > 0:
             raise ValueError("io_timeout and start_timeout must be positive")

@@ -214,6 +214,10 @@ def _tail(path: Path, limit: int = 1500) -> str:
 class _Server:
     """One server under test: a process group we started, its port, its CPU time."""
 
+    ip = HOST
+    sni = SERVER_NAME
+    request = REQUEST
+
     def __init__(
         self,
         name: str,
