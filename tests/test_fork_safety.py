@@ -91,7 +91,12 @@ def test_fork_waits_for_the_redis_key_syncs_round(raw: bool) -> None:
     with RedisServer() as server:
         ring = TicketKeyRing()
         sync = KeySync(
-            ring, server.url, name=f"fork-{uuid.uuid4().hex[:8]}", refresh=0.02, timeout=0.4
+            ring,
+            server.url,
+            name=f"fork-{uuid.uuid4().hex[:8]}",
+            refresh=0.02,
+            timeout=0.4,
+            insecure_unsealed=True,
         )
         try:
             server.pause()

@@ -147,6 +147,8 @@ def fleet(
             handle = None
             if url is not None:
                 link.setdefault("refresh", REFRESH)
+                if "master_key" not in link:
+                    link.setdefault("insecure_unsealed", True)
                 handle = connect_server(
                     url, ring=ring if tickets else None, store=store, name=name, **link
                 )  # type: ignore[arg-type]
@@ -266,7 +268,12 @@ def test_seal_binds_key_and_place() -> None:
 def test_first_node_publishes_and_the_others_adopt(redis_server: RedisServer, name: str) -> None:
     """The first node's keys become the fleet's; every later node mirrors them."""
     rings = [TicketKeyRing() for _ in range(3)]
-    syncs = [KeySync(r, redis_server.url, name=name, refresh=REFRESH, start=False) for r in rings]
+    syncs = [
+        KeySync(
+            r, redis_server.url, name=name, refresh=REFRESH, start=False, insecure_unsealed=True
+        )
+        for r in rings
+    ]
     try:
         assert [s.stats()["seeds"] for s in syncs] == [1, 0, 0]
         keys = [[(k.name, k.role) for k in r.keys()] for r in rings]
@@ -284,7 +291,10 @@ def test_exactly_one_node_rotates_per_period(redis_server: RedisServer, name: st
     """Nodes racing at the same instant past the period: the transaction lets one
     rotate, the others adopt its keys."""
     rings = [TicketKeyRing(rotation_period=60) for _ in range(6)]
-    syncs = [KeySync(r, redis_server.url, name=name, refresh=1, start=False) for r in rings]
+    syncs = [
+        KeySync(r, redis_server.url, name=name, refresh=1, start=False, insecure_unsealed=True)
+        for r in rings
+    ]
     try:
         start = fleet_state(redis_server, name).current.activated or 0.0
         for period in range(1, 4):
@@ -315,7 +325,9 @@ def test_forked_workers_see_the_masters_sync_stats(redis_server: RedisServer, na
     reports it (a pre-fork server's stats URL is answered by workers); a worker
     cannot sync itself."""
     ring = TicketKeyRing()
-    sync = KeySync(ring, redis_server.url, name=name, refresh=1, start=False)
+    sync = KeySync(
+        ring, redis_server.url, name=name, refresh=1, start=False, insecure_unsealed=True
+    )
     try:
         go_r, go_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -351,8 +363,8 @@ def test_a_late_node_accepts_fresh_tickets(
     """After a rotation only one node has seen, tickets cross both ways: the late node
     holds the new current key as its next, the other the old one as retired."""
     ra, rb = TicketKeyRing(rotation_period=60), TicketKeyRing(rotation_period=60)
-    a = KeySync(ra, redis_server.url, name=name, refresh=1, start=False)
-    b = KeySync(rb, redis_server.url, name=name, refresh=1, start=False)
+    a = KeySync(ra, redis_server.url, name=name, refresh=1, start=False, insecure_unsealed=True)
+    b = KeySync(rb, redis_server.url, name=name, refresh=1, start=False, insecure_unsealed=True)
     try:
         a.sync(now=time.time() + 61)  # A rotates; B has not polled
         assert a.stats()["rotations"] == 1
@@ -407,8 +419,8 @@ def test_wrong_or_missing_master_key_is_refused_clearly(
         with pytest.raises(MasterKeyError, match="master key id .* every node needs the same"):
             KeySync(TicketKeyRing(), redis_server.url, name=name, master_key=generate_master_key())
         with pytest.raises(MasterKeyError, match="sealed under a master key"):
-            KeySync(TicketKeyRing(), redis_server.url, name=name)
-    with KeySync(ring, redis_server.url, name=name + "-plain", start=False):
+            KeySync(TicketKeyRing(), redis_server.url, name=name, insecure_unsealed=True)
+    with KeySync(ring, redis_server.url, name=name + "-plain", start=False, insecure_unsealed=True):
         with pytest.raises(MasterKeyError, match="not sealed, but this node has a master key"):
             KeySync(
                 TicketKeyRing(),
@@ -450,7 +462,9 @@ def test_password_and_tls_urls(ca: trustme.CA, name: str, cert: trustme.LeafCert
             rings = [TicketKeyRing(), TicketKeyRing()]
             stores = [SessionStore("1M"), SessionStore("1M")]
             links = [
-                connect_server(server.url, ring=r, store=s, name=name, refresh=REFRESH)
+                connect_server(
+                    server.url, ring=r, store=s, name=name, refresh=REFRESH, insecure_unsealed=True
+                )
                 for r, s in zip(rings, stores, strict=True)
             ]
             try:
@@ -470,9 +484,9 @@ def test_password_and_tls_urls(ca: trustme.CA, name: str, cert: trustme.LeafCert
                     link.stop()
             bad = server.url.replace("s3cret", "wrong")
             with pytest.raises(RedisBackendError, match="refused the credentials"):
-                connect_server(bad, ring=rings[0], name=name)
+                connect_server(bad, ring=rings[0], name=name, insecure_unsealed=True)
             with pytest.raises(RedisBackendError, match="refused the credentials"):
-                connect_server(bad, store=stores[0], name=name)
+                connect_server(bad, store=stores[0], name=name, insecure_unsealed=True)
             for region in (*rings, *stores):
                 region.close()
 
@@ -483,7 +497,7 @@ def test_redis_down_at_start(name: str, caplog: pytest.LogCaptureFixture) -> Non
     url = f"redis://127.0.0.1:{free_port()}/0"
     ring = TicketKeyRing()
     with caplog.at_level(logging.WARNING, "tlsresume"):
-        sync = KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.2)
+        sync = KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.2, insecure_unsealed=True)
     assert "cannot sync ticket keys" in caplog.text
     assert sync.stats()["redis_up"] is False and sync.stats()["sync_failures"] == 1
     assert "serving with the keys this node has" in caplog.text
@@ -491,9 +505,24 @@ def test_redis_down_at_start(name: str, caplog: pytest.LogCaptureFixture) -> Non
     caplog.clear()
     with caplog.at_level(logging.WARNING, "tlsresume"):
         with pytest.raises(RedisBackendError, match="cannot reach Redis.*drop require_redis"):
-            KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.2, require_redis=True)
+            KeySync(
+                ring,
+                url,
+                name=name,
+                refresh=REFRESH,
+                timeout=0.2,
+                require_redis=True,
+                insecure_unsealed=True,
+            )
         with pytest.raises(RedisBackendError, match="cannot reach Redis"):
-            connect_server(url, ring=ring, name=name, refresh=REFRESH, require_redis=True)
+            connect_server(
+                url,
+                ring=ring,
+                name=name,
+                refresh=REFRESH,
+                require_redis=True,
+                insecure_unsealed=True,
+            )
     # It does not serve on, so it must not say it does.
     assert "serving with the keys" not in caplog.text, caplog.text
     ring.close()
@@ -530,12 +559,22 @@ def test_garbage_answers_at_start_are_an_unreachable_redis(name: str, caplog) ->
     ring = TicketKeyRing()
     try:
         with caplog.at_level(logging.WARNING, "tlsresume"):
-            sync = KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.5)
+            sync = KeySync(
+                ring, url, name=name, refresh=REFRESH, timeout=0.5, insecure_unsealed=True
+            )
         assert sync.stats()["redis_up"] is False and sync.stats()["sync_failures"] == 1
         assert "serving with the keys this node has" in caplog.text
         sync.stop()
         with pytest.raises(RedisBackendError, match="cannot reach Redis"):
-            KeySync(ring, url, name=name, refresh=REFRESH, timeout=0.5, require_redis=True)
+            KeySync(
+                ring,
+                url,
+                name=name,
+                refresh=REFRESH,
+                timeout=0.5,
+                require_redis=True,
+                insecure_unsealed=True,
+            )
     finally:
         stop.set()
         thread.join(timeout=5)
@@ -546,11 +585,16 @@ def test_garbage_answers_at_start_are_an_unreachable_redis(name: str, caplog) ->
 def test_bad_arguments() -> None:
     """Refresh must be shorter than the period; a link needs a ring or a store."""
     with pytest.raises(ValueError, match="shorter than the rotation period"):
-        KeySync(TicketKeyRing(rotation_period=1), "redis://127.0.0.1:1/0", refresh=1)
+        KeySync(
+            TicketKeyRing(rotation_period=1),
+            "redis://127.0.0.1:1/0",
+            refresh=1,
+            insecure_unsealed=True,
+        )
     with pytest.raises(ValueError, match="a ring, a store or both"):
-        connect_server("redis://127.0.0.1:1/0")
+        connect_server("redis://127.0.0.1:1/0", insecure_unsealed=True)
     with pytest.raises(ValueError, match="timeout"):
-        SessionTier("redis://127.0.0.1:1/0", timeout=0)
+        SessionTier("redis://127.0.0.1:1/0", timeout=0, insecure_unsealed=True)
 
 
 def test_outage_with_local_rotation_then_convergence(
@@ -562,7 +606,15 @@ def test_outage_with_local_rotation_then_convergence(
     period = 0.6
     rings = [TicketKeyRing(rotation_period=period) for _ in range(2)]
     syncs = [
-        KeySync(r, redis_server.url, name=name, refresh=0.1, timeout=0.1, local_rotation=True)
+        KeySync(
+            r,
+            redis_server.url,
+            name=name,
+            refresh=0.1,
+            timeout=0.1,
+            local_rotation=True,
+            insecure_unsealed=True,
+        )
         for r in rings
     ]
     client = client_ctx(ca)
@@ -606,7 +658,9 @@ def test_outage_without_local_rotation_keeps_the_current_key(
     """By default a node whose Redis is down keeps encrypting with the fleet's
     current key (no divergence), and rotation resumes through Redis afterwards."""
     ring = TicketKeyRing(rotation_period=0.5)
-    sync = KeySync(ring, redis_server.url, name=name, refresh=0.1, timeout=0.1)
+    sync = KeySync(
+        ring, redis_server.url, name=name, refresh=0.1, timeout=0.1, insecure_unsealed=True
+    )
     try:
         current = ring.keys()[-2].name
         redis_server.kill()
@@ -627,7 +681,7 @@ def test_outage_without_local_rotation_keeps_the_current_key(
 
 def test_tier_entries_carry_the_session_expiry(redis_server: RedisServer, name: str) -> None:
     """A stored session's Redis TTL is its own remaining lifetime; removals delete."""
-    with SessionTier(redis_server.url, name=name) as tier:
+    with SessionTier(redis_server.url, name=name, insecure_unsealed=True) as tier:
         tier.put(b"\x01" * 32, b"der", time.time() + 5)
         tier.put(b"\x02" * 32, b"der", time.time() - 1)  # already expired: not written
         assert tier.flush(2)
@@ -663,7 +717,7 @@ def test_sessions_sealed_under_the_master_key(redis_server: RedisServer, name: s
         assert wait_until(lambda: c.stats()["idle"] > 0, 2)
         assert c.get(b"\x07" * 32) is None and c.stats()["undecryptable"] == 1
     with (
-        SessionTier(redis_server.url, name=name) as d,
+        SessionTier(redis_server.url, name=name, insecure_unsealed=True) as d,
         pytest.raises(MasterKeyError, match="sealed under a master key"),
     ):
         d.check()
@@ -673,10 +727,10 @@ def test_namespaces_do_not_mix(redis_server: RedisServer, name: str) -> None:
     """Two service names share nothing: keys differ, sessions stay apart."""
     r1, r2 = TicketKeyRing(), TicketKeyRing()
     with (
-        KeySync(r1, redis_server.url, name=name + "a", start=False),
-        KeySync(r2, redis_server.url, name=name + "b", start=False),
-        SessionTier(redis_server.url, name=name + "a") as t1,
-        SessionTier(redis_server.url, name=name + "b") as t2,
+        KeySync(r1, redis_server.url, name=name + "a", start=False, insecure_unsealed=True),
+        KeySync(r2, redis_server.url, name=name + "b", start=False, insecure_unsealed=True),
+        SessionTier(redis_server.url, name=name + "a", insecure_unsealed=True) as t1,
+        SessionTier(redis_server.url, name=name + "b", insecure_unsealed=True) as t2,
     ):
         assert {k.name for k in r1.keys()}.isdisjoint({k.name for k in r2.keys()})
         t1.put(b"\x03" * 32, b"der", time.time() + 60)
@@ -689,7 +743,9 @@ def test_namespaces_do_not_mix(redis_server: RedisServer, name: str) -> None:
 
 def test_writes_never_block_and_overflow_is_counted(redis_server: RedisServer, name: str) -> None:
     """With Redis stalled, put() returns at once; beyond max_queue it drops and counts."""
-    with SessionTier(redis_server.url, name=name, max_queue=8, write_timeout=0.3) as tier:
+    with SessionTier(
+        redis_server.url, name=name, max_queue=8, write_timeout=0.3, insecure_unsealed=True
+    ) as tier:
         assert wait_until(lambda: tier.stats()["idle"] > 0, 2)
         redis_server.pause()
         slowest = 0.0
@@ -732,7 +788,9 @@ def test_handshake_never_waits_past_the_bound_when_redis_stalls(
     machines = []
     for _ in range(7):  # seven machines, each with a connection ready before the stall
         store = SessionStore("1M")
-        tier = SessionTier(redis_server.url, name=name, timeout=bound, retry=5.0)
+        tier = SessionTier(
+            redis_server.url, name=name, timeout=bound, retry=5.0, insecure_unsealed=True
+        )
         store.set_remote(tier)
         machines.append(
             (store, tier, make_server_ctx(cert, None, store, tickets=False, version=TLS12))
@@ -771,7 +829,7 @@ def test_handshake_never_waits_past_the_bound_when_redis_stalls(
 def test_tier_restarts_in_a_forked_child(redis_server: RedisServer, name: str) -> None:
     """A tier made before fork works in the child (new writer, new connections) and
     still in the parent afterwards."""
-    with SessionTier(redis_server.url, name=name) as tier:
+    with SessionTier(redis_server.url, name=name, insecure_unsealed=True) as tier:
         assert wait_until(lambda: tier.stats()["idle"] > 0, 2)
         r, w = os.pipe()
         pid = os.fork()
@@ -942,6 +1000,7 @@ def test_replayed_older_ring_is_refused(redis_server: RedisServer, name: str, se
         rotation_period=10,
         acceptance_window=20,
         master_key=master,
+        insecure_unsealed=not sealed,
         start=False,
     )
     try:
@@ -965,6 +1024,7 @@ def test_replayed_older_ring_is_refused(redis_server: RedisServer, name: str, se
             rotation_period=10,
             acceptance_window=20,
             master_key=master,
+            insecure_unsealed=not sealed,
             start=False,
         )
         try:
@@ -1000,7 +1060,9 @@ def test_link_without_threads_polls_and_writes_on_first_use(
     before = _library_threads()
     ring = TicketKeyRing(rotation_period=10, session_cache=False)
     store = SessionStore("1M")
-    link = connect_server(redis_server.url, ring=ring, store=store, name=name, start=False)
+    link = connect_server(
+        redis_server.url, ring=ring, store=store, name=name, start=False, insecure_unsealed=True
+    )
     try:
         assert _library_threads() == before  # nothing started
         now = time.time()
@@ -1018,7 +1080,9 @@ def test_link_without_threads_polls_and_writes_on_first_use(
         assert link.session_tier.flush(2.0)
         assert redis_server.client().exists(f"tlsresume:session:{name}:{'01' * 32}")
         with pytest.raises(tlsresume.errors.StateError, match="poll"):
-            control = connect_server(redis_server.url, ring=ring, name=name + "-c")
+            control = connect_server(
+                redis_server.url, ring=ring, name=name + "-c", insecure_unsealed=True
+            )
             try:
                 assert {"tlsresume-keysync"} <= _library_threads() - before
                 control.poll()
@@ -1026,5 +1090,29 @@ def test_link_without_threads_polls_and_writes_on_first_use(
                 control.stop()
     finally:
         link.stop()
+        ring.close()
+        store.close()
+
+
+def test_the_fleet_is_sealed_unless_told_otherwise(redis_server: RedisServer, name: str) -> None:
+    """No master key and no insecure_unsealed: every entry point refuses before it
+    touches Redis, naming both ways out; both at once is a usage error."""
+    ring, store = TicketKeyRing(session_cache=False), SessionStore("1M")
+    try:
+        for make in (
+            lambda: KeySync(ring, redis_server.url, name=name),
+            lambda: SessionTier(redis_server.url, name=name),
+            lambda: connect_server(redis_server.url, ring=ring, store=store, name=name),
+            lambda: tlsresume.redis.connect_worker(redis_server.url, store=store, name=name),
+        ):
+            with pytest.raises(MasterKeyError, match="insecure_unsealed=True") as exc:
+                make()
+            assert "master_key=" in str(exc.value)
+        assert redis_server.client().keys("*") == []  # nothing was written
+        with pytest.raises(ValueError, match="not both"):
+            KeySync(
+                ring, redis_server.url, master_key=generate_master_key(), insecure_unsealed=True
+            )
+    finally:
         ring.close()
         store.close()

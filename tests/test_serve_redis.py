@@ -41,6 +41,7 @@ RECONNECTIONS = 40
 # (docs/redis.md, Limits). The session-ID client waits this long between connections.
 WRITER_PAUSE = 0.02
 SEALED = b"tlsr-sealed-1:"
+UNSEALED = "--redis-insecure-unsealed"  # the tests' Redis is theirs alone
 
 
 # --------------------------------------------------------------------------------------
@@ -60,9 +61,12 @@ def _fleet_factory(server_cert, started: list[ServeProcess]) -> StartFleet:  # t
     def start(*args: str, count: int = INSTANCES, modes: Sequence[str] = ()) -> list[ServeProcess]:
         fleet = []
         cert = ["--cert", server_cert.cert, "--key", server_cert.key]
+        seal = [] if "--redis-master-key-file" in args or "--redis" not in args else [UNSEALED]
         for i in range(count):
             spawn = ["--spawn"] if i < len(modes) and modes[i] == "spawn" else []
-            server = ServeProcess.start([*cert, "--workers", "2", *spawn, *args], new_session=True)
+            server = ServeProcess.start(
+                [*cert, "--workers", "2", *spawn, *args, *seal], new_session=True
+            )
             started.append(server)
             fleet.append(server)
         return fleet
@@ -448,7 +452,7 @@ def test_start_refused_clearly(server_cert, tmp_path) -> None:  # type: ignore[n
     with RedisServer(password=password) as rs:
         wrong = rs.url.replace(password, "not-" + password[:6])
         for url in (wrong, rs.url.replace(f":{password}@", "")):
-            proc = _serve_exit(*cert, "--redis", url)
+            proc = _serve_exit(*cert, "--redis", url, UNSEALED)
             assert proc.returncode == 1, proc
             assert "refused the credentials" in proc.stderr or "uthentication" in proc.stderr
             assert password[:6] not in proc.stderr + proc.stdout
@@ -477,7 +481,7 @@ def test_start_refused_clearly(server_cert, tmp_path) -> None:  # type: ignore[n
             *cert, "--redis", rs.url, "--redis-name", name, "--redis-master-key-file", str(keys[1])
         )
         assert proc.returncode == 1 and "master key" in proc.stderr, proc
-    proc = _serve_exit(*cert, "--redis", f"http://127.0.0.1:{free_port()}/0")
+    proc = _serve_exit(*cert, "--redis", f"http://127.0.0.1:{free_port()}/0", UNSEALED)
     assert proc.returncode == 1 and "--redis http://" in proc.stderr, proc
     assert "scheme" in proc.stderr, proc.stderr
 
@@ -499,6 +503,11 @@ def test_start_refused_clearly(server_cert, tmp_path) -> None:  # type: ignore[n
             ["--redis", "redis://x/0", "--no-tickets", *SESSION_ARGS[:2], "--redis-local-rotation"],
             "--redis-local-rotation",
         ),
+        (["--redis", "redis://x/0"], "--redis-master-key-file FILE"),
+        (["--redis", "redis://x/0"], "--redis-insecure-unsealed"),
+        (["--redis", "redis://x/0", UNSEALED, "--redis-master-key-file", "k"], "choose one"),
+        (["--redis", "redis://x/0", UNSEALED, "--redis-new-master-key"], "needs --redis-master"),
+        ([UNSEALED], "--redis-insecure-unsealed needs --redis"),
     ],
 )
 def test_inconsistent_redis_options_are_usage_errors(args, message, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -531,6 +540,7 @@ def test_redis_url_from_environment_keeps_password_off_argv(server_cert) -> None
             "env",
             "--redis-name",
             name,
+            UNSEALED,
         ]
         fleet = [ServeProcess.start(args, env=env, new_session=True) for _ in range(2)]
         try:
@@ -576,7 +586,7 @@ def test_master_syncs_from_its_loop_and_forks_without_threads(  # type: ignore[n
     name = _name()
     env = {**child_env(), "PYTHONWARNINGS": "always::DeprecationWarning"}
     args = ["--cert", server_cert.cert, "--key", server_cert.key, "--workers", "2"]
-    args += ["--redis", redis_server.url, "--redis-name", name, "--redis-refresh", "0.2"]
+    args += ["--redis", redis_server.url, "--redis-name", name, "--redis-refresh", "0.2", UNSEALED]
     server = ServeProcess.start([*args, "--rotate", "1"], env=env)
     client = redis_server.client()
     try:
@@ -594,9 +604,38 @@ def test_master_syncs_from_its_loop_and_forks_without_threads(  # type: ignore[n
     control = (
         "import os, tlsresume, tlsresume.redis as r\n"
         "ring = tlsresume.TicketKeyRing(session_cache=False)\n"
-        f"link = r.connect_server({redis_server.url!r}, ring=ring, name={name + '-c'!r})\n"
+        f"link = r.connect_server({redis_server.url!r}, ring=ring, name={name + '-c'!r},\n"
+        "                         insecure_unsealed=True)\n"
         "pid = os.fork()\n"
         "os._exit(0) if pid == 0 else os.waitpid(pid, 0)\n"
         "link.stop()\n"
     )
     assert fork_warning_of(control)
+
+
+# --------------------------------------------------------------------------------------
+# Sealed by default
+# --------------------------------------------------------------------------------------
+
+
+def test_new_master_key_for_a_first_try(start_fleet, redis_server, server_cert, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--redis-new-master-key makes the key file (0600) and says where; a second
+    instance given the same file joins the fleet (tickets resume across both), and
+    Redis holds only sealed values. The refusal without a key or the opt-out is in
+    test_inconsistent_redis_options_are_usage_errors."""
+    key_file = tmp_path / "fleet" / "master.key"
+    key_file.parent.mkdir()
+    name = _name()
+    args = ["--redis", redis_server.url, "--redis-name", name]
+    args += ["--redis-master-key-file", str(key_file)]
+    (first,) = start_fleet(*args, "--redis-new-master-key", count=1)
+    assert f"wrote a new Redis master key to {key_file}" in first.stdout_text
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text()
+    (second,) = start_fleet(*args, "--redis-new-master-key", count=1)
+    assert "wrote a new Redis master key" not in second.stdout_text  # it exists: used
+    assert key_file.read_text() == key
+    tickets, _ = hop([first, second], client_context(server_cert.cafile, "1.3"), 6)
+    assert tickets.resumed == 6, tickets
+    values = _redis_values(redis_server, name)
+    assert values and all(v.startswith(SEALED) for v in values.values()), values

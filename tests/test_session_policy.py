@@ -285,7 +285,12 @@ def test_redis_fleet_name_reused_across_services(
             stack.callback(ring.close)
             stack.callback(store.close)
             link = connect_server(
-                server.url, ring=ring if tickets else None, store=store, name="reused", refresh=0.2
+                server.url,
+                ring=ring if tickets else None,
+                store=store,
+                name="reused",
+                refresh=0.2,
+                insecure_unsealed=True,
             )
             stack.callback(link.stop)
             machines.append((strict, ring, store))

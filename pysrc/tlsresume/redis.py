@@ -182,6 +182,26 @@ def _check_seconds(label: str, value: float, low: float, high: float) -> float:
 # Master key: sealing values in Redis
 # ======================================================================================
 
+
+def _check_sealing(master_key: object, insecure_unsealed: bool) -> None:
+    """Sealing is the default: no master key is an error unless the caller opts out.
+
+    Raises:
+        MasterKeyError: neither a master key nor ``insecure_unsealed=True``.
+        ValueError: both.
+    """
+    if master_key is None and not insecure_unsealed:
+        raise MasterKeyError(
+            "no master key: without one, whoever can read Redis decrypts every ticket and "
+            "recorded session, and whoever can write it injects sessions past client-"
+            "certificate checks. Give master_key= (the same on every node; make one with "
+            "tlsresume.redis.generate_master_key(); serve: --redis-master-key-file FILE) "
+            "or, knowingly, insecure_unsealed=True (serve: --redis-insecure-unsealed)"
+        )
+    if master_key is not None and insecure_unsealed:
+        raise ValueError("give a master key or insecure_unsealed=True, not both")
+
+
 _ENVELOPE = b"tlsr-sealed-1:"
 _KID_LEN, _SALT_LEN, _NONCE_LEN = 8, 16, 12
 
@@ -367,7 +387,11 @@ class KeySync:
             fleet. Must be shorter than the rotation period (a node must learn the
             next key before it encrypts).
         master_key: 32 bytes (or 64 hex digits / base64): keys are sealed in Redis
-            with AES-256-GCM. Every node needs the same one.
+            with AES-256-GCM. Every node needs the same one. Required, unless
+            ``insecure_unsealed``.
+        insecure_unsealed: keep the keys in Redis in the clear, knowingly: whoever
+            can read Redis then decrypts every ticket, and whoever can write it
+            chooses the fleet's keys.
         local_rotation: while Redis is unreachable, let the local ring rotate by
             itself (forward secrecy kept, but nodes draw different keys, so tickets
             cross machines only again once Redis is back). Default: keep encrypting
@@ -404,6 +428,7 @@ class KeySync:
         key: str | None = None,
         refresh: float = DEFAULT_REFRESH,
         master_key: bytes | str | None = None,
+        insecure_unsealed: bool = False,
         local_rotation: bool = False,
         rotation_period: float | None = None,
         acceptance_window: float | None = None,
@@ -446,6 +471,7 @@ class KeySync:
                 f"({self._period:g} s), so every node learns the next key before it is used"
             )
         self._local_rotation = bool(local_rotation)
+        _check_sealing(master_key, insecure_unsealed)
         self._sealer = None if master_key is None else _Sealer(master_key, b"ring")
         self._who = _who()
         self._stats = _SharedCounters(_SYNC_FIELDS)
@@ -955,9 +981,10 @@ class SessionTier:
             this and doubles.
         write_timeout: seconds for the writer's operations and for making connections.
         master_key: seal sessions in Redis (AES-256-GCM, the Redis key as associated
-            data). A session DER holds the TLS master secret: without a seal, who
-            reads Redis decrypts recorded traffic, and who writes it can inject
-            sessions.
+            data). Required, unless ``insecure_unsealed``. A session DER holds the TLS
+            master secret: without a seal, who reads Redis decrypts recorded
+            traffic, and who writes it can inject sessions.
+        insecure_unsealed: keep sessions in Redis in the clear, knowingly.
         client_kwargs: extra keyword arguments for redis-py's connections.
         start: start the writer thread now (default). ``False``: this process gets
             one at its first lookup, store or removal, and forked children get
@@ -980,6 +1007,7 @@ class SessionTier:
         retry: float = 1.0,
         write_timeout: float = 1.0,
         master_key: bytes | str | None = None,
+        insecure_unsealed: bool = False,
         client_kwargs: Mapping[str, Any] | None = None,
         start: bool = True,
     ) -> None:
@@ -995,6 +1023,7 @@ class SessionTier:
         self.max_queue = max_queue
         self.connections = connections
         self._url = url
+        _check_sealing(master_key, insecure_unsealed)
         self._sealer = None if master_key is None else _Sealer(master_key, b"session")
         pool = redis.ConnectionPool.from_url(
             url,
@@ -1452,6 +1481,7 @@ def connect_server(
     refresh: float = DEFAULT_REFRESH,
     timeout: float = DEFAULT_TIMEOUT,
     master_key: bytes | str | None = None,
+    insecure_unsealed: bool = False,
     local_rotation: bool = False,
     rotation_period: float | None = None,
     acceptance_window: float | None = None,
@@ -1476,7 +1506,9 @@ def connect_server(
         refresh: seconds between key polls (see :class:`KeySync`); the session tier
             retries Redis within ``min(refresh, 1)`` seconds after a failure.
         timeout: the longest a handshake waits for a Redis session lookup.
-        master_key: seal keys and sessions in Redis under this key.
+        master_key: seal keys and sessions in Redis under this key (required, unless
+            ``insecure_unsealed``).
+        insecure_unsealed: keep them in the clear, knowingly (see the module notes).
         local_rotation, rotation_period, acceptance_window: see :class:`KeySync`.
         max_queue: see :class:`SessionTier`.
         require_redis: raise if Redis cannot be reached at start.
@@ -1504,6 +1536,7 @@ def connect_server(
                 name=name,
                 refresh=refresh,
                 master_key=master_key,
+                insecure_unsealed=insecure_unsealed,
                 local_rotation=local_rotation,
                 rotation_period=rotation_period,
                 acceptance_window=acceptance_window,
@@ -1519,6 +1552,7 @@ def connect_server(
                 name=name,
                 timeout=timeout,
                 master_key=master_key,
+                insecure_unsealed=insecure_unsealed,
                 max_queue=max_queue,
                 retry=min(refresh, 1.0),
                 require_redis=require_redis,
@@ -1539,6 +1573,7 @@ def connect_worker(
     name: str = "default",
     timeout: float = DEFAULT_TIMEOUT,
     master_key: bytes | str | None = None,
+    insecure_unsealed: bool = False,
     max_queue: int = 10000,
     retry: float = 1.0,
     require_redis: bool = False,
@@ -1558,6 +1593,7 @@ def connect_worker(
         name=name,
         timeout=timeout,
         master_key=master_key,
+        insecure_unsealed=insecure_unsealed,
         max_queue=max_queue,
         retry=retry,
         client_kwargs=client_kwargs,

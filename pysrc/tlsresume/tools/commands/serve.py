@@ -164,6 +164,18 @@ def _add_serve(sub: Any) -> None:
         "tlsresume.redis as r; print(r.generate_master_key())'",
     )
     fleet.add_argument(
+        "--redis-new-master-key",
+        action="store_true",
+        help="with --redis-master-key-file: make FILE with a fresh master key (mode 0600) "
+        "if it does not exist yet, for a first try; copy it to every instance",
+    )
+    fleet.add_argument(
+        "--redis-insecure-unsealed",
+        action="store_true",
+        help="keep keys and sessions in Redis in the clear, knowingly: whoever reads Redis "
+        "decrypts every ticket and session (without it, --redis needs a master key)",
+    )
+    fleet.add_argument(
         "--redis-local-rotation",
         action="store_true",
         help="while Redis is unreachable, rotate the ticket keys locally (default: keep "
@@ -201,6 +213,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         redis_timeout=args.redis_timeout_ms / 1000 if args.redis_timeout_ms is not None else None,
         redis_master_key_file=args.redis_master_key_file,
         redis_local_rotation=args.redis_local_rotation,
+        redis_insecure_unsealed=args.redis_insecure_unsealed,
+        redis_new_master_key=args.redis_new_master_key,
     )
     try:
         config.validate()

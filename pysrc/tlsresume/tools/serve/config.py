@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -113,6 +114,10 @@ class ServerConfig:
             or base64): keys and sessions are sealed in Redis under it.
         redis_local_rotation: while Redis is unreachable, let the ring rotate by
             itself (see :class:`tlsresume.redis.KeySync`).
+        redis_insecure_unsealed: keep keys and sessions in Redis in the clear,
+            knowingly (without it, ``redis`` needs ``redis_master_key_file``).
+        redis_new_master_key: make ``redis_master_key_file`` with a fresh key (mode
+            0600) if it does not exist yet, for a first try on one machine.
     """
 
     cert: str | None = None
@@ -145,6 +150,8 @@ class ServerConfig:
     redis_timeout: float | None = None
     redis_master_key_file: str | None = None
     redis_local_rotation: bool = False
+    redis_insecure_unsealed: bool = False
+    redis_new_master_key: bool = False
 
     def validate(self) -> None:
         """Check the values before anything is bound or forked.
@@ -296,6 +303,8 @@ class ServerConfig:
             "--redis-timeout-ms": self.redis_timeout is not None,
             "--redis-master-key-file": self.redis_master_key_file is not None,
             "--redis-local-rotation": self.redis_local_rotation,
+            "--redis-insecure-unsealed": self.redis_insecure_unsealed,
+            "--redis-new-master-key": self.redis_new_master_key,
         }
         if self.redis is None:
             for option, on in given.items():
@@ -332,16 +341,25 @@ class ServerConfig:
         if self.tickets:
             period = self.rotate
             if period is None:
-                try:
-                    from tlsresume.keyring import DEFAULT_ROTATION_PERIOD
-                except ImportError:  # the core cannot load: start() reports that clearly
-                    return
+                from tlsresume.policy import DEFAULT_ROTATION_PERIOD  # pure: no core needed
+
                 period = DEFAULT_ROTATION_PERIOD
             if (refresh if refresh is not None else _REDIS_REFRESH) >= period:
                 raise ValueError(
                     f"--redis-refresh must be shorter than the rotation period ({period:g} s, "
                     "--rotate), so every instance learns the next key before it is used"
                 )
+        if self.redis_master_key_file is None and not self.redis_insecure_unsealed:
+            raise ValueError(
+                "--redis needs --redis-master-key-file FILE (the fleet's master key; add "
+                "--redis-new-master-key to make one for a first try) or, knowingly, "
+                "--redis-insecure-unsealed: without a seal, whoever can read Redis decrypts "
+                "every ticket and session, and whoever can write it injects sessions"
+            )
+        if self.redis_master_key_file is not None and self.redis_insecure_unsealed:
+            raise ValueError("--redis-master-key-file and --redis-insecure-unsealed: choose one")
+        if self.redis_new_master_key and self.redis_master_key_file is None:
+            raise ValueError("--redis-new-master-key needs --redis-master-key-file FILE")
 
     def redis_settings(self) -> tuple[str, float, float]:
         """``(name, refresh, timeout)`` for ``--redis``, defaults filled in."""
@@ -382,15 +400,21 @@ class ServeError(TLSResumeError, RuntimeError):
     """The server could not start (a worker failed before it was ready, ...)."""
 
 
-def _read_master_key(path: str) -> bytes:
-    """The Redis master key from ``--redis-master-key-file``.
+def _read_master_key(path: str, create: bool = False) -> tuple[bytes, bool]:
+    """The Redis master key from ``--redis-master-key-file``, and whether this call
+    made the file (``create``: a fresh key, mode 0600, when there is none yet).
 
     Raises:
-        ServeError: the file cannot be read or holds no 32-byte key.
+        ServeError: the file cannot be read (or made) or holds no 32-byte key.
     """
-    from tlsresume.redis import load_master_key
+    from tlsresume._files import write_private
+    from tlsresume.redis import generate_master_key, load_master_key
 
+    made = False
     try:
-        return load_master_key(path)
+        if create and not os.path.lexists(path):
+            write_private(path, (generate_master_key() + "\n").encode())
+            made = True
+        return load_master_key(path), made
     except (OSError, ValueError) as exc:
         raise ServeError(f"--redis-master-key-file {path}: {exc}") from None

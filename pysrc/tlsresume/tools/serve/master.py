@@ -153,7 +153,14 @@ class _Master:
             assert config.key_format is not None
             keyfile.read(config.key_file, config.key_format)  # fails before anything is made
         if config.redis_master_key_file is not None:
-            self.redis_master_key = _read_master_key(config.redis_master_key_file)
+            self.redis_master_key, made = _read_master_key(
+                config.redis_master_key_file, create=config.redis_new_master_key
+            )
+            if made:
+                self.say(
+                    f"wrote a new Redis master key to {config.redis_master_key_file} (mode "
+                    "0600): give every instance of the fleet this same file"
+                )
         # Bind first: a busy port fails before any certificate is made.
         self.sock = _bind(config.host, config.port, config.backlog)
         if config.cert is None:
@@ -277,6 +284,7 @@ class _Master:
                 refresh=refresh,
                 timeout=timeout,
                 master_key=self.redis_master_key,
+                insecure_unsealed=config.redis_insecure_unsealed,
                 local_rotation=config.redis_local_rotation,
                 start=False,
             )

@@ -223,6 +223,7 @@ def _spawned_worker(spec_json: str) -> int:
                 name=name,
                 timeout=timeout,
                 master_key=bytes.fromhex(key) if key else None,
+                insecure_unsealed=config.redis_insecure_unsealed,
                 retry=min(refresh, 1.0),  # as connect_server does for the master's tier
             )
         redis = _RedisView(redact_url(config.redis), name, None, tier)
