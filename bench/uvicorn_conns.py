@@ -11,8 +11,9 @@ the median connections per second over rounds with the range, plus the share of
 resumed handshakes and the ratio to stock uvicorn.
 
 Run: ``python bench/uvicorn_conns.py`` (``--conns``, ``--rounds``, ``--version``,
-``--json``). Needs uvicorn >= 0.47. Figures are ratios within one run; nothing is
-asserted.
+``--json``); ``--loadgen SECONDS`` measures with tlsresume's C load generator
+(``tlsresume bench --target``) instead of the sequential Python client. Needs
+uvicorn >= 0.47. Figures are ratios within one run; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -109,6 +110,23 @@ def round_of(port: int, ctx: ssl.SSLContext, conns: int) -> tuple[float, float]:
     return conns / (time.perf_counter() - start), resumed / conns
 
 
+def loadgen_round(port: int, version: str, seconds: float) -> tuple[float, float]:
+    """(connections per second, share resumed) from tlsresume's C load generator
+    (``tlsresume bench --target``: 2 client processes, 16 sessions each, offered at
+    random, so a server whose workers do not share resumes about half)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        subprocess.run(
+            [sys.executable, "-m", "tlsresume.tools.bench", "--target", f"127.0.0.1:{port}"]
+            + ["--tls", version, "--modes", "resumed", "--duration", str(seconds)]
+            + ["--rounds", "1", "--json", str(out), "-q"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        (result,) = json.loads(out.read_text())["results"]
+    return float(result["conn_per_s"]), float(result["resumed_pct"]) / 100
+
+
 def wait_ready(port: int, ctx: ssl.SSLContext, deadline: float) -> None:
     while True:
         try:
@@ -127,6 +145,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=50, help="reconnections before round 1")
     ap.add_argument("--version", choices=VERSIONS, default="1.3")
     ap.add_argument("--json", help="write the raw figures here")
+    ap.add_argument(
+        "--loadgen",
+        type=float,
+        metavar="SECONDS",
+        help="measure with tlsresume's C load generator for SECONDS per round instead "
+        "of the sequential Python client",
+    )
     args = ap.parse_args()
 
     ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
@@ -151,7 +176,11 @@ def main() -> None:
                 round_of(server.port, ctx, args.warmup)
             for _ in range(args.rounds):
                 for name, server in servers.items():
-                    rate, share = round_of(server.port, ctx, args.conns)
+                    rate, share = (
+                        loadgen_round(server.port, args.version, args.loadgen)
+                        if args.loadgen
+                        else round_of(server.port, ctx, args.conns)
+                    )
                     rates[name].append(rate)
                     reuse[name].append(share)
         finally:
@@ -159,9 +188,14 @@ def main() -> None:
                 server.stop()
 
     base = statistics.median(rates["stock"])
+    client = (
+        f"C load generator {args.loadgen:g} s"
+        if args.loadgen
+        else f"Python client, {args.conns} reconnections"
+    )
     print(
-        f"uvicorn --workers 2 --fd, TLS {args.version}, {args.conns} reconnections x "
-        f"{args.rounds} rounds (interleaved, after {args.warmup} warm-up)"
+        f"uvicorn --workers 2 --fd, TLS {args.version}, {client} x {args.rounds} rounds "
+        f"(interleaved, after {args.warmup} warm-up reconnections)"
     )
     print(f"{'server':<22} {'conn/s median':>14} {'[min-max]':>18} {'resumed':>8} {'vs stock':>9}")
     for name in SERVERS:

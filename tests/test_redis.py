@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import trustme
@@ -1115,4 +1116,66 @@ def test_the_fleet_is_sealed_unless_told_otherwise(redis_server: RedisServer, na
             )
     finally:
         ring.close()
+        store.close()
+
+
+def _new_session_key(client: Any, name: str, seen: set[bytes]) -> bytes:
+    """One session key in Redis that ``seen`` does not hold yet (a TLS 1.3 server
+    issues two stateful tickets per handshake: each is a session); adds them all."""
+    new = set(client.keys(f"tlsresume:session:{name}:*")) - seen
+    new.discard(f"tlsresume:session:{name}:check".encode())
+    assert new, "the store handed its tier no session"
+    seen.update(new)
+    return sorted(new)[0]
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_single_use_sessions_are_taken_once_across_machines(
+    redis_server: RedisServer, name: str, ca: trustme.CA, cert: trustme.LeafCert, sealed: bool
+) -> None:
+    """A TLS 1.3 session (a stateful ticket, which resumes once) that one machine
+    stored is taken by the first machine that looks it up: read and deleted in one
+    step in Redis, so a second machine finds nothing. Control: a TLS 1.2 session
+    (reusable) is found by both. The sessions are the real DERs a server's store
+    handed its tier; stripping the single-use mark makes a sealed one undecryptable."""
+    kw: dict[str, Any] = (
+        {"master_key": generate_master_key()} if sealed else {"insecure_unsealed": True}
+    )
+    store = SessionStore("1M")
+    client = redis_server.client()
+    tier = tlsresume.redis.connect_worker(redis_server.url, store=store, name=name, **kw)
+    try:
+        with (
+            SessionTier(redis_server.url, name=name, **kw) as b,
+            SessionTier(redis_server.url, name=name, **kw) as c,
+        ):
+            assert wait_until(lambda: b.stats()["idle"] > 0 and c.stats()["idle"] > 0, 2)
+            seen: set[bytes] = set()
+            for version, single in ((TLS13, True), (TLS12, False)):
+                server = make_server_ctx(cert, None, store, tickets=False, version=version)
+                memory_pair(server, client_ctx(ca, version, tickets=False))
+                assert tier.flush(2)
+                key = _new_session_key(client, name, seen)
+                assert client.get(key)[:1] == (
+                    b"\x01" if single else b"\x30" if not sealed else b"t"
+                )
+                sid = bytes.fromhex(key.decode().rsplit(":", 1)[1])
+                first, second = b.get(sid), c.get(sid)
+                assert first is not None and first[:1] == b"\x30"
+                if single:
+                    assert second is None and client.exists(key) == 0, "taken twice"
+                else:
+                    assert second == first and client.exists(key) == 1
+            assert b.stats()["taken"] == 1 and c.stats()["taken"] == 0
+            if sealed:  # the mark is authenticated: without it the seal does not open
+                server = make_server_ctx(cert, None, store, tickets=False, version=TLS13)
+                memory_pair(server, client_ctx(ca, TLS13, tickets=False))
+                assert tier.flush(2)
+                key = _new_session_key(client, name, seen)
+                client.set(key, client.get(key)[1:])
+                assert b.get(bytes.fromhex(key.decode().rsplit(":", 1)[1])) is None
+                assert b.stats()["undecryptable"] == 1
+    finally:
+        tier.stop()
+        store.set_remote(None)
         store.close()

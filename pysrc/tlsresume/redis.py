@@ -203,6 +203,53 @@ def _check_sealing(master_key: object, insecure_unsealed: bool) -> None:
 
 
 _ENVELOPE = b"tlsr-sealed-1:"
+
+# A single-use session (TLS 1.3: each ticket resumes once) is stored with this
+# first byte, outside any seal, and the seal's associated data says so too (so the
+# mark cannot be stripped). A lookup takes such a value atomically (read and
+# delete in one server-side step), so two machines can never both resume it.
+_ONCE = b"\x01"
+_TAKE = (
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and string.byte(v, 1) == 1 then redis.call('DEL', KEYS[1]) end "
+    "return v"
+)
+_TLS13 = 0x0304
+
+
+def _der_protocol(der: bytes) -> int | None:
+    """The protocol version inside an OpenSSL session's DER (``SEQUENCE { INTEGER
+    version, INTEGER ssl_version, ... }``), or None if it does not parse."""
+
+    def length(at: int) -> tuple[int, int] | None:  # (length, where the value starts)
+        if at >= len(der):
+            return None
+        first = der[at]
+        if first < 0x80:
+            return first, at + 1
+        n = first & 0x7F
+        if not 1 <= n <= 4 or at + 1 + n > len(der):
+            return None
+        return int.from_bytes(der[at + 1 : at + 1 + n], "big"), at + 1 + n
+
+    if not der or der[0] != 0x30 or (outer := length(1)) is None:
+        return None
+    at = outer[1]
+    value = None
+    for _ in range(2):  # the format version, then the protocol version
+        if at >= len(der) or der[at] != 0x02 or (inner := length(at + 1)) is None:
+            return None
+        size, start = inner
+        if not 1 <= size <= 4 or start + size > len(der):
+            return None
+        value, at = int.from_bytes(der[start : start + size], "big"), start + size
+    return value
+
+
+def _single_use(der: bytes) -> bool:
+    return _der_protocol(der) == _TLS13
+
+
 _KID_LEN, _SALT_LEN, _NONCE_LEN = 8, 16, 12
 
 
@@ -903,6 +950,7 @@ _WAKE = ("wake",)
 _TIER_COUNTERS = (
     "gets",
     "hits",
+    "taken",
     "misses",
     "timeouts",
     "errors",
@@ -1059,7 +1107,7 @@ class SessionTier:
         key = self.prefix + session_id.hex()
         start = time.monotonic()
         try:
-            conn.send_command("GET", key)
+            conn.send_command("EVAL", _TAKE, 1, key)
             raw = conn.read_response()
         except ResponseError as exc:  # the command failed, the connection is fine
             self._give_back(rt, conn)
@@ -1080,8 +1128,15 @@ class SessionTier:
         if raw is None:
             rt.count("misses")
             return None
-        der = self._unseal(rt, key, bytes(raw))
+        raw = bytes(raw)
+        once = raw[:1] == _ONCE
+        der = self._unseal(rt, key, raw[1:] if once else raw, once)
+        if der is not None and once != _single_use(der):
+            rt.count("undecryptable")  # a mark that does not match what it marks
+            der = None
         rt.count("hits" if der else "misses")
+        if der and once:
+            rt.count("taken")
         return der
 
     def put(self, session_id: bytes, der: bytes, expires: float) -> None:
@@ -1382,10 +1437,13 @@ class SessionTier:
                 if ttl_ms <= 0:
                     rt.count("expired_before_write")
                     continue
+                once = _single_use(item[2])
                 value = (
-                    item[2] if self._sealer is None else self._sealer.seal(item[2], key.encode())
+                    item[2]
+                    if self._sealer is None
+                    else self._sealer.seal(item[2], _seal_ad(key, once))
                 )
-                pipe.set(key, value, px=ttl_ms)
+                pipe.set(key, _ONCE + value if once else value, px=ttl_ms)
                 ops.append("written")
             else:
                 pipe.delete(key)
@@ -1404,7 +1462,7 @@ class SessionTier:
             rt.count("write_errors" if isinstance(result, Exception) else op)
         self._mark_up(rt)
 
-    def _unseal(self, rt: _Runtime, key: str, raw: bytes) -> bytes | None:
+    def _unseal(self, rt: _Runtime, key: str, raw: bytes, once: bool = False) -> bytes | None:
         if self._sealer is None:
             if _is_sealed(raw):
                 rt.count("undecryptable")
@@ -1414,10 +1472,15 @@ class SessionTier:
             rt.count("undecryptable")
             return None
         try:
-            return self._sealer.open(raw, key.encode())
+            return self._sealer.open(raw, _seal_ad(key, once))
         except RedisBackendError:
             rt.count("undecryptable")
             return None
+
+
+def _seal_ad(key: str, once: bool) -> bytes:
+    """A sealed session's associated data: its Redis key, and whether it is single-use."""
+    return key.encode() + (b"|once" if once else b"")
 
 
 # ======================================================================================
