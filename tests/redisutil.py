@@ -46,8 +46,11 @@ class RedisServer:
     Use as a context manager, or call :meth:`stop` (idempotent).
     """
 
-    def __init__(self, *, password: str | None = None, tls: Any = None) -> None:
+    def __init__(
+        self, *, password: str | None = None, tls: Any = None, extra: list[str] | None = None
+    ) -> None:
         self.password = password
+        self.extra = list(extra or [])
         self.dir = Path(tempfile.mkdtemp(prefix="tlsresume-redis-"))
         self.tls_files: dict[str, str] | None = None
         if tls is not None:
@@ -123,7 +126,7 @@ class RedisServer:
             args += ["--port", str(self.port)]
         if self.password:
             args += ["--requirepass", self.password]
-        return args
+        return args + self.extra
 
     def start(self) -> None:
         """Start on ``self.port`` (a free one the first time) and wait until it answers."""
@@ -212,6 +215,115 @@ class RedisServer:
             return ""
 
     def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SentinelGroup:
+    """A master, one replica and three sentinels (``redis-server --sentinel``) on
+    loopback, quorum 2, a master judged down after 500 ms: what an operator runs for
+    a highly available Redis, small enough for a test. ``kill_master()`` SIGKILLs the
+    current master; the sentinels then promote the replica."""
+
+    SERVICE = "tlsresume-test"
+
+    def __init__(self) -> None:
+        self.master = RedisServer()
+        self.replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(self.master.port)])
+        self.dir = Path(tempfile.mkdtemp(prefix="tlsresume-sentinel-"))
+        self.ports: list[int] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for i in range(3):
+                port = free_port()
+                conf = self.dir / f"sentinel-{i}.conf"
+                conf.write_text(
+                    f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.dir}\n"
+                    f"logfile {self.dir}/sentinel-{i}.log\n"
+                    f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 2\n"
+                    f"sentinel down-after-milliseconds {self.SERVICE} 500\n"
+                    f"sentinel failover-timeout {self.SERVICE} 3000\n"
+                    f"sentinel parallel-syncs {self.SERVICE} 1\n"
+                )
+                self.ports.append(port)
+                self.procs.append(
+                    subprocess.Popen(
+                        [REDIS_SERVER, str(conf), "--sentinel"],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            self._wait_for(lambda: self._known(replicas=1, sentinels=2), "the group to form")
+        except BaseException:
+            self.stop()
+            raise
+
+    def sentinel(self) -> Any:
+        import redis.sentinel
+
+        return redis.sentinel.Sentinel([("127.0.0.1", p) for p in self.ports], socket_timeout=0.5)
+
+    def master_for(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("socket_timeout", 0.5)
+        return self.sentinel().master_for(self.SERVICE, **kwargs)
+
+    def master_port(self) -> int | None:
+        try:
+            return int(self.sentinel().discover_master(self.SERVICE)[1])
+        except Exception:
+            return None
+
+    def _known(self, replicas: int, sentinels: int) -> bool:
+        import redis
+
+        for port in self.ports:
+            client = redis.Redis(port=port, socket_timeout=0.5)
+            try:
+                if len(client.sentinel_slaves(self.SERVICE)) < replicas:
+                    return False
+                if len(client.sentinel_sentinels(self.SERVICE)) < sentinels:
+                    return False
+            except (redis.RedisError, OSError):
+                return False
+            finally:
+                client.close()
+        return True
+
+    @staticmethod
+    def _wait_for(ok: Any, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ok():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+    def kill_master(self) -> int:
+        """SIGKILL the master; returns its port. Wait with :meth:`wait_failover`."""
+        old = self.master_port()
+        victim = self.master if old == self.master.port else self.replica
+        victim.kill()
+        return victim.port
+
+    def wait_failover(self, old_port: int, timeout: float = 30.0) -> float:
+        """Seconds until the sentinels name a new master."""
+        start = time.monotonic()
+        self._wait_for(lambda: self.master_port() not in (None, old_port), "the failover", timeout)
+        return time.monotonic() - start
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=5)
+        self.procs = []
+        self.replica.stop()
+        self.master.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> SentinelGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:

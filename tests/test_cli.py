@@ -229,7 +229,7 @@ def test_demo_interrupted_stops_its_servers() -> None:
     their workers."""
     marker = f"TLSRESUME_TEST_{uuid.uuid4().hex}"
     proc = subprocess.Popen(
-        tlsresume_cmd("demo", "-n", "400"),
+        tlsresume_cmd("demo", "-n", "100000"),  # far more than it can do before the signal
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

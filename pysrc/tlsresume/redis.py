@@ -162,6 +162,64 @@ def _no_retry() -> Any:
     return Retry(NoBackoff(), 0)
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """How to make this library's own connections to a Redis: the connection class
+    and arguments (from a URL, or from a client the caller configured), and a name
+    for messages (never a password)."""
+
+    connection_class: Any
+    kwargs: dict[str, Any]
+    where: str
+
+    def pool(self) -> Any:
+        return redis.ConnectionPool(connection_class=self.connection_class, **self.kwargs)
+
+    def client(self) -> Any:
+        return redis.Redis(connection_pool=self.pool())
+
+
+def _spec(target: Any, timeout: float, client_kwargs: Mapping[str, Any] | None) -> _Spec:
+    """The connections to make for ``target``: a URL, a ``redis.Redis`` (a plain one,
+    or a Sentinel-managed master from ``Sentinel(...).master_for(name)``), or a
+    ``redis.ConnectionPool``. tlsresume makes its own pool from it (fork-safe, with
+    its own timeouts and no retries: a handshake must not wait on a retry loop);
+    the caller's client is never used or closed.
+
+    Raises:
+        TypeError: another kind of object (a Redis Cluster client is not supported).
+        ValueError: a URL redis-py cannot use.
+    """
+    overrides = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": _no_retry()}
+    if isinstance(target, str):
+        pool = redis.ConnectionPool.from_url(target, **overrides, **dict(client_kwargs or {}))
+        try:
+            return _Spec(pool.connection_class, dict(pool.connection_kwargs), redact_url(target))
+        finally:
+            pool.disconnect()
+    pool = target.connection_pool if isinstance(target, redis.Redis) else target
+    if not isinstance(pool, redis.ConnectionPool):
+        kind = type(target).__name__
+        hint = (
+            " (Redis Cluster is not supported yet: give the URL of one node's Redis, "
+            "or a Sentinel-managed master)"
+            if "cluster" in type(target).__module__.lower()
+            else ""
+        )
+        raise TypeError(
+            f"give a Redis URL, a redis.Redis client or a redis.ConnectionPool, not {kind}{hint}"
+        )
+    kwargs = {**pool.connection_kwargs, **overrides, **dict(client_kwargs or {})}
+    service = getattr(pool, "service_name", None)
+    if service is not None:
+        where = f"Sentinel-managed master {service!r}"
+    elif "path" in kwargs:
+        where = f"unix:{kwargs['path']}"
+    else:
+        where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    return _Spec(pool.connection_class, kwargs, where)
+
+
 def _check_name(name: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}")
@@ -469,7 +527,7 @@ class KeySync:
     def __init__(
         self,
         ring: TicketKeyRing | str,
-        url: str,
+        url: str | redis.Redis | redis.ConnectionPool,
         *,
         name: str = "default",
         key: str | None = None,
@@ -498,10 +556,7 @@ class KeySync:
                 "this ring's keys come from a key file; a ring synced through "
                 "Redis must be an ordinary TicketKeyRing"
             )
-        if not isinstance(url, str):
-            raise TypeError(f"url must be a str, not {type(url).__name__}")
         self._ring = ring
-        self._url = url
         self._key = key if key is not None else f"tlsresume:ring:{_check_name(name)}"
         self._refresh = _check_seconds("refresh", refresh, 0, 86400)
         self._timeout = _check_seconds("timeout", timeout, 0, 60)
@@ -536,14 +591,10 @@ class KeySync:
         self._round_lock = ForkGate("the Redis key sync", wait=max(5.0, 2 * self._timeout + 1))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        spec = _spec(url, self._timeout, client_kwargs)
+        self._url = spec.where
         # Any: redis-py types replies as bytes | str (it depends on decode_responses).
-        self._client: Any = redis.Redis.from_url(
-            url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=_no_retry(),
-            **dict(client_kwargs or {}),
-        )
+        self._client: Any = spec.client()
         try:
             self._first_sync(require_redis)
         except BaseException:
@@ -648,7 +699,7 @@ class KeySync:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<KeySync {self._key} at {redact_url(self._url)} every {self._refresh:g}s>"
+        return f"<KeySync {self._key} at {self._url} every {self._refresh:g}s>"
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:
@@ -666,17 +717,17 @@ class KeySync:
             raise
         except AuthenticationError as exc:
             raise RedisBackendError(
-                f"Redis at {redact_url(self._url)} refused the credentials ({exc}); check the "
+                f"Redis at {self._url} refused the credentials ({exc}); check the "
                 "password (redis://:PASSWORD@host:port/db) or user"
             ) from None
         except ResponseError as exc:
             raise RedisBackendError(
-                f"Redis at {redact_url(self._url)} refused the key ring operations: {exc}"
+                f"Redis at {self._url} refused the key ring operations: {exc}"
             ) from None
         except _TRANSIENT as exc:
             if require_redis:
                 raise RedisBackendError(
-                    f"cannot reach Redis at {redact_url(self._url)}: {exc}; start it, fix "
+                    f"cannot reach Redis at {self._url}: {exc}; start it, fix "
                     "the URL, or drop require_redis to serve with local keys until it is up"
                 ) from None
             # Only now is it true that the ring serves with its local keys until Redis
@@ -889,7 +940,7 @@ class KeySync:
         if self._failing is not None:
             log.warning(
                 "tlsresume: Redis at %s is reachable again; ticket keys converged with the fleet",
-                redact_url(self._url),
+                self._url,
             )
             self._failing = None
 
@@ -910,7 +961,7 @@ class KeySync:
             log.warning(
                 "tlsresume: cannot sync ticket keys with Redis at %s (%s); serving "
                 "with the keys this node has%s",
-                redact_url(self._url),
+                self._url,
                 message,
                 ", rotating locally" if self._local_rotation else "",
             )
@@ -1045,7 +1096,7 @@ class SessionTier:
 
     def __init__(
         self,
-        url: str,
+        url: str | redis.Redis | redis.ConnectionPool,
         *,
         name: str = "default",
         prefix: str | None = None,
@@ -1059,8 +1110,6 @@ class SessionTier:
         client_kwargs: Mapping[str, Any] | None = None,
         start: bool = True,
     ) -> None:
-        if not isinstance(url, str):
-            raise TypeError(f"url must be a str, not {type(url).__name__}")
         self.timeout = _check_seconds("timeout", timeout, 0, 1)
         self.retry = _check_seconds("retry", retry, 0, 3600)
         self.write_timeout = _check_seconds("write_timeout", write_timeout, 0, 60)
@@ -1070,19 +1119,12 @@ class SessionTier:
         self.prefix = prefix if prefix is not None else f"tlsresume:session:{_check_name(name)}:"
         self.max_queue = max_queue
         self.connections = connections
-        self._url = url
         _check_sealing(master_key, insecure_unsealed)
         self._sealer = None if master_key is None else _Sealer(master_key, b"session")
-        pool = redis.ConnectionPool.from_url(
-            url,
-            socket_timeout=self.write_timeout,
-            socket_connect_timeout=self.write_timeout,
-            retry=_no_retry(),
-            **dict(client_kwargs or {}),
-        )
-        self._conn_class: Callable[..., Any] = pool.connection_class
-        self._conn_kwargs = dict(pool.connection_kwargs)
-        pool.disconnect()
+        spec = _spec(url, self.write_timeout, client_kwargs)
+        self._url = spec.where
+        self._conn_class: Callable[..., Any] = spec.connection_class
+        self._conn_kwargs = spec.kwargs
         self._stopped = False
         self._rt = self._new_runtime(writer=bool(start))
         _tiers.add(self)
@@ -1181,17 +1223,15 @@ class SessionTier:
             found = client.get(key)
         except AuthenticationError as exc:
             raise RedisBackendError(
-                f"Redis at {redact_url(self._url)} refused the credentials "
+                f"Redis at {self._url} refused the credentials "
                 f"({exc}); check the password in the URL"
             ) from None
         except _TRANSIENT as exc:
             if require_redis:
-                raise RedisBackendError(
-                    f"cannot reach Redis at {redact_url(self._url)}: {exc}"
-                ) from None
+                raise RedisBackendError(f"cannot reach Redis at {self._url}: {exc}") from None
             log.warning(
                 "tlsresume: Redis at %s is not reachable yet (%s); sessions stay local until it is",
-                redact_url(self._url),
+                self._url,
                 exc,
             )
             return False
@@ -1275,7 +1315,7 @@ class SessionTier:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<SessionTier {self.prefix}* at {redact_url(self._url)} timeout={self.timeout}s>"
+        return f"<SessionTier {self.prefix}* at {self._url} timeout={self.timeout}s>"
 
     # ---- per-process runtime -------------------------------------------------------
 
@@ -1370,7 +1410,7 @@ class SessionTier:
             log.warning(
                 "tlsresume: Redis session tier at %s failed (%s: %s); sessions "
                 "stay local, retrying within %g s",
-                redact_url(self._url),
+                self._url,
                 type(exc).__name__,
                 exc,
                 self.retry,
@@ -1382,7 +1422,7 @@ class SessionTier:
             rt.down_until = 0.0
             was_down, rt.down = rt.down, False
         if was_down:
-            log.warning("tlsresume: Redis session tier at %s is back", redact_url(self._url))
+            log.warning("tlsresume: Redis session tier at %s is back", self._url)
 
     def _wake(self, rt: _Runtime) -> None:
         try:
@@ -1536,7 +1576,7 @@ class RedisLink:
 
 
 def connect_server(
-    url: str,
+    url: str | redis.Redis | redis.ConnectionPool,
     *,
     ring: TicketKeyRing | None = None,
     store: SessionStore | None = None,
@@ -1630,7 +1670,7 @@ def connect_server(
 
 
 def connect_worker(
-    url: str,
+    url: str | redis.Redis | redis.ConnectionPool,
     *,
     store: SessionStore,
     name: str = "default",

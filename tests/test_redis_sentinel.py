@@ -1,0 +1,135 @@
+"""Redis as operators run it, highly available: a master, a replica and three
+sentinels on loopback, handed to tlsresume as the client the operator already
+configured (``Sentinel(...).master_for(name)``), and a failover in the middle.
+
+Every machine is a ring and a store behind a pre-fork server, linked through the
+same Sentinel-managed master. Clients hop between machines offering the session
+the previous connection ended with. Then the master is SIGKILLed: no handshake may
+fail, keys and sessions must cross machines again once the sentinels promoted the
+replica, and the fleet must never have had two current keys at once."""
+
+from __future__ import annotations
+
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+from .redisutil import RedisServer, SentinelGroup, redis_server_available
+
+try:
+    import redis
+    import redis.sentinel
+except ModuleNotFoundError:  # pragma: no cover
+    if redis_server_available():
+        raise
+    pytest.skip("redis-server and redis-py are not installed", allow_module_level=True)
+if not redis_server_available():  # pragma: no cover
+    pytest.skip("redis-server is not installed", allow_module_level=True)
+
+import tlsresume  # noqa: E402
+from tlsresume.redis import generate_master_key  # noqa: E402
+
+from .test_redis import across, client_ctx, fleet  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
+TLS12, TLS13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+
+
+@pytest.fixture(scope="module")
+def cert(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert("localhost")
+
+
+@pytest.fixture
+def group() -> Iterator[SentinelGroup]:
+    """A fresh group per test: a failover leaves no replica to promote next time."""
+    with SentinelGroup() as g:
+        yield g
+
+
+def test_clients_handed_in_plain_redis_and_a_pool(ca: trustme.CA, cert: trustme.LeafCert) -> None:
+    """A configured ``redis.Redis`` and a ``redis.ConnectionPool`` work in place of a
+    URL; tlsresume makes its own connections from them and leaves the caller's
+    client open. Control: the same machines unlinked resume nothing across."""
+    with RedisServer() as server:
+        for handed in (server.client(), redis.ConnectionPool.from_url(server.url)):
+            name = f"handed-{uuid.uuid4().hex[:8]}"
+            with fleet(cert, handed, name, machines=2, master_key=generate_master_key()) as ms:
+                run, _ = across(ms, client_ctx(ca, TLS13), 10)
+                assert run.failed == 0 and run.resumed == 10, run
+            caller = (
+                handed if isinstance(handed, redis.Redis) else redis.Redis(connection_pool=handed)
+            )
+            assert caller.ping()  # still the caller's, still open
+        with fleet(cert, None, "unlinked", machines=2) as ms:
+            run, _ = across(ms, client_ctx(ca, TLS13), 10)
+            assert run.failed == 0 and run.resumed <= 5, run
+
+
+@pytest.mark.parametrize("kind", ["tickets", "session-ids"])
+def test_sentinel_failover_keeps_handshakes_and_converges(
+    group: SentinelGroup, ca: trustme.CA, cert: trustme.LeafCert, kind: str
+) -> None:
+    """Two machines share keys (tickets) or sessions (session IDs, TLS 1.2, tickets
+    off) through a Sentinel-managed master; its SIGKILL fails no handshake; after
+    the failover, reconnections cross machines again (20 in a row within 10 s of
+    the new master), and the machines end on one current key."""
+    name = f"sentinel-{uuid.uuid4().hex[:8]}"
+    master = group.master_for()
+    tickets = kind == "tickets"
+    with fleet(
+        cert,
+        master,
+        name,
+        machines=2,
+        tickets=tickets,
+        master_key=generate_master_key(),
+        refresh=0.2,
+    ) as machines:
+        ctx = client_ctx(ca, TLS13) if tickets else client_ctx(ca, TLS12, tickets=False)
+        before, session = across(machines, ctx, 20)
+        assert before.failed == 0 and before.resumed >= 19, before
+        old = group.kill_master()
+        took = group.wait_failover(old)
+        failed = 0
+        streak, since = 0, None
+        deadline = time.monotonic() + 10.0
+        i = 21
+        while streak < 20 and time.monotonic() < deadline:
+            run, session = across(machines, ctx, 1, session=session, start=i)
+            i += 1
+            failed += run.failed
+            if run.resumed:
+                streak += 1
+                since = since or time.monotonic()
+            else:
+                streak, since = 0, None
+        print(f"{kind}: failover took {took:.1f} s; crossing again: {streak >= 20}")
+        assert failed == 0, "a handshake failed during the failover"
+        assert streak >= 20, "tickets did not cross machines again after the failover"
+        if tickets:
+            currents = {m.ring.records()[-2].key.name for m in machines}
+            assert len(currents) == 1, "the machines encrypt under different current keys"
+            stats = [m.link.stats()["key_sync"] for m in machines if m.link is not None]
+            assert all(s["redis_up"] for s in stats), stats
+    assert tlsresume  # the package under test
+
+
+def test_other_objects_are_refused_clearly() -> None:
+    """Anything but a URL, a redis.Redis or a ConnectionPool is a TypeError that
+    says what to give."""
+    ring = tlsresume.TicketKeyRing(session_cache=False)
+    try:
+        for bad in (42, object(), b"redis://127.0.0.1:1/0"):
+            with pytest.raises(TypeError, match="give a Redis URL, a redis.Redis client"):
+                tlsresume.redis.KeySync(ring, bad, insecure_unsealed=True)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="give a Redis URL"):
+                tlsresume.redis.SessionTier(bad, insecure_unsealed=True)  # type: ignore[arg-type]
+    finally:
+        ring.close()
