@@ -442,7 +442,9 @@ _SYNC_FIELDS = (
     "local_rotation_active",
     "generation",
     "errors",
+    "node_changes",
 )
+_NODE_BYTES = 256  # room for the address of the Redis node the last sync reached
 
 
 class _SharedCounters:
@@ -452,7 +454,9 @@ class _SharedCounters:
     def __init__(self, fields: Sequence[str]) -> None:
         self._fields = {name: i for i, name in enumerate(fields)}
         self._fmt = "<" + "q" * len(fields)
-        self._map = mmap.mmap(-1, struct.calcsize(self._fmt))  # MAP_SHARED|MAP_ANONYMOUS
+        self._text_at = struct.calcsize(self._fmt)
+        # MAP_SHARED|MAP_ANONYMOUS: counters, then one short text (length, bytes).
+        self._map = mmap.mmap(-1, self._text_at + 2 + _NODE_BYTES)
 
     def add(self, name: str, n: int = 1) -> None:
         self.set(name, self.get(name) + n)
@@ -466,6 +470,18 @@ class _SharedCounters:
     def snapshot(self) -> dict[str, int]:
         values = struct.unpack_from(self._fmt, self._map, 0)
         return dict(zip(self._fields, (int(v) for v in values), strict=True))
+
+    def set_text(self, text: str) -> None:
+        raw = text.encode("utf-8", "replace")[:_NODE_BYTES]
+        self._map[self._text_at + 2 : self._text_at + 2 + len(raw)] = raw
+        struct.pack_into("<H", self._map, self._text_at, len(raw))
+
+    def get_text(self) -> str:
+        (n,) = struct.unpack_from("<H", self._map, self._text_at)
+        n = min(n, _NODE_BYTES)
+        return bytes(self._map[self._text_at + 2 : self._text_at + 2 + n]).decode(
+            "utf-8", "replace"
+        )
 
 
 def _who() -> str:
@@ -673,6 +689,8 @@ class KeySync:
             "redis_up": bool(s["redis_up"]),
             "local_rotation_active": bool(s["local_rotation_active"]),
             "generation": s["generation"],
+            "redis_node": self._stats.get_text() or None,
+            "node_changes": s["node_changes"],
             "refresh": self._refresh,
             "key": self._key,
         }
@@ -937,12 +955,39 @@ class KeySync:
         self._stats.add("syncs")
         self._stats.set("last_sync_ms", int(now * 1000))
         self._stats.set("redis_up", 1)
+        node = self._node()
+        if node is not None:
+            seen = self._stats.get_text()
+            if seen and seen != node:
+                self._stats.add("node_changes")
+                log.warning("tlsresume: the fleet's Redis is now %s (was %s)", node, seen)
+            self._stats.set_text(node)
         if self._failing is not None:
             log.warning(
                 "tlsresume: Redis at %s is reachable again; ticket keys converged with the fleet",
                 self._url,
             )
             self._failing = None
+
+    def _node(self) -> str | None:
+        """The address of the Redis node this sync's connections reach now (with a
+        Sentinel-managed master: the current master), or None if unknown."""
+        pool = self._client.connection_pool
+        try:
+            try:
+                conn = pool.get_connection()
+            except TypeError:  # redis-py before 5.3 wants a command name
+                conn = pool.get_connection("PING")
+        except (RedisError, OSError):
+            return None
+        try:
+            path = getattr(conn, "path", None)
+            host, port = getattr(conn, "host", None), getattr(conn, "port", None)
+        finally:
+            pool.release(conn)
+        if path:
+            return f"unix:{path}"
+        return f"{host}:{port}" if host else None
 
     def _count_failure(self, exc: BaseException, now: float) -> None:
         self._stats.add("sync_failures")
