@@ -229,9 +229,7 @@ def test_demo_interrupted_stops_its_servers() -> None:
     their workers."""
     marker = f"TLSRESUME_TEST_{uuid.uuid4().hex}"
     proc = subprocess.Popen(
-        # Enough that the demo is still running when the signal comes, even on a busy
-        # machine, and little enough that each check returns to Python soon.
-        tlsresume_cmd("demo", "-n", "3000"),
+        tlsresume_cmd("demo", "-n", "400"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
