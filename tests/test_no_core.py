@@ -152,6 +152,8 @@ def test_client_cache_falls_back_to_pure_python(
         ctx = tlsresume.client_context(cache, cafile=cafile)
         plain = ssl.create_default_context(cafile=cafile)
         print("backend", cache.backend, type(ctx).__module__)
+        from tlsresume.integrations.requests import ResumingAdapter
+        assert ResumingAdapter().cache.backend == "python"
         print("tlsresume", [fetch(ctx) for _ in range(4)])
         print("plain", [fetch(plain) for _ in range(4)])
         for call in (lambda: cache.save("x", key=bytes(32)), lambda: tlsresume.TicketKeyRing()):

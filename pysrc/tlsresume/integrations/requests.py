@@ -45,7 +45,8 @@ from typing import Any
 import requests.adapters
 import requests.utils
 
-from ..client import ClientSessionCache, client_context
+# From the package root: the C cache, or the pure-Python one where the core cannot load.
+from .. import ClientSessionCache, client_context
 
 __all__ = ["ResumingAdapter"]
 
