@@ -710,3 +710,27 @@ def test_records_need_one_current_key() -> None:
         records = [r for r in ring.records() if r.role != "current"]
         with pytest.raises(ValueError, match="exactly one 'current'"):
             ring.load_records(records)
+
+
+def test_key_listings_do_not_point_into_freed_memory() -> None:
+    """records() and keys() hand out copies, not references into the C array they
+    were read into (a cffi array element does not keep its array alive, so a
+    reference would read freed memory). Reusing the heap with garbage right after
+    the listing must not change what it says."""
+    from tlsresume._binding import ffi
+
+    ring = tlsresume.TicketKeyRing(session_cache=False)
+    try:
+        want = [(r.key, r.role) for r in ring.records()]
+        infos = ring._key_infos(with_secrets=True)
+        junk = []
+        for _ in range(64):  # take the freed block back, and fill it with garbage
+            block = ffi.new("tlsr_key_info[]", 16)
+            ffi.memmove(block, b"\xff" * ffi.sizeof(block), ffi.sizeof(block))
+            junk.append(block)
+        roles = {1: "next", 2: "current", 3: "retired"}  # TLSR_KEY_*
+        assert [(i.name, roles.get(i.role)) for i in infos] == [(k.name, r) for k, r in want]
+        assert [(r.key, r.role) for r in ring.records()] == want
+        assert len(junk) == 64
+    finally:
+        ring.close()

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _binding
 from ._binding import ffi, lib
@@ -84,6 +84,19 @@ def _now_ms(now: float | None) -> int:
 
 def _check_name(name: str) -> bytes:
     return region_name(name, "ring")
+
+
+class _KeyInfo(NamedTuple):
+    """One ``tlsr_key_info`` copied into Python values."""
+
+    name: bytes
+    role: int
+    secret_len: int
+    created_ms: int
+    activated_ms: int
+    retired_ms: int
+    hmac: bytes
+    aes: bytes
 
 
 @dataclass(frozen=True)
@@ -340,7 +353,7 @@ class TicketKeyRing(SharedRegion):
         """The ring's keys, retired (oldest first), current, next: names and times only."""
         return [
             KeyStatus(
-                name=bytes(info.name).hex(),
+                name=info.name.hex(),
                 role=_ROLES[info.role],
                 size=16 + 2 * info.secret_len,
                 created=info.created_ms / 1000,
@@ -350,13 +363,35 @@ class TicketKeyRing(SharedRegion):
             for info in self._key_infos(with_secrets=False)
         ]
 
-    def _key_infos(self, with_secrets: bool) -> list[Any]:
+    def _key_infos(self, with_secrets: bool) -> list[_KeyInfo]:
+        """The ring's keys as Python values. (Copied out while the C array lives: an
+        element of a cffi array does not keep the array alive, so handing out
+        ``out[i]`` would let callers read freed memory.)"""
         out = ffi.new("tlsr_key_info[]", lib.TLSR_RING_SLOTS)
-        n = _binding.check(
-            lib.tlsr_ring_get_keys(self._handle(), out, lib.TLSR_RING_SLOTS, int(with_secrets)),
-            "reading key ring",
-        )
-        return [out[i] for i in range(n)]
+        try:
+            n = _binding.check(
+                lib.tlsr_ring_get_keys(self._handle(), out, lib.TLSR_RING_SLOTS, int(with_secrets)),
+                "reading key ring",
+            )
+            infos = []
+            for i in range(n):
+                c = out[i]
+                k = int(c.secret_len)
+                infos.append(
+                    _KeyInfo(
+                        bytes(c.name),
+                        int(c.role),
+                        k,
+                        int(c.created_ms),
+                        int(c.activated_ms),
+                        int(c.retired_ms),
+                        bytes(c.hmac)[:k] if with_secrets else b"",
+                        bytes(c.aes)[:k] if with_secrets else b"",
+                    )
+                )
+            return infos
+        finally:
+            ffi.memmove(out, b"\0" * ffi.sizeof(out), ffi.sizeof(out))  # secrets off the heap
 
     def records(self) -> list[KeyRecord]:
         """The keys with their secrets, roles and times, retired (oldest first),
@@ -366,7 +401,7 @@ class TicketKeyRing(SharedRegion):
             n = info.secret_len
             out.append(
                 KeyRecord(
-                    key=TicketKey(bytes(info.name), bytes(info.hmac)[:n], bytes(info.aes)[:n]),
+                    key=TicketKey(info.name, info.hmac[:n], info.aes[:n]),
                     role=_ROLES[info.role],
                     created=info.created_ms / 1000,
                     activated=info.activated_ms / 1000 if info.activated_ms else None,
