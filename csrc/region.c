@@ -1,5 +1,8 @@
 /*
  * region.c - create, attach and lock shared-memory regions (see region.h).
+ *
+ * One file (over 500 lines) because the region directory, mapping and the robust,
+ * repairable lock are one mechanism: every region kind takes all three together.
  */
 #define _GNU_SOURCE
 #include <errno.h>

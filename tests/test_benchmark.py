@@ -9,6 +9,9 @@ full handshake ever), and that nothing was left behind. Speed is never asserted.
 The load generator tests drive ``tlsr_loadgen_*`` against in-process servers whose
 behaviour is known, including the negative controls (nothing listening, a non-200
 answer, a close without close_notify).
+
+One file (over 500 lines): the bench end to end, its load generator and its
+pure parts are tested together against one quick run.
 """
 
 from __future__ import annotations

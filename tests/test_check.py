@@ -9,6 +9,9 @@ server-side counters check reads from the stats URL. Cache files: two separate
 ``tlsresume check`` processes against one server, the second resuming its first
 connection from the file the first saved, against the same run without ``--load``
 and with the wrong key.
+
+One file (over 500 lines): every ``tlsresume check`` behaviour against the same
+module-wide servers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The client session cache: policy, MRU and limits, time, namespaces, safety rule,
 single-use tickets, capture paths, save/load, threads. Real handshakes (in memory
-and over loopback to a server thread), with negative controls."""
+and over loopback to a server thread), with negative controls.
+
+One file (over 500 lines): the C client cache's rules, lifetimes, limits and
+files, all on in-process memory handshakes.
+"""
 
 from __future__ import annotations
 

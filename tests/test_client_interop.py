@@ -2,7 +2,11 @@
 s_server`` and ``tlsresume serve`` (pre-fork), TLS 1.2 and 1.3, through plain
 sockets, http.client, urllib3, requests, httpx (sync and async), aiohttp and
 asyncio. The server says whether it resumed; plain contexts are the negative
-control. Save/load across two separate processes."""
+control. Save/load across two separate processes.
+
+One file (over 500 lines): every client library against the same module-wide
+real servers, on both cache backends.
+"""
 
 from __future__ import annotations
 

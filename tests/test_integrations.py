@@ -8,6 +8,9 @@ the test made and passed down (no port races), and is stopped at the end of the
 module, workers included. Each positive test has its negative control: the same
 server without tlsresume, where no reconnection resumes on a worker other than the
 one that made its session.
+
+One file (over 500 lines): every server integration shares one pool of real
+servers started once for the module.
 """
 
 from __future__ import annotations

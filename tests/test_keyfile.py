@@ -1,4 +1,8 @@
-"""Key file import/export: layouts byte for byte, roles, atomic 0600 writes, errors."""
+"""Key file import/export: layouts byte for byte, roles, atomic 0600 writes, errors.
+
+One file (over 500 lines): every key file layout, with its real peers, read and
+written through one API.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The shared ticket key ring: roles, rotation policy, sharing, recovery, bad input."""
+"""The shared ticket key ring: roles, rotation policy, sharing, recovery, bad input.
+
+One file (over 500 lines): the ring's rotation, windows, locking and damage,
+all against the same C ring.
+"""
 
 from __future__ import annotations
 

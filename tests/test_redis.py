@@ -1,7 +1,11 @@
 """Redis across machines: the fleet's ticket keys (KeySync) and sessions
 (SessionTier), against a real ``redis-server`` started per test on a free loopback
 port. Separate rings and stores, each with its own sync and tier, stand in for
-machines; the main tests put each behind its own pre-fork server."""
+machines; the main tests put each behind its own pre-fork server.
+
+One file (over 500 lines): the fleet API against one real redis-server per
+test, sharing the machines and hopping helpers; Sentinel lives in its own file.
+"""
 
 from __future__ import annotations
 

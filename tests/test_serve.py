@@ -4,6 +4,9 @@ The resumption tests are the project's headline claim: four workers, each with i
 own ``SSLContext``, behind one socket; a resuming client lands on a different worker
 almost every time. With the shared ring nearly every reconnection resumes; with
 ``--no-share`` (the negative control) almost none do, so a pass is not luck.
+
+One file (over 500 lines): ``tlsresume serve``'s behaviours against the same
+started servers.
 """
 
 from __future__ import annotations

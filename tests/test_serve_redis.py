@@ -6,6 +6,9 @@ machines behind a load balancer. A client hops between them (connection i goes t
 instance i % 3, offering the session the previous connection ended with), so every
 reconnection lands on another instance. With Redis nearly every one resumes; the
 same instances without ``--redis`` (the negative control) resume none.
+
+One file (over 500 lines): several ``serve --redis`` instances share module-wide
+fleets and one redis-server.
 """
 
 from __future__ import annotations

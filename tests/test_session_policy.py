@@ -9,6 +9,9 @@ session to the policy that admitted it, so A must run a full handshake and refus
 Every scenario has its positive controls (A's sessions resume on A's other workers
 with the certificate, B's on B) and a negative control that puts the shared
 "Python" value back, proving the scenario itself would catch the hole.
+
+One file (over 500 lines): the session-crossing attack, each path of it beside
+its control, on one PKI.
 """
 
 from __future__ import annotations

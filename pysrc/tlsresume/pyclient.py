@@ -29,6 +29,9 @@ settings are unchanged since (any ``load_verify_locations``,
 of ``verify_mode``, ``verify_flags`` or ``check_hostname`` withholds the sessions
 made before), and only if the connection that made it verified the server at
 least as strictly as the new one would (none < chain < hostname).
+
+One module (over 500 lines) because the cache, its connection hooks and the drop-in
+context share one per-connection record and must stay in step with each other.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ tree (``/proc/PID/stat``), read before and after each measured window.
 :func:`run` does the work and returns the report as a JSON-ready dict;
 :func:`main` is the command line (``tlsresume bench``, ``python -m
 tlsresume.tools.bench``).
+
+One module (just over 500 lines) because measuring, the rounds and the report head
+are one run; the servers, load generator and report live in their own modules.
 """
 
 from __future__ import annotations
