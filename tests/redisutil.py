@@ -29,6 +29,39 @@ def redis_server_available() -> bool:
     return os.access(REDIS_SERVER, os.X_OK)
 
 
+def require_redis() -> None:
+    """Skip the calling test module unless both redis-server and redis-py are here.
+    With redis-server installed, a missing redis-py is an error: install the test
+    extras."""
+    import pytest
+
+    try:
+        import redis  # noqa: F401
+    except ModuleNotFoundError:  # pragma: no cover
+        if redis_server_available():
+            raise
+        pytest.skip("redis-server and redis-py are not installed", allow_module_level=True)
+    if not redis_server_available():  # pragma: no cover
+        pytest.skip("redis-server is not installed", allow_module_level=True)
+
+
+def all_answer(ports: list[int], check: Any) -> bool:
+    """Whether ``check(client)`` is true for a client of every port (each client
+    closed after; a Redis error or a refused connection counts as false)."""
+    import redis
+
+    for port in ports:
+        client = redis.Redis(port=port, socket_timeout=0.5)
+        try:
+            if not check(client):
+                return False
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -277,20 +310,13 @@ class SentinelGroup:
             return None
 
     def _known(self, replicas: int, sentinels: int) -> bool:
-        import redis
-
-        for port in self.ports:
-            client = redis.Redis(port=port, socket_timeout=0.5)
-            try:
-                if len(client.sentinel_slaves(self.SERVICE)) < replicas:
-                    return False
-                if len(client.sentinel_sentinels(self.SERVICE)) < sentinels:
-                    return False
-            except (redis.RedisError, OSError):
-                return False
-            finally:
-                client.close()
-        return True
+        return all_answer(
+            self.ports,
+            lambda c: (
+                len(c.sentinel_slaves(self.SERVICE)) >= replicas
+                and len(c.sentinel_sentinels(self.SERVICE)) >= sentinels
+            ),
+        )
 
     @staticmethod
     def _wait_for(ok: Any, what: str, timeout: float = 30.0) -> None:
@@ -324,6 +350,128 @@ class SentinelGroup:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> SentinelGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ClusterGroup:
+    """A Redis Cluster of three masters on loopback (``--cluster-enabled yes``, made
+    one with ``redis-cli --cluster create``), what managed Redis offerings run in
+    cluster mode, small enough for a test. ``reshard()`` moves slots, with their
+    keys, from one master to another while clients keep talking to the cluster."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(masters):
+                self.nodes.append(
+                    RedisServer(
+                        extra=[
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-config-file",
+                            "nodes.conf",
+                            "--cluster-node-timeout",
+                            "2000",
+                            "--cluster-port",
+                            str(free_port()),
+                        ]
+                    )
+                )
+            self._cli(
+                "--cluster",
+                "create",
+                *self.addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            )
+            SentinelGroup._wait_for(self._ok, "the cluster to form")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{n.port}" for n in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """The ``redis+cluster://`` URL tlsresume reads (every node as a seed)."""
+        return "redis+cluster://" + ",".join(self.addresses)
+
+    def client(self, **kwargs: Any) -> Any:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        kwargs.setdefault("socket_timeout", 2.0)
+        kwargs.setdefault("socket_connect_timeout", 2.0)
+        return RedisCluster(
+            startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes], **kwargs
+        )
+
+    def _cli(self, *args: str, timeout: float = 60.0) -> str:
+        redis_cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        done = subprocess.run(
+            [redis_cli, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli {' '.join(args)} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def _ok(self) -> bool:
+        def settled(client: Any) -> bool:
+            info = client.execute_command("CLUSTER", "INFO")
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            return "cluster_state:ok" in text and "cluster_slots_ok:16384" in text
+
+        return all_answer([n.port for n in self.nodes], settled)
+
+    def node_id(self, index: int) -> str:
+        client = self.nodes[index].client()
+        try:
+            return str(client.execute_command("CLUSTER", "MYID").decode())
+        finally:
+            client.close()
+
+    def keys_per_node(self, pattern: str) -> list[int]:
+        counts = []
+        for node in self.nodes:
+            client = node.client()
+            try:
+                counts.append(sum(1 for _ in client.scan_iter(match=pattern, count=1000)))
+            finally:
+                client.close()
+        return counts
+
+    def reshard(self, source: int, target: int, slots: int) -> None:
+        """Move ``slots`` slots and their keys from master ``source`` to ``target``
+        (``redis-cli --cluster reshard``: MIGRATING/IMPORTING, MIGRATE, SETSLOT)."""
+        self._cli(
+            "--cluster",
+            "reshard",
+            self.addresses[0],
+            "--cluster-from",
+            self.node_id(source),
+            "--cluster-to",
+            self.node_id(target),
+            "--cluster-slots",
+            str(slots),
+            "--cluster-yes",
+        )
+        SentinelGroup._wait_for(self._ok, "the cluster to settle after resharding")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.nodes = []
+
+    def __enter__(self) -> ClusterGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:

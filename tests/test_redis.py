@@ -10,6 +10,7 @@ test, sharing the machines and hopping helpers; Sentinel lives in its own file.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import ssl
@@ -45,6 +46,7 @@ from tlsresume.redis import (  # noqa: E402
     RedisBackendError,
     RingState,
     SessionTier,
+    _Sealer,
     connect_server,
     decode_state,
     encode_state,
@@ -982,22 +984,12 @@ def test_redis_killed_mid_run(
 
 
 # ======================================================================================
-# Forward-only generations: an old copy written back into Redis is not applied
+# Forward-only generations: an older copy in Redis is repaired, never applied
 # ======================================================================================
 
 
-@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
-def test_replayed_older_ring_is_refused(redis_server: RedisServer, name: str, sealed: bool) -> None:
-    """A writer puts an older (validly sealed) copy of the fleet's ring back into a
-    real Redis after a rotation: the node refuses it, keeps the newer keys, and
-    counts a failed sync. Negative control: a fresh node, which never saw the newer
-    generation, accepts that copy (it is a well-formed ring), so the refusal is the
-    check's doing."""
-    master = generate_master_key() if sealed else None
-    ring, fresh_ring = TicketKeyRing(), TicketKeyRing()
-    key = f"tlsresume:ring:{name}"
-    client = redis_server.client()
-    sync = KeySync(
+def _sync(redis_server: RedisServer, ring: TicketKeyRing, name: str, master: str | None) -> KeySync:
+    return KeySync(
         ring,
         redis_server.url,
         name=name,
@@ -1005,46 +997,107 @@ def test_replayed_older_ring_is_refused(redis_server: RedisServer, name: str, se
         rotation_period=10,
         acceptance_window=20,
         master_key=master,
-        insecure_unsealed=not sealed,
+        insecure_unsealed=master is None,
         start=False,
     )
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_older_ring_in_redis_is_put_back(
+    redis_server: RedisServer, name: str, sealed: bool
+) -> None:
+    """Redis goes back to an older (validly sealed) copy of the fleet's ring after a
+    rotation, as when a failover promotes a replica that missed the last write, or
+    someone writes an old copy back: the node that had accepted the newer generation
+    never applies the older one, keeps its keys, and puts its generation back (only
+    over the copy it read). Negative control: a fresh node, which never saw the newer
+    generation, takes the older copy (it is a well-formed ring) and repairs nothing,
+    so keeping the newer keys is the check's doing; after the repair it follows."""
+    master = generate_master_key() if sealed else None
+    ring, fresh_ring = TicketKeyRing(), TicketKeyRing()
+    key = f"tlsresume:ring:{name}"
+    client = redis_server.client()
+    sync = _sync(redis_server, ring, name, master)
+    fresh: KeySync | None = None
     try:
         old_blob = client.get(key)
         assert sync.stats()["generation"] == 1
         sync.sync(now=time.time() + 11)  # due: this node rotates the fleet's ring
         assert sync.stats()["generation"] == 2
         newer = [(k.name, k.role) for k in ring.keys()]
-        newer_blob = client.get(key)
-        client.set(key, old_blob)  # the replay
-        with pytest.raises(RedisBackendError, match="generation 1 is older than generation 2"):
-            sync.sync()
-        assert [(k.name, k.role) for k in ring.keys()] == newer
-        assert sync.stats()["sync_failures"] >= 1 and sync.stats()["generation"] == 2
-        # Control: the copy itself is a valid ring that a node without history takes.
-        fresh = KeySync(
-            fresh_ring,
-            redis_server.url,
-            name=name,
-            refresh=1,
-            rotation_period=10,
-            acceptance_window=20,
-            master_key=master,
-            insecure_unsealed=not sealed,
-            start=False,
-        )
-        try:
-            assert fresh.stats()["generation"] == 1
-        finally:
-            fresh.stop()
-        # The state the node accepted, put back, is accepted again (same content).
-        client.set(key, newer_blob)
+        client.set(key, old_blob)  # Redis lost the rotation
+        fresh = _sync(redis_server, fresh_ring, name, master)  # control, before the repair
+        assert fresh.stats()["generation"] == 1 and fresh.stats()["repairs"] == 0
+        assert [k.name for k in fresh_ring.keys()] != [name for name, _ in newer]
         sync.sync()
         assert [(k.name, k.role) for k in ring.keys()] == newer
+        stats = sync.stats()
+        assert stats["repairs"] == 1 and stats["generation"] == 2 and stats["sync_failures"] == 0
+        assert client.get(key) != old_blob
+        fresh.sync()
+        assert fresh.stats()["generation"] == 2
+        assert [(k.name, k.role) for k in fresh_ring.keys()] == newer
     finally:
-        sync.stop()
+        for s in (sync, fresh):
+            if s is not None:
+                s.stop()
         client.close()
         ring.close()
         fresh_ring.close()
+
+
+def test_lost_rotation_redone_elsewhere_is_taken(redis_server: RedisServer, name: str) -> None:
+    """The lost rotation is re-done by a node that never saw it, before the node
+    that saw it could put it back: both generations 2 have the same current key (it
+    was generation 1's next), so the node that saw the first takes the second, with
+    no failure and no ticket lost; the fleet never has two current keys. Control: a
+    generation 2 with another current key (a forged fork) is refused."""
+    master = generate_master_key()
+    ring_a, ring_b = TicketKeyRing(), TicketKeyRing()
+    key = f"tlsresume:ring:{name}"
+    client = redis_server.client()
+    a = _sync(redis_server, ring_a, name, master)
+    b = _sync(redis_server, ring_b, name, master)
+    try:
+        gen1 = client.get(key)
+        later = time.time() + 11
+        a.sync(now=later)  # a rotates: generation 2 (current = generation 1's next)
+        current_a = next(k.name for k in ring_a.keys() if k.role == "current")
+        client.set(key, gen1)  # lost
+        b.sync(now=later)  # b rotates again from generation 1
+        assert b.stats()["rotations"] == 1 and b.stats()["generation"] == 2
+        current_b = next(k.name for k in ring_b.keys() if k.role == "current")
+        assert current_a == current_b
+        redone = client.get(key)
+        a.sync(now=later)
+        assert a.stats()["sync_failures"] == 0 and a.stats()["repairs"] == 0
+        assert client.get(key) == redone  # a took b's, did not overwrite it
+        assert [(k.name, k.role) for k in ring_a.keys()] == [
+            (k.name, k.role) for k in ring_b.keys()
+        ]
+        # Control: generation 2 with a current key nobody had as next.
+        forged_ring = TicketKeyRing()
+        try:
+            client.delete(key)
+            forger = _sync(redis_server, forged_ring, name, master)
+            forger.stop()
+            state = decode_state(_Sealer(master, b"ring").open(client.get(key), key.encode()), key)
+            client.set(
+                key,
+                _Sealer(master, b"ring").seal(
+                    encode_state(dataclasses.replace(state, generation=2)), key.encode()
+                ),
+            )
+        finally:
+            forged_ring.close()
+        with pytest.raises(RedisBackendError, match="holds other keys"):
+            a.sync(now=later)
+    finally:
+        a.stop()
+        b.stop()
+        client.close()
+        ring_a.close()
+        ring_b.close()
 
 
 # ======================================================================================

@@ -45,6 +45,7 @@ __all__ = [
     "seed_state",
     "merge_records",
     "generation_check",
+    "redone_rotation",
     "encode_state",
     "parse_state",
 ]
@@ -229,15 +230,21 @@ def merge_records(
     ]
 
 
-def generation_check(state: RingState, seen: int, seen_digest: bytes | None) -> str | None:
+def generation_check(
+    state: RingState, seen: int, seen_digest: bytes | None, seen_state: RingState | None = None
+) -> str | None:
     """Whether a node that last accepted generation ``seen`` (whose encoding hashed
-    to ``seen_digest``) may accept ``state``: ``None`` if so, else why not.
+    to ``seen_digest``; ``seen_state`` is that state, if the node kept it) may
+    accept ``state``: ``None`` if so, else why not.
 
     Generations only move forward. Sealing authenticates a state but not its age:
     whoever can write the stored copy could put back an older sealed state (with
     keys the fleet retired, or a rotation undone). So a node refuses a generation
     lower than one it accepted, and a different state under the generation it
-    accepted."""
+    accepted, with one exception: a rotation re-done (:func:`redone_rotation`).
+    That is what a failover that lost the last rotation leads to, when a node that
+    never saw it rotates again: the same current key (it was the next key before),
+    only another next key and other times."""
     if state.generation < seen:
         return (
             f"generation {state.generation} is older than generation {seen}, which "
@@ -247,12 +254,34 @@ def generation_check(state: RingState, seen: int, seen_digest: bytes | None) -> 
         state.generation == seen
         and seen_digest is not None
         and hashlib.sha256(encode_state(state)).digest() != seen_digest
+        and not (seen_state is not None and redone_rotation(state, seen_state))
     ):
         return (
             f"generation {state.generation} holds other keys than the generation "
             f"{seen} this node accepted"
         )
     return None
+
+
+def redone_rotation(a: RingState, b: RingState) -> bool:
+    """Whether ``a`` and ``b`` are the same rotation made twice: one generation, the
+    same current key, the same keys that decrypt (retired and current) and the same
+    policy. Only the next key (which has encrypted nothing) and the times and node
+    recorded may differ, so taking either loses no ticket and never puts two current
+    keys under one period."""
+
+    def decrypting(s: RingState) -> frozenset[tuple[bytes, bytes, bytes]]:
+        return frozenset(
+            (r.key.name, r.key.hmac_key, r.key.aes_key) for r in s.keys if r.role != "next"
+        )
+
+    return (
+        a.generation == b.generation
+        and a.current.key == b.current.key
+        and decrypting(a) == decrypting(b)
+        and abs(a.period - b.period) < 1e-3
+        and abs(a.window - b.window) < 1e-3
+    )
 
 
 # ---- the ring as JSON (what a fleet stores) -----------------------------------------

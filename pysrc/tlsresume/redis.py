@@ -61,20 +61,19 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 try:
     import redis
-    from redis.backoff import NoBackoff
+    import redis.cluster
     from redis.exceptions import (
         AuthenticationError,
+        RedisClusterException,
         RedisError,
         ResponseError,
-        WatchError,
     )
-    from redis.retry import Retry
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise ModuleNotFoundError(
         "tlsresume.redis needs redis-py: pip install 'tlsresume[redis]' (or 'redis>=5')",
@@ -85,6 +84,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._forkgate import ForkGate
+from ._redisconn import ConnectionSpec, connection_spec, no_retry
 from .errors import RingClosedError, StateError, TLSResumeError
 from .keyring import TicketKeyRing
 from .keys import TicketKey
@@ -101,7 +101,6 @@ from .policy import (
     seed_state,
     to_ms,
 )
-from .redaction import redact_url
 from .store import SessionStore
 
 __all__ = [
@@ -152,72 +151,17 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.exceptions.InvalidResponse,
+    # A cluster client that cannot learn the slot map (no seed node answers).
+    RedisClusterException,
     OSError,
 )
 
 
-def _no_retry() -> Any:
-    # redis-py >= 6 retries connection errors 3 times with back-off by default, which
-    # would multiply every timeout; tlsresume does its own (bounded) retrying.
-    return Retry(NoBackoff(), 0)
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """How to make this library's own connections to a Redis: the connection class
-    and arguments (from a URL, or from a client the caller configured), and a name
-    for messages (never a password)."""
-
-    connection_class: Any
-    kwargs: dict[str, Any]
-    where: str
-
-    def pool(self) -> Any:
-        return redis.ConnectionPool(connection_class=self.connection_class, **self.kwargs)
-
-    def client(self) -> Any:
-        return redis.Redis(connection_pool=self.pool())
-
-
-def _spec(target: Any, timeout: float, client_kwargs: Mapping[str, Any] | None) -> _Spec:
-    """The connections to make for ``target``: a URL, a ``redis.Redis`` (a plain one,
-    or a Sentinel-managed master from ``Sentinel(...).master_for(name)``), or a
-    ``redis.ConnectionPool``. tlsresume makes its own pool from it (fork-safe, with
-    its own timeouts and no retries: a handshake must not wait on a retry loop);
-    the caller's client is never used or closed.
-
-    Raises:
-        TypeError: another kind of object (a Redis Cluster client is not supported).
-        ValueError: a URL redis-py cannot use.
-    """
-    overrides = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": _no_retry()}
-    if isinstance(target, str):
-        pool = redis.ConnectionPool.from_url(target, **overrides, **dict(client_kwargs or {}))
-        try:
-            return _Spec(pool.connection_class, dict(pool.connection_kwargs), redact_url(target))
-        finally:
-            pool.disconnect()
-    pool = target.connection_pool if isinstance(target, redis.Redis) else target
-    if not isinstance(pool, redis.ConnectionPool):
-        kind = type(target).__name__
-        hint = (
-            " (Redis Cluster is not supported yet: give the URL of one node's Redis, "
-            "or a Sentinel-managed master)"
-            if "cluster" in type(target).__module__.lower()
-            else ""
-        )
-        raise TypeError(
-            f"give a Redis URL, a redis.Redis client or a redis.ConnectionPool, not {kind}{hint}"
-        )
-    kwargs = {**pool.connection_kwargs, **overrides, **dict(client_kwargs or {})}
-    service = getattr(pool, "service_name", None)
-    if service is not None:
-        where = f"Sentinel-managed master {service!r}"
-    elif "path" in kwargs:
-        where = f"unix:{kwargs['path']}"
-    else:
-        where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-    return _Spec(pool.connection_class, kwargs, where)
+def _spec(target: Any, timeout: float, client_kwargs: Mapping[str, Any] | None) -> ConnectionSpec:
+    """This library's own connections for ``target`` (see :mod:`._redisconn`): its
+    timeouts and no retries, then the caller's ``client_kwargs``."""
+    overrides = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": no_retry()}
+    return connection_spec(target, {**overrides, **dict(client_kwargs or {})})
 
 
 def _check_name(name: str) -> str:
@@ -273,6 +217,12 @@ _TAKE = (
     "return v"
 )
 _TLS13 = 0x0304
+# The ring is replaced only over the copy a node read (compare and set in one
+# server-side step; WATCH/MULTI would not work on a cluster client).
+_SWAP = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0"
+)
 
 
 def _der_protocol(der: bytes) -> int | None:
@@ -443,6 +393,7 @@ _SYNC_FIELDS = (
     "generation",
     "errors",
     "node_changes",
+    "repairs",
 )
 _NODE_BYTES = 256  # room for the address of the Redis node the last sync reached
 
@@ -598,6 +549,7 @@ class KeySync:
         # accepted, and the digest of its encoding.
         self._generation_seen = 0
         self._generation_digest: bytes | None = None
+        self._accepted: RingState | None = None  # that generation, to repair Redis with
         self._due: float | None = None
         self._warned_policy = False
         self._failing: str | None = None  # the last failure's message while failing
@@ -609,12 +561,14 @@ class KeySync:
         self._thread: threading.Thread | None = None
         spec = _spec(url, self._timeout, client_kwargs)
         self._url = spec.where
+        self._spec = spec
         # Any: redis-py types replies as bytes | str (it depends on decode_responses).
-        self._client: Any = spec.client()
+        # A cluster client is made at the first round: it talks to Redis when made.
+        self._client_obj: Any = None if spec.is_cluster else spec.client()
         try:
             self._first_sync(require_redis)
         except BaseException:
-            self._client.close()
+            self._close_client()
             if self._owns_ring:
                 ring.close()
             raise
@@ -691,6 +645,7 @@ class KeySync:
             "generation": s["generation"],
             "redis_node": self._stats.get_text() or None,
             "node_changes": s["node_changes"],
+            "repairs": s["repairs"],
             "refresh": self._refresh,
             "key": self._key,
         }
@@ -706,7 +661,7 @@ class KeySync:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout if timeout is not None else 2 * self._timeout + 1)
         with self._round_lock:
-            self._client.close()
+            self._close_client()
             if self._owns_ring:
                 self._ring.close()
 
@@ -718,6 +673,16 @@ class KeySync:
 
     def __repr__(self) -> str:
         return f"<KeySync {self._key} at {self._url} every {self._refresh:g}s>"
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            self._client_obj = self._spec.client()
+        return self._client_obj
+
+    def _close_client(self) -> None:
+        if self._client_obj is not None:
+            self._client_obj.close()
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:
@@ -790,13 +755,12 @@ class KeySync:
         if raw is None:
             state = self._seed(now)
         else:
-            state = self._decode(raw)
-        self._accept_generation(state)
+            state = self._repair(raw, self._decode(raw))
         if rotation_due(state, now):
             state = self._rotate(now)
-            self._accept_generation(state)
         self._generation_seen = state.generation
         self._generation_digest = hashlib.sha256(encode_state(state)).digest()
+        self._accepted = state
         self._stats.set("generation", state.generation)
         self._due = state.due()
         if not self._warned_policy and (
@@ -814,15 +778,6 @@ class KeySync:
                 self._window,
             )
         return self._mirror(state, now)
-
-    def _accept_generation(self, state: RingState) -> None:
-        why = generation_check(state, self._generation_seen, self._generation_digest)
-        if why is not None:
-            raise RedisBackendError(
-                f"the key ring at {self._key} in Redis was not applied: {why}. This node "
-                "keeps its keys; if the fleet's ring was restored on purpose, restart "
-                "this node (or delete the key so the fleet publishes a newer one)"
-            )
 
     def _decode(self, raw: bytes) -> RingState:
         where = f"{self._key} in Redis"
@@ -874,30 +829,26 @@ class KeySync:
         raw = self._client.get(self._key)  # another node was first
         if raw is None:
             raise redis.ConnectionError("the ring appeared and vanished; retrying")
-        return self._decode(raw)
+        return self._repair(raw, self._decode(raw))
+
+    def _swap(self, expected: bytes, new: RingState) -> bool:
+        """Replace the ring in Redis by ``new`` if it still holds ``expected``, in one
+        step on the server (a script: it works alike on one server, behind Sentinel
+        and on a cluster, where the ring is one key and so one slot)."""
+        return bool(self._client.eval(_SWAP, 1, self._key, expected, self._encode(new)))
 
     def _rotate(self, now: float) -> RingState:
         for _ in range(16):
-            with self._client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(self._key)
-                    raw = pipe.get(self._key)
-                    if raw is None:
-                        pipe.unwatch()
-                        return self._seed(now)
-                    state = self._decode(raw)
-                    self._accept_generation(state)  # never rotate on top of a replay
-                    if not rotation_due(state, now):
-                        pipe.unwatch()
-                        return state  # another node rotated first
-                    new = rotate_state(
-                        state, now, TicketKey.generate(state.current.key.size), self._who
-                    )
-                    pipe.multi()
-                    pipe.set(self._key, self._encode(new))
-                    pipe.execute()
-                except WatchError:
-                    continue
+            raw = self._client.get(self._key)
+            if raw is None:
+                return self._seed(now)
+            state = self._decode(raw)
+            state = self._repair(raw, state)
+            if not rotation_due(state, now):
+                return state  # another node rotated first
+            new = rotate_state(state, now, TicketKey.generate(state.current.key.size), self._who)
+            if not self._swap(raw, new):
+                continue  # it changed under us: read again
             self._stats.add("rotations")
             log.info(
                 "tlsresume: rotated the fleet's ticket keys at %s: current key %s",
@@ -906,6 +857,43 @@ class KeySync:
             )
             return new
         raise RedisBackendError(f"could not rotate {self._key}: it kept changing")
+
+    def _repair(self, raw: bytes, state: RingState) -> RingState:
+        """``state`` if this node may accept it; else, if Redis went back to an older
+        generation than this node accepted, put the accepted one back.
+
+        Redis loses acknowledged writes when a replica that had not received them is
+        promoted (a Sentinel or Cluster failover), or when it is restored from an old
+        copy. The fleet must then not fork: nodes that saw the lost rotation would
+        refuse the older ring, and a node that rotates it again would draw another
+        next key. Writing back the newest state any node accepted (only over the
+        older one just read) makes the highest accepted generation win, with exactly
+        the keys it had. A lost rotation that another node has meanwhile re-done is
+        accepted by :func:`~tlsresume.policy.generation_check` (same current key)."""
+        why = generation_check(
+            state, self._generation_seen, self._generation_digest, self._accepted
+        )
+        if why is None:
+            return state
+        accepted = self._accepted
+        if state.generation < self._generation_seen and accepted is not None:
+            if self._swap(raw, accepted):
+                self._stats.add("repairs")
+                log.warning(
+                    "tlsresume: the fleet's ring at %s went back to generation %d (Redis "
+                    "lost writes: a failover or a restore); put back generation %d, "
+                    "which this node had accepted",
+                    self._key,
+                    state.generation,
+                    accepted.generation,
+                )
+                return accepted
+            raise redis.ConnectionError("the ring changed while it was repaired; retrying")
+        raise RedisBackendError(
+            f"the key ring at {self._key} in Redis was not applied: {why}. This node "
+            "keeps its keys; if the fleet's ring was restored on purpose, restart "
+            "this node (or delete the key so the fleet publishes a newer one)"
+        )
 
     def _pause_local_rotation(self) -> None:
         """Stop the ring rotating by itself (and so drawing keys the fleet does not
@@ -972,6 +960,12 @@ class KeySync:
     def _node(self) -> str | None:
         """The address of the Redis node this sync's connections reach now (with a
         Sentinel-managed master: the current master), or None if unknown."""
+        if self._spec.is_cluster:
+            try:
+                node = self._client.get_node_from_key(self._key)
+            except (RedisError, RedisClusterException):
+                return None
+            return f"{node.host}:{node.port}"
         pool = self._client.connection_pool
         try:
             try:
@@ -1084,6 +1078,10 @@ class _Runtime:
         self.gate = ForkGate("the Redis session tier's writer", wait=5.0)
         self.thread: threading.Thread | None = None
         self.writer: Any = None
+        # Redis Cluster: the lookups' client (made by the writer thread, since it
+        # learns the slot map when made) and each node's (down until, back-off).
+        self.cluster: Any = None
+        self.node_down: dict[str, tuple[float, float]] = {}
         self.counts = dict.fromkeys(_TIER_COUNTERS, 0)
         self.max_get = 0.0
 
@@ -1166,10 +1164,8 @@ class SessionTier:
         self.connections = connections
         _check_sealing(master_key, insecure_unsealed)
         self._sealer = None if master_key is None else _Sealer(master_key, b"session")
-        spec = _spec(url, self.write_timeout, client_kwargs)
-        self._url = spec.where
-        self._conn_class: Callable[..., Any] = spec.connection_class
-        self._conn_kwargs = spec.kwargs
+        self._spec = _spec(url, self.write_timeout, client_kwargs)
+        self._url = self._spec.where
         self._stopped = False
         self._rt = self._new_runtime(writer=bool(start))
         _tiers.add(self)
@@ -1183,37 +1179,18 @@ class SessionTier:
         if time.monotonic() < rt.down_until:
             rt.count("skipped_down")
             return None
-        with rt.lock:
-            conn = rt.idle.pop() if rt.idle else None
-            if conn is None:
-                rt.want = min(self.connections, rt.open + 1)
-        if conn is None:
-            rt.count("no_connection")
-            self._wake(rt)
-            return None
         key = self.prefix + session_id.hex()
         start = time.monotonic()
         try:
-            conn.send_command("EVAL", _TAKE, 1, key)
-            raw = conn.read_response()
-        except ResponseError as exc:  # the command failed, the connection is fine
-            self._give_back(rt, conn)
-            rt.count("errors")
-            log.warning("tlsresume: Redis refused a session lookup: %s", exc)
-            return None
-        except (RedisError, OSError) as exc:
-            self._discard(rt, conn)
-            timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
-            rt.count("timeouts" if timed_out else "errors")
-            self._mark_down(rt, exc)
-            return None
+            if self._spec.is_cluster:
+                raw = self._cluster_lookup(rt, key)
+            else:
+                raw = self._lookup(rt, key)
         finally:
             elapsed = time.monotonic() - start
             if elapsed > rt.max_get:
                 rt.max_get = elapsed
-        self._give_back(rt, conn)
         if raw is None:
-            rt.count("misses")
             return None
         raw = bytes(raw)
         once = raw[:1] == _ONCE
@@ -1225,6 +1202,76 @@ class SessionTier:
         if der and once:
             rt.count("taken")
         return der
+
+    def _lookup(self, rt: _Runtime, key: str) -> Any:
+        """One server (or a Sentinel-managed master): the take, on a connection the
+        writer made beforehand. None for a miss or any failure (counted)."""
+        with rt.lock:
+            conn = rt.idle.pop() if rt.idle else None
+            if conn is None:
+                rt.want = min(self.connections, rt.open + 1)
+        if conn is None:
+            rt.count("no_connection")
+            self._wake(rt)
+            return None
+        try:
+            conn.send_command("EVAL", _TAKE, 1, key)
+            raw = conn.read_response()
+        except ResponseError as exc:  # the command failed, the connection is fine
+            self._give_back(rt, conn)
+            rt.count("errors")
+            log.warning("tlsresume: Redis refused a session lookup: %s", exc)
+            return None
+        except (RedisError, OSError) as exc:
+            self._discard(rt, conn)
+            self._count_lookup_failure(rt, exc)
+            self._mark_down(rt, exc)
+            return None
+        self._give_back(rt, conn)
+        if raw is None:
+            rt.count("misses")
+        return raw
+
+    def _cluster_lookup(self, rt: _Runtime, key: str) -> Any:
+        """A Redis Cluster: the take goes to the node that holds the key's slot
+        (redis-py's cluster client follows MOVED and ASK). A node that failed is
+        skipped for its own back-off; the other nodes' sessions stay reachable."""
+        client = rt.cluster
+        if client is None:  # the writer has not learnt the slot map yet
+            rt.count("no_connection")
+            self._wake(rt)
+            return None
+        try:
+            node = client.get_node_from_key(key).name
+        except (RedisError, RedisClusterException) as exc:  # the slot has no node now
+            rt.count("errors")
+            self._mark_down(rt, exc)
+            return None
+        if time.monotonic() < rt.node_down.get(node, (0.0, 0.0))[0]:
+            rt.count("skipped_down")
+            return None
+        try:
+            raw = client.eval(_TAKE, 1, key)
+        except ResponseError as exc:  # refused, or a redirection loop
+            rt.count("errors")
+            log.warning("tlsresume: Redis refused a session lookup: %s", exc)
+            return None
+        except (RedisError, RedisClusterException, OSError) as exc:
+            self._count_lookup_failure(rt, exc)
+            self._mark_node_down(rt, node, exc)
+            return None
+        if node in rt.node_down:
+            with rt.lock:
+                if rt.node_down.pop(node, None) is not None:
+                    log.warning("tlsresume: Redis Cluster node %s is back", node)
+        if raw is None:
+            rt.count("misses")
+        return raw
+
+    @staticmethod
+    def _count_lookup_failure(rt: _Runtime, exc: BaseException) -> None:
+        timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
+        rt.count("timeouts" if timed_out else "errors")
 
     def put(self, session_id: bytes, der: bytes, expires: float) -> None:
         """Queue the session for Redis until ``expires`` (epoch s); never blocks."""
@@ -1256,14 +1303,11 @@ class SessionTier:
             MasterKeyError: the fleet seals sessions under another key, or not at all
                 while this node has one (or the other way round).
         """
-        client: Any = redis.Redis(
-            connection_pool=redis.ConnectionPool(
-                connection_class=self._conn_class, **self._conn_kwargs
-            )
-        )
         key = self.prefix + "check"
         mine = self._sealer.seal(b"tlsresume", key.encode()) if self._sealer else b"plain"
+        client: Any = None
         try:
+            client = self._spec.client()
             client.set(key, mine, nx=True)
             found = client.get(key)
         except AuthenticationError as exc:
@@ -1281,7 +1325,8 @@ class SessionTier:
             )
             return False
         finally:
-            client.close()
+            if client is not None:
+                client.close()
         if found is None:
             return True
         if _is_sealed(found) and self._sealer is None:
@@ -1349,8 +1394,9 @@ class SessionTier:
             idle, rt.idle = rt.idle, []
         for conn in idle:
             conn.disconnect()
-        if rt.writer is not None:
-            rt.writer.close()
+        for client in (rt.writer, rt.cluster):
+            if client is not None:
+                client.close()
         _tiers.discard(self)
 
     def __enter__(self) -> SessionTier:
@@ -1367,11 +1413,8 @@ class SessionTier:
     def _new_runtime(self, writer: bool = True) -> _Runtime:
         rt = _Runtime(self.max_queue)
         rt.gate.wait = self.write_timeout + 1
-        rt.writer = redis.Redis(
-            connection_pool=redis.ConnectionPool(
-                connection_class=self._conn_class, **self._conn_kwargs
-            )
-        )
+        if not self._spec.is_cluster:  # a cluster's are made by the writer thread
+            rt.writer = self._spec.client()
         if self._stopped:
             rt.stopping.set()
             rt.down_until = float("inf")
@@ -1405,6 +1448,7 @@ class SessionTier:
         if old.pid == os.getpid():
             return
         old.idle.clear()  # their sockets close with the objects, in this process only
+        old.cluster = old.writer = None
         self._rt = self._new_runtime()
 
     # ---- connections ---------------------------------------------------------------
@@ -1422,7 +1466,9 @@ class SessionTier:
         conn.disconnect()
 
     def _connect(self, rt: _Runtime) -> bool:
-        conn = self._conn_class(**self._conn_kwargs)
+        if self._spec.is_cluster:
+            return self._connect_cluster(rt)
+        conn = self._spec.connection_class(**self._spec.kwargs)
         try:
             conn.connect()  # AUTH, SELECT, TLS: with write_timeout, in this thread
         except (RedisError, OSError) as exc:
@@ -1441,6 +1487,48 @@ class SessionTier:
             rt.counts["connects"] += 1
         self._mark_up(rt)
         return True
+
+    def _connect_cluster(self, rt: _Runtime) -> bool:
+        """Learn the cluster's slot map and open a connection to every primary, for
+        the writer (``write_timeout``) and for lookups (each read bounded by
+        ``timeout``): in this thread, so that no handshake waits for it."""
+        try:
+            if rt.writer is None:
+                rt.writer = self._spec.client()
+            lookups = self._spec.client(
+                socket_timeout=self.timeout, socket_connect_timeout=self.write_timeout
+            )
+            try:
+                lookups.ping(target_nodes=lookups.PRIMARIES)
+            except BaseException:
+                lookups.close()
+                raise
+        except Exception as exc:  # the writer thread must survive whatever it meets
+            rt.count("connect_failures")
+            self._mark_down(rt, exc)
+            return False
+        with rt.lock:
+            rt.cluster, rt.open = lookups, 1
+            rt.counts["connects"] += 1
+        self._mark_up(rt)
+        return True
+
+    def _mark_node_down(self, rt: _Runtime, node: str, exc: BaseException) -> None:
+        """One cluster node failed a lookup: back off from it alone."""
+        with rt.lock:
+            backoff = rt.node_down.get(node, (0.0, 0.0))[1]
+            backoff = min(self.retry, max(self.retry / 8, backoff * 2))
+            was_down = node in rt.node_down
+            rt.node_down[node] = (time.monotonic() + backoff, backoff)
+        if not was_down:
+            log.warning(
+                "tlsresume: Redis Cluster node %s failed a session lookup (%s: %s); its "
+                "sessions are misses for up to %g s",
+                node,
+                type(exc).__name__,
+                exc,
+                self.retry,
+            )
 
     def _mark_down(self, rt: _Runtime, exc: BaseException) -> None:
         with rt.lock:
@@ -1512,6 +1600,9 @@ class SessionTier:
             self._write_batch(rt, batch)
 
     def _write_batch(self, rt: _Runtime, batch: list[tuple[Any, ...]]) -> None:
+        if rt.writer is None:  # a cluster whose slot map could not be learnt yet
+            rt.count("write_errors", len(batch))
+            return
         now = time.time()
         pipe = rt.writer.pipeline(transaction=False)
         ops = []

@@ -134,7 +134,8 @@ def _add_serve(sub: Any) -> None:
         "--redis",
         metavar="URL",
         help="redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS, e.g. "
-        "?ssl_ca_certs=CA.pem) or unix://PATH; 'env' reads the URL from $TLSRESUME_REDIS_URL "
+        "?ssl_ca_certs=CA.pem), unix://PATH, redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE "
+        "or redis+cluster://HOST:PORT[,HOST:PORT]; 'env' reads the URL from $TLSRESUME_REDIS_URL "
         "so a password stays off the command line (ps shows it to every user)",
     )
     fleet.add_argument(
