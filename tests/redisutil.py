@@ -45,13 +45,14 @@ def require_redis() -> None:
         pytest.skip("redis-server is not installed", allow_module_level=True)
 
 
-def all_answer(ports: list[int], check: Any) -> bool:
-    """Whether ``check(client)`` is true for a client of every port (each client
-    closed after; a Redis error or a refused connection counts as false)."""
+def all_answer(clients: list[Any], check: Any) -> bool:
+    """Whether ``check(client)`` is true for a client from each factory in
+    ``clients`` (each closed after; a Redis error or a refused connection counts as
+    false)."""
     import redis
 
-    for port in ports:
-        client = redis.Redis(port=port, socket_timeout=0.5)
+    for make in clients:
+        client = make()
         try:
             if not check(client):
                 return False
@@ -310,8 +311,10 @@ class SentinelGroup:
             return None
 
     def _known(self, replicas: int, sentinels: int) -> bool:
+        import redis
+
         return all_answer(
-            self.ports,
+            [lambda p=p: redis.Redis(port=p, socket_timeout=0.5) for p in self.ports],
             lambda c: (
                 len(c.sentinel_slaves(self.SERVICE)) >= replicas
                 and len(c.sentinel_sentinels(self.SERVICE)) >= sentinels
@@ -362,13 +365,18 @@ class ClusterGroup:
     cluster mode, small enough for a test. ``reshard()`` moves slots, with their
     keys, from one master to another while clients keep talking to the cluster."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, *, tls: Any = None) -> None:
+        """``tls``: a trustme ``CA``; every node then speaks TLS only, to clients and
+        on the cluster bus, with a certificate this CA issued."""
         self.nodes: list[RedisServer] = []
+        self.tls_args: list[str] = []
         try:
             for _ in range(masters):
                 self.nodes.append(
                     RedisServer(
+                        tls=tls,
                         extra=[
+                            *(["--tls-cluster", "yes"] if tls is not None else []),
                             "--cluster-enabled",
                             "yes",
                             "--cluster-config-file",
@@ -377,9 +385,12 @@ class ClusterGroup:
                             "2000",
                             "--cluster-port",
                             str(free_port()),
-                        ]
+                        ],
                     )
                 )
+            files = self.nodes[0].tls_files
+            if files is not None:
+                self.tls_args = ["--tls", "--cacert", files["ca"]]
             self._cli(
                 "--cluster",
                 "create",
@@ -399,12 +410,20 @@ class ClusterGroup:
 
     @property
     def url(self) -> str:
-        """The ``redis+cluster://`` URL tlsresume reads (every node as a seed)."""
-        return "redis+cluster://" + ",".join(self.addresses)
+        """The ``redis+cluster://`` URL tlsresume reads (every node as a seed);
+        ``rediss+cluster://...?ssl_ca_certs=CA`` with TLS."""
+        files = self.nodes[0].tls_files
+        if files is None:
+            return "redis+cluster://" + ",".join(self.addresses)
+        return f"rediss+cluster://{','.join(self.addresses)}?ssl_ca_certs={files['ca']}"
 
     def client(self, **kwargs: Any) -> Any:
         from redis.cluster import ClusterNode, RedisCluster
 
+        files = self.nodes[0].tls_files
+        if files is not None:
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("ssl_ca_certs", files["ca"])
         kwargs.setdefault("socket_timeout", 2.0)
         kwargs.setdefault("socket_connect_timeout", 2.0)
         return RedisCluster(
@@ -414,7 +433,7 @@ class ClusterGroup:
     def _cli(self, *args: str, timeout: float = 60.0) -> str:
         redis_cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
         done = subprocess.run(
-            [redis_cli, *args],
+            [redis_cli, *self.tls_args, *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -430,7 +449,7 @@ class ClusterGroup:
             text = info.decode() if isinstance(info, bytes) else str(info)
             return "cluster_state:ok" in text and "cluster_slots_ok:16384" in text
 
-        return all_answer([n.port for n in self.nodes], settled)
+        return all_answer([lambda n=n: n.client(socket_timeout=0.5) for n in self.nodes], settled)
 
     def node_id(self, index: int) -> str:
         client = self.nodes[index].client()

@@ -62,6 +62,23 @@ def start_cluster_fleet(server_cert) -> Iterator[StartFleet]:  # type: ignore[no
 # --------------------------------------------------------------------------------------
 
 
+def _wait_connected(tier: SessionTier) -> None:
+    """Until the tier's writer learnt the slot map (a lookup wakes it)."""
+    deadline = time.monotonic() + 5
+    while tier.stats()["connections"] == 0 and time.monotonic() < deadline:
+        tier.get(os.urandom(32))
+        time.sleep(0.01)
+
+
+def _stop_all(tiers: list[SessionTier], syncs: list[KeySync], rings: list[TicketKeyRing]) -> None:
+    for t in tiers:
+        t.stop()
+    for s in syncs:
+        s.stop()
+    for r in rings:
+        r.close()
+
+
 def test_cluster_object_and_url_share_one_fleet(cluster: ClusterGroup) -> None:
     """A node handed a ``RedisCluster`` and a node handed the ``redis+cluster://``
     URL keep one ring (the same keys, one seed) and one session tier: what one
@@ -97,21 +114,13 @@ def test_cluster_object_and_url_share_one_fleet(cluster: ClusterGroup) -> None:
         assert tiers[0].stats()["written"] == len(ids)
         spread = cluster.keys_per_node(f"tlsresume:session:{name}:*")
         assert sum(spread) >= len(ids) and min(spread) > 0, spread  # every master holds some
-        deadline = time.monotonic() + 5
-        while tiers[1].stats()["connections"] == 0 and time.monotonic() < deadline:
-            tiers[1].get(os.urandom(32))  # wakes the writer, which learns the slot map
-            time.sleep(0.01)
+        _wait_connected(tiers[1])
         found = [tiers[1].get(sid) for sid in ids]
         assert found == [der] * len(ids), tiers[1].stats()
         assert tiers[1].get(os.urandom(32)) is None  # control: an unknown ID misses
         caller.ping()  # the caller's client is theirs: still open and working
     finally:
-        for t in tiers:
-            t.stop()
-        for s in syncs:
-            s.stop()
-        for r in rings:
-            r.close()
+        _stop_all(tiers, syncs, rings)
         caller.close()
 
 
@@ -298,3 +307,71 @@ def test_a_stateful_ticket_is_taken_once_across_instances(
     first, _ = hop(session_fleet[1:2], ctx, 1, session=session)
     second, _ = hop(session_fleet[2:3], ctx, 1, session=session)
     assert first.resumed == 1 and second.resumed == 0, (first, second)
+
+
+# --------------------------------------------------------------------------------------
+# URL forms
+# --------------------------------------------------------------------------------------
+
+
+def test_url_forms_are_checked_and_never_show_a_password(cluster: ClusterGroup) -> None:
+    """The Sentinel and Cluster URL forms: a cluster URL with another database and a
+    Sentinel URL without a service are ValueErrors that show the form to use; an
+    unreachable Sentinel is an error at start (``require_redis``) whose message
+    holds neither the master's nor the sentinels' password. Positive control: the
+    same cluster URL without the database reaches the cluster."""
+    from tlsresume.redis import RedisBackendError
+
+    ring = TicketKeyRing()
+    try:
+        with pytest.raises(ValueError, match="database 0 only"):
+            KeySync(ring, cluster.url + "/3", insecure_unsealed=True)
+        with pytest.raises(ValueError, match=r"redis\+sentinel://host:port\[,host:port\]/SERVICE"):
+            KeySync(ring, "redis+sentinel://127.0.0.1:1", insecure_unsealed=True)
+        with pytest.raises(ValueError, match="cannot read host:port"):
+            SessionTier("redis+cluster://127.0.0.1:x", insecure_unsealed=True)
+        url = "redis+sentinel://:m-secret@127.0.0.1:1,127.0.0.1:2/svc?sentinel_password=s-secret"
+        with pytest.raises(RedisBackendError) as refused:
+            KeySync(ring, url, insecure_unsealed=True, require_redis=True, timeout=0.2)
+        text = str(refused.value)
+        assert "cannot reach Redis" in text and "svc" in text, text
+        assert "m-secret" not in text and "s-secret" not in text, text
+        sync = KeySync(ring, cluster.url, name=_name(), insecure_unsealed=True, start=False)
+        assert sync.stats()["redis_up"] and sync.stats()["seeds"] == 1
+        sync.stop()
+    finally:
+        ring.close()
+
+
+def test_a_tls_cluster_through_a_rediss_url(ca) -> None:  # type: ignore[no-untyped-def]
+    """A cluster that speaks TLS only (clients and bus), reached with
+    ``rediss+cluster://...?ssl_ca_certs=CA``: keys and sessions are shared, sealed.
+    Negative control: the same URL without the CA is refused at start (the
+    certificate does not verify), never downgraded to plain text."""
+    from tlsresume.redis import RedisBackendError
+
+    with ClusterGroup(tls=ca) as tls_cluster:
+        master = generate_master_key()
+        name = _name()
+        rings = [TicketKeyRing(), TicketKeyRing()]
+        syncs = [
+            KeySync(r, tls_cluster.url, name=name, master_key=master, start=False) for r in rings
+        ]
+        tiers = [SessionTier(tls_cluster.url, name=name, master_key=master) for _ in rings]
+        try:
+            assert [s.stats()["redis_up"] for s in syncs] == [True, True]
+            assert [k.name for k in rings[0].keys()] == [k.name for k in rings[1].keys()]
+            sid = os.urandom(32)
+            tiers[0].put(sid, b"\x30\x03\x02\x01\x01", time.time() + 60)
+            assert tiers[0].flush(5.0) and tiers[0].stats()["written"] == 1
+            _wait_connected(tiers[1])
+            assert tiers[1].get(sid) == b"\x30\x03\x02\x01\x01", tiers[1].stats()
+        finally:
+            _stop_all(tiers, syncs, rings)
+        no_ca = tls_cluster.url.split("?", 1)[0]
+        ring = TicketKeyRing()
+        try:
+            with pytest.raises(RedisBackendError, match="cannot reach Redis"):
+                KeySync(ring, no_ca, name=name, master_key=master, require_redis=True)
+        finally:
+            ring.close()

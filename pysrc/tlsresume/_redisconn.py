@@ -36,12 +36,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import redis
 import redis.cluster
 import redis.sentinel
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
 
 from .redaction import redact_url
 
-__all__ = ["ConnectionSpec", "connection_spec", "no_retry"]
+__all__ = ["ConnectionSpec", "connection_spec", "no_retry", "write_retry"]
 
 # redis-py leaves these untyped; Any keeps the checks strict everywhere else.
 _cluster: Any = redis.cluster
@@ -52,6 +53,15 @@ def no_retry() -> Any:
     """redis-py retries connection errors with back-off by default, which would
     multiply every timeout; tlsresume does its own (bounded) retrying."""
     return Retry(NoBackoff(), 0)
+
+
+def write_retry() -> Any:
+    """For work off the handshake path (the session tier's writer): redis-py retries
+    a write that met a dropped connection once, after 50 ms, so a Redis restart or
+    a Sentinel switch between two batches loses no batch."""
+    return Retry(
+        ExponentialBackoff(cap=0.2, base=0.05), 1, supported_errors=(ConnectionError, TimeoutError)
+    )
 
 
 @dataclass(frozen=True)
@@ -90,11 +100,14 @@ class ConnectionSpec:
         if self.cluster_nodes is None:
             return redis.Redis(connection_pool=self.pool(**overrides))
         kwargs = {**self.kwargs, **overrides}
-        for unused in ("host", "port", "db", "connection_pool", "retry"):
+        retry = kwargs.pop("retry", None) or no_retry()
+        for unused in ("host", "port", "db", "connection_pool"):
             kwargs.pop(unused, None)
+        if issubclass(self.connection_class, redis.SSLConnection):
+            kwargs["ssl"] = True  # the cluster client picks its connection class by this
         return _cluster.RedisCluster(
             startup_nodes=[_cluster.ClusterNode(h, p) for h, p in self.cluster_nodes],
-            retry=no_retry(),
+            retry=retry,
             # A lookup that meets a moved slot follows the redirection; no more than
             # a few, since every hop is a round trip inside a handshake.
             reinitialize_steps=1,

@@ -84,7 +84,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._forkgate import ForkGate
-from ._redisconn import ConnectionSpec, connection_spec, no_retry
+from ._redisconn import ConnectionSpec, connection_spec, no_retry, write_retry
 from .errors import RingClosedError, StateError, TLSResumeError
 from .keyring import TicketKeyRing
 from .keys import TicketKey
@@ -1412,9 +1412,9 @@ class SessionTier:
 
     def _new_runtime(self, writer: bool = True) -> _Runtime:
         rt = _Runtime(self.max_queue)
-        rt.gate.wait = self.write_timeout + 1
+        rt.gate.wait = 2 * self.write_timeout + 1.5  # a write and its one retry
         if not self._spec.is_cluster:  # a cluster's are made by the writer thread
-            rt.writer = self._spec.client()
+            rt.writer = self._spec.client(retry=write_retry())
         if self._stopped:
             rt.stopping.set()
             rt.down_until = float("inf")
@@ -1494,7 +1494,7 @@ class SessionTier:
         ``timeout``): in this thread, so that no handshake waits for it."""
         try:
             if rt.writer is None:
-                rt.writer = self._spec.client()
+                rt.writer = self._spec.client(retry=write_retry())
             lookups = self._spec.client(
                 socket_timeout=self.timeout, socket_connect_timeout=self.write_timeout
             )
