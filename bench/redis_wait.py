@@ -9,7 +9,11 @@ a full handshake. What is timed is the tier's ``get`` as the handshake calls it.
   miss, answered at once);
 * **slow**: the same Redis behind a loopback proxy that holds every reply for
   50 ms (ten times the bound);
-* **stopped**: Redis under SIGSTOP (the kernel accepts, nothing ever answers).
+* **stopped**: Redis under SIGSTOP (the kernel accepts, nothing ever answers);
+* **cluster** and **cluster, its master stopped**: a Redis Cluster of three
+  masters, healthy, then with the master that holds the session's slot under
+  SIGSTOP (the lookup that meets it also waits for the cluster client's slot-map
+  refresh from the other masters).
 
 Run: ``python bench/redis_wait.py`` (``--handshakes``, ``--json``). Needs
 ``redis-server`` and redis-py. Nothing is asserted (tests/test_redis.py holds the
@@ -36,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tlsresume  # noqa: E402
 from tests.handshake import memory_pair  # noqa: E402
-from tests.redisutil import RedisServer  # noqa: E402
+from tests.redisutil import ClusterGroup, RedisServer  # noqa: E402
 from tlsresume.redis import SessionTier  # noqa: E402
 
 BOUND = 0.005
@@ -114,10 +118,10 @@ def measure(url: str, handshakes: int, pause: Any = None) -> list[float]:
         store.set_remote(tier)
         try:
             deadline = time.monotonic() + 3
-            while tier.stats()["idle"] == 0 and time.monotonic() < deadline:
+            while tier.stats()["connections"] == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
             if pause is not None:
-                pause()
+                pause(tier.prefix + session.id.hex())
             ctx = server_ctx(store)
             for _ in range(handshakes):
                 memory_pair(ctx, client, session)
@@ -151,17 +155,37 @@ def main() -> None:
         finally:
             proxy.close()
         try:
-            out["stopped"] = summary(measure(redis_server.url, args.handshakes, redis_server.pause))
+            out["stopped"] = summary(
+                measure(redis_server.url, args.handshakes, lambda _key: redis_server.pause())
+            )
         finally:
             redis_server.resume()
+    with ClusterGroup() as cluster:
+        out["cluster"] = summary(measure(cluster.url, args.handshakes))
+        stopped: list[RedisServer] = []
+
+        def stop_slot_master(key: str) -> None:
+            client = cluster.client()
+            port = client.get_node_from_key(key).port
+            client.close()
+            stopped.extend(n for n in cluster.nodes if n.port == port)
+            stopped[0].pause()
+
+        try:
+            out["cluster, its master stopped"] = summary(
+                measure(cluster.url, args.handshakes, stop_slot_master)
+            )
+        finally:
+            for node in stopped:
+                node.resume()
     print(
         f"session tier lookups on a local miss, bound {BOUND * 1000:g} ms, "
         f"{args.handshakes} handshakes"
     )
-    print(f"{'Redis':<10} {'lookups':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    print(f"{'Redis':<28} {'lookups':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for state, s in out.items():
         print(
-            f"{state:<10} {s['lookups']:>8} {s['p50_ms']:>8.3f} {s['p99_ms']:>8.3f} "
+            f"{state:<28} {s['lookups']:>8} {s['p50_ms']:>8.3f} {s['p99_ms']:>8.3f} "
             f"{s['max_ms']:>8.3f}"
         )
     if args.json:

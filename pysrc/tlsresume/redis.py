@@ -1082,6 +1082,7 @@ class _Runtime:
         # learns the slot map when made) and each node's (down until, back-off).
         self.cluster: Any = None
         self.node_down: dict[str, tuple[float, float]] = {}
+        self.write_failing = False
         self.counts = dict.fromkeys(_TIER_COUNTERS, 0)
         self.max_get = 0.0
 
@@ -1587,6 +1588,16 @@ class SessionTier:
                     break
             try:
                 self._write(rt, [i for i in batch if i is not _WAKE])
+            except Exception as exc:  # the writer must outlive anything redis-py raises
+                rt.count("write_errors", len(batch))
+                log.warning(
+                    "tlsresume: a batch of session writes to Redis at %s failed "
+                    "unexpectedly (%s: %s); the writer goes on",
+                    self._url,
+                    type(exc).__name__,
+                    exc,
+                )
+                rt.stopping.wait(self.retry / 8)
             finally:
                 for _ in batch:
                     rt.queue.task_done()
@@ -1628,12 +1639,27 @@ class SessionTier:
             return
         try:
             results = pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             rt.count("write_errors", len(ops))
-            self._mark_down(rt, exc)
+            if self._spec.is_cluster:
+                # One master failing a batch must not stop lookups to the others
+                # (they back off per node): only the writer pauses.
+                if not rt.write_failing:
+                    log.warning(
+                        "tlsresume: Redis Cluster at %s failed a batch of session "
+                        "writes (%s: %s); retrying",
+                        self._url,
+                        type(exc).__name__,
+                        exc,
+                    )
+                rt.write_failing = True
+                rt.stopping.wait(self.retry / 8)
+            else:
+                self._mark_down(rt, exc)
             return
         finally:
             pipe.reset()
+        rt.write_failing = False
         for op, result in zip(ops, results, strict=False):
             rt.count("write_errors" if isinstance(result, Exception) else op)
         self._mark_up(rt)
