@@ -25,10 +25,12 @@
  * Memory: every session is charged its encoded size (tlsr_client_cache_configure)
  * and the cache evicts least recently used servers to stay within max_bytes.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -1102,3 +1104,18 @@ int tlsr_client_cache_insert(tlsr_client_cache *c, const tlsr_client_entry *e,
     count(c, TLSR_CC_LOADED, 1);
     return 1;
 }
+
+#ifdef TLSR_TEST_HOOKS
+#include "testhooks.h"
+/* Built only into the tests' module (see testhooks.h). */
+int tlsr_client_debug_hold_lock(tlsr_client_cache *c, unsigned ms)
+{
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    pthread_mutex_lock(&c->lock);
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+        ;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+#endif /* TLSR_TEST_HOOKS */

@@ -26,6 +26,8 @@ typedef struct {
     size_t key_activated, key_role, key_secret_len;
 } tlsr_ring_layout;
 void tlsr_ring_debug_layout(tlsr_ring_layout *out);
+/* Hold a client cache's lock for ms milliseconds (from a thread, to fork meanwhile). */
+int tlsr_client_debug_hold_lock(tlsr_client_cache *c, unsigned ms);
 /* CDEF-END */
 
 #endif /* TLSR_TESTHOOKS_H */

@@ -25,6 +25,8 @@ import trustme
 
 import tlsresume
 from tlsresume import ClientContext, ClientSessionCache, client_context
+from tlsresume._extra import foreign
+from tlsresume._extra import testhooks as load_testhooks
 from tlsresume.client import (
     VERIFY_CHAIN,
     VERIFY_HOSTNAME,
@@ -939,16 +941,27 @@ def test_attach_converts_a_plain_context(leaf: trustme.LeafCert, ca: trustme.CA)
 
 @pytest.mark.filterwarnings("ignore:This process.*multi-threaded:DeprecationWarning")
 def test_forked_child_uses_the_inherited_cache(leaf: trustme.LeafCert, ca: trustme.CA) -> None:
-    """A child forked while other threads use the cache inherits it unlocked and
-    resumes from it; the parent carries on."""
+    """A child forked while another thread holds the cache's lock inherits the
+    cache unlocked and resumes from it; the parent carries on.
+
+    The other thread holds the lock (a test hook, for 20 ms at a time, without the
+    GIL) rather than doing handshakes, so that every fork meets it held: the
+    child then hangs unless fork takes the lock first. A fork in the middle of
+    another thread's OpenSSL call is another matter: it can leave the child with
+    one of OpenSSL's own locks held, which no library can take first
+    (docs/client.md says so)."""
     server, cache = server_ctx(leaf, TLS12), ClientSessionCache()
     ctx = verifying(cache, ca)
     pair(ctx, server)
+    hffi, hlib = load_testhooks()
+    held = foreign(hffi, "tlsr_client_cache *", cache._ptr)
     stop = threading.Event()
+    holds = [0]
 
     def churn() -> None:
         while not stop.is_set():
-            pair(ctx, server, "b.test")
+            hlib.tlsr_client_debug_hold_lock(held, 20)
+            holds[0] += 1
 
     worker = threading.Thread(target=churn)
     worker.start()
@@ -981,6 +994,7 @@ def test_forked_child_uses_the_inherited_cache(leaf: trustme.LeafCert, ca: trust
         stop.set()
         worker.join(10)
     assert codes == [0] * 5
+    assert holds[0] > 0
     assert pair(ctx, server).resumed
 
 
