@@ -91,13 +91,21 @@ class ServerConfig:
             this certificate (``--cert``).
         ciphers: OpenSSL cipher string for TLS 1.2 (``SSLContext.set_ciphers``).
         tls_max: highest TLS version offered, ``"1.2"`` or ``"1.3"``; ``None`` = 1.3.
-        threads: connection threads per worker, so one slow client cannot stall it.
+        threads: connection threads per worker that finish the connections of slow
+            clients, so one slow client cannot stall its worker: the worker's
+            accepting thread serves every client that keeps up itself, and hands
+            the others to these threads.
+        inline_timeout: how long the accepting thread waits for a client, at each
+            step of the handshake and request, before it hands the connection to a
+            connection thread; short, because it accepts nothing meanwhile.
         handshake_timeout: seconds a client gets to finish the TLS handshake.
         request_timeout: seconds a client gets to send its request headers.
         shutdown_timeout: after our close_notify, seconds to wait for the client to
             close its side (its input is drained meanwhile, so closing does not turn
-            into an RST that could destroy the response); short, because a client
-            that ignores ``Connection: close`` only holds a connection thread.
+            into an RST that could destroy the response), for a client that may
+            still be sending (a head too large, garbage, a request with a body; the
+            others are closed at once); short, because such a client holds a
+            connection thread.
         max_header_bytes: request head size limit; larger heads get a 431 answer.
         backlog: ``listen()`` backlog of the shared socket.
         log_level: logging level name for the master and workers (``"WARNING"``).
@@ -138,6 +146,7 @@ class ServerConfig:
     ciphers: str | None = None
     tls_max: str | None = None
     threads: int = 8
+    inline_timeout: float = 0.005
     handshake_timeout: float = 10.0
     request_timeout: float = 10.0
     shutdown_timeout: float = 1.0
@@ -201,7 +210,7 @@ class ServerConfig:
             raise ValueError(f"--tls-max must be 1.2 or 1.3, not {self.tls_max!r}")
         if self.threads < 1:
             raise ValueError(f"threads per worker must be at least 1, not {self.threads}")
-        for name in ("handshake_timeout", "request_timeout"):
+        for name in ("handshake_timeout", "request_timeout", "inline_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.shutdown_timeout < 0:

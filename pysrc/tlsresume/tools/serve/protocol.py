@@ -67,6 +67,7 @@ def build_response(
     reused: bool | None = None,
     body: bytes | None = None,
     content_type: str = "text/plain",
+    served: str | None = None,
 ) -> bytes:
     """Build the complete response for one request.
 
@@ -78,6 +79,9 @@ def build_response(
             so a client can see the server's side of it. ``None`` omits the header.
         body: the body of a 200 answer instead of ``worker <pid>``.
         content_type: the ``Content-Type`` of ``body``.
+        served: sent as ``X-Served`` (``"inline"``: on the accepting thread,
+            ``"pool"``: by a connection thread), so tests can see which path served
+            a client. ``None`` omits the header.
 
     Returns:
         Status line, headers and body, ready to send. The connection always closes
@@ -103,6 +107,8 @@ def build_response(
         headers.append("Cache-Control: no-store")  # live counters, never cached
     if reused is not None:
         headers.append(f"X-Session-Reused: {'yes' if reused else 'no'}")
+    if served is not None:
+        headers.append(f"X-Served: {served}")
     head = ("\r\n".join(headers) + "\r\n\r\n").encode("ascii")
     if request is not None and request.method == "HEAD":
         return head
@@ -181,6 +187,9 @@ def _package_version() -> str | None:
 def _find_head_end(buf: bytes | bytearray) -> int:
     """Index just past the blank line ending a request head, or -1 if not there yet."""
     crlf = buf.find(b"\r\n\r\n")
-    lf = buf.find(b"\n\n")  # tolerate bare-LF clients (printf | s_client)
-    ends = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
-    return min(ends) if ends else -1
+    if crlf < 0:
+        lf = buf.find(b"\n\n")  # tolerate bare-LF clients (printf | s_client)
+        return lf + 2 if lf >= 0 else -1
+    # A bare-LF end can only come first if it starts before the CRLF one ends.
+    lf = buf.find(b"\n\n", 0, crlf + 3)
+    return lf + 2 if lf >= 0 else crlf + 4

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the core is imported lazily so --no-share works without it
 from tlsresume.redaction import redact_url
 
 from .config import _TIER_REPORT, _TRANSIENT_ACCEPT_ERRNOS, ServerConfig
-from .connection import _ConnectionPool, _serve_connection, build_server_context
+from .connection import ConnectionServer, build_server_context
 from .protocol import stats_payload
 from .supervisor import SupervisorCounters
 
@@ -93,8 +93,24 @@ class _Stop(BaseException):
     connection handler can swallow it."""
 
 
-def _raise_stop(signum: int, frame: object) -> None:
-    raise _Stop()
+class _StopSignal:
+    """SIGTERM's handler in a worker: stop accepting, but finish the connection the
+    main thread is serving.
+
+    The main thread serves connections itself, so a handler that raised wherever
+    it interrupts would cut a response short; it raises :class:`_Stop` only while
+    the thread waits in ``accept()``, and otherwise leaves a flag the accept loop
+    checks before its next ``accept()``.
+    """
+
+    def __init__(self) -> None:
+        self.accepting = False
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        if self.accepting:
+            raise _Stop()
 
 
 def _watch_master(death_fd: int) -> None:
@@ -131,9 +147,10 @@ def _worker_main(
     # The master turns Ctrl-C into SIGTERM for every worker, so a terminal's SIGINT
     # to the whole process group must not interrupt workers mid-response.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    stop = _StopSignal()
+    signal.signal(signal.SIGTERM, stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    pool: _ConnectionPool | None = None
+    server: ConnectionServer | None = None
     try:
         ctx = build_server_context(config, ring, store)
 
@@ -151,9 +168,7 @@ def _worker_main(
         threading.Thread(
             target=_watch_master, args=(death_fd,), name="watch-master", daemon=True
         ).start()
-        pool = _ConnectionPool(
-            config.threads, lambda conn: _serve_connection(conn, ctx, config, stats)
-        )
+        server = ConnectionServer(ctx, config, stats)
         # Tell the master we are ready; one short line is an atomic pipe write.
         try:
             os.write(ready_fd, f"{os.getpid()}\n".encode("ascii"))
@@ -161,10 +176,13 @@ def _worker_main(
             pass
         if redis is None or redis.session_tier is None:
             os.close(ready_fd)  # else kept for the tier's last report (stop_tier)
-        while True:
-            # A plain blocking accept: Linux queues blocked acceptors FIFO and wakes
-            # one per connection, so connections go round-robin across idle workers,
-            # which is exactly what makes "each worker has its own keys" visible.
+        while not stop.requested:
+            # A plain blocking accept on one thread per worker: Linux queues blocked
+            # acceptors FIFO and wakes one per connection, so connections go
+            # round-robin across idle workers, which is exactly what makes "each
+            # worker has its own keys" visible. A worker busy serving is not in the
+            # queue, so the next connection goes to another.
+            stop.accepting = True
             try:
                 conn, _peer = sock.accept()
             except OSError as exc:
@@ -173,11 +191,14 @@ def _worker_main(
                     time.sleep(0.05)
                     continue
                 raise
-            pool.submit(conn)
+            finally:
+                stop.accepting = False
+            server.serve(conn)
+        raise _Stop()
     except _Stop:
         sock.close()
-        if pool is not None:
-            pool.drain(timeout=2.0)
+        if server is not None:
+            server.pool.drain(timeout=2.0)
         if redis is not None:
             redis.stop_tier(ready_fd)
         return 0
