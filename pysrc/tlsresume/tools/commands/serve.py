@@ -116,7 +116,12 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--ciphers", metavar="STRING", help="OpenSSL cipher string (TLS 1.2)")
     p.add_argument("--tls-max", choices=("1.2", "1.3"), help="highest TLS version to offer")
     p.add_argument(
-        "--threads", type=int, default=8, metavar="N", help="connection threads per worker (8)"
+        "--threads",
+        type=int,
+        default=8,
+        metavar="N",
+        help="connection threads per worker for slow clients (8): the accepting thread "
+        "serves clients that keep up itself and hands the others to these",
     )
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log every failed connection (debug)"

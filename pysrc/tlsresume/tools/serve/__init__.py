@@ -53,10 +53,15 @@ the connection with close_notify, because an OpenSSL client (curl) refuses to re
 TLS 1.2 session from a connection that ended without one (docs/design.md, "Facts the
 code relies on").
 
+A worker's accepting thread serves each connection itself while the client keeps
+up (a few milliseconds per wait), and hands a slow client to one of ``--threads``
+connection threads, so an idle client never stalls the others; each response says
+which in ``X-Served`` (``inline`` or ``pool``).
+
 The server logic is importable: build a :class:`ServerConfig` and call :func:`run`.
 
 The modules: :mod:`.config` (options, listening line), :mod:`.protocol` (HTTP, pure),
-:mod:`.connection` (one TLS connection), :mod:`.worker` and :mod:`.master` (the
+:mod:`.connection` (a worker's connections), :mod:`.worker` and :mod:`.master` (the
 processes). Starting a server as a subprocess is :mod:`tlsresume.tools.launch`.
 """
 
