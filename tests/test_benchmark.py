@@ -573,7 +573,8 @@ def test_target_measures_a_running_server(serve: Any, tmp_path: Path) -> None:
     """``--target`` against a running ``tlsresume serve --workers 2``: every resumed
     handshake resumes (>= 99 %), with the server's CPU per connection from its pid.
     Control: the same against ``serve --no-share`` (per-worker contexts) resumes
-    at most 60 %, so the figure is the server's, not the load generator's."""
+    about half (25-60 %: clients land on both workers, neither takes them all),
+    so the figure is the server's, not the load generator's."""
     shared = serve("--workers", "2")
     report = _bench_target(shared.port, shared.proc.pid, tmp_path / "shared.json")
     (result,) = report["results"]
@@ -582,4 +583,4 @@ def test_target_measures_a_running_server(serve: Any, tmp_path: Path) -> None:
     assert result["server_cpu_us_per_conn"] and result["server_cpu_us_per_conn"] > 0
     plain = serve("--workers", "2", "--no-share")
     (control,) = _bench_target(plain.port, plain.proc.pid, tmp_path / "plain.json")["results"]
-    assert control["completed"] > 0 and control["resumed_pct"] <= 60.0, control
+    assert control["completed"] > 0 and 25.0 <= control["resumed_pct"] <= 60.0, control

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tlsresume.tools.serve.balance import LEAD, LEAD_CAP, MAX_STEPS, AcceptBalance
 from tlsresume.tools.serve.supervisor import BACKOFF_CAP, SlotBackoff
 
 from .support import (
@@ -35,6 +36,52 @@ def test_backoff_doubles_to_the_cap_and_resets_after_a_stable_worker() -> None:
     # Control: a worker that lived long enough starts its slot over.
     assert b.on_death(lived=10.0) == 0.1
     assert b.on_death(lived=0.0) == 0.2
+
+
+def _two_workers() -> tuple[AcceptBalance, AcceptBalance]:
+    """Two views of one accept balance page, as two workers' processes have."""
+    mine = AcceptBalance.create(2)
+    other = AcceptBalance(os.dup(mine.fd), 2)
+    mine.join(0)
+    other.join(1)
+    return mine, other
+
+
+def test_a_worker_ahead_steps_back_until_the_others_catch_up() -> None:
+    mine, other = _two_workers()
+    try:
+        for _ in range(LEAD - 1):
+            mine.accepted()
+        assert mine.step_back() == 0  # within the lead: accept at once
+        mine.accepted()
+        assert mine.step_back() == MAX_STEPS  # LEAD ahead: bounded steps back
+        for _ in range(LEAD):
+            other.accepted()
+        assert mine.step_back() == 0
+        assert [count for _pid, count in mine.counts()] == [LEAD, LEAD]
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_a_dead_or_lagging_worker_never_holds_the_others_back() -> None:
+    mine, other = _two_workers()
+    try:
+        for _ in range(100):
+            mine.accepted()
+        # A lead is remembered up to LEAD_CAP only: a worker that fell behind for
+        # a while is not handed every connection afterwards.
+        mine.step_back()
+        assert mine.counts()[0][1] == LEAD_CAP
+        # Once the master reaps the other worker, its slot no longer counts.
+        mine.vacate(1)
+        assert mine.step_back() == 0
+        # A restarted worker starts level with the least busy live other.
+        other.join(1)
+        assert other.counts()[1][1] == LEAD_CAP and other.step_back() == 0
+    finally:
+        mine.close()
+        other.close()
 
 
 def _answering(server, cafile: str, want: set[int], timeout: float) -> set[int]:  # type: ignore[no-untyped-def]

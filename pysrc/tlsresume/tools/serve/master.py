@@ -31,6 +31,7 @@ from tlsresume.redaction import redact_message, redact_url
 
 from ..launch import child_env
 from ..pemfiles import check_cert_and_key
+from .balance import AcceptBalance
 from .config import _TIER_REPORT, ServeError, ServerConfig, _read_master_key
 from .connection import build_server_context
 from .supervisor import SlotBackoff, SupervisorCounters
@@ -130,6 +131,7 @@ class _Master:
         self.backoff = [SlotBackoff() for _ in range(config.workers)]
         self.due: dict[int, float] = {}  # empty slot -> when its next worker starts
         self.counters: SupervisorCounters | None = None
+        self.balance: AcceptBalance | None = None  # the workers' accept counts
         self._death_r = self._death_w = self._ready_r = self._ready_w = -1
         self._next_key_poll = time.monotonic() + config.key_poll
 
@@ -193,6 +195,7 @@ class _Master:
         self._death_r, self._death_w = os.pipe()
         self._ready_r, self._ready_w = os.pipe()
         self.counters = SupervisorCounters.create()
+        self.balance = AcceptBalance.create(config.workers)
         for slot in range(config.workers):
             self._start_worker(slot)
         self._wait_ready(timeout=30.0)
@@ -355,11 +358,11 @@ class _Master:
         self.link = None
 
     def _start_worker(self, slot: int) -> int:
-        pid = self._spawn_worker() if self.config.spawn else self._fork_worker()
+        pid = self._spawn_worker(slot) if self.config.spawn else self._fork_worker(slot)
         self.workers[pid].slot = slot
         return pid
 
-    def _fork_worker(self) -> int:
+    def _fork_worker(self, slot: int) -> int:
         assert self.sock is not None
         # Nothing buffered may be written twice (once by the child).
         sys.stdout.flush()
@@ -389,6 +392,8 @@ class _Master:
                     self._ready_w,
                     self.redis,
                     self.counters,
+                    self.balance,
+                    slot,
                 )
             except BaseException:
                 traceback.print_exc()
@@ -400,8 +405,9 @@ class _Master:
         self.workers[pid] = _WorkerProc(pid, -1, time.monotonic())
         return pid
 
-    def _spawn_worker(self) -> int:
+    def _spawn_worker(self, slot: int) -> int:
         assert self.sock is not None and self.counters is not None
+        assert self.balance is not None
         spec = {
             "config": dataclasses.asdict(self.config),
             "listen_fd": self.sock.fileno(),
@@ -409,6 +415,8 @@ class _Master:
             "ready_fd": self._ready_w,
             "master_pid": self.master_pid,
             "supervisor_fd": self.counters.fd,
+            "balance_fd": self.balance.fd,
+            "slot": slot,
             "ring": self.ring.name if self.ring is not None else None,
             "store": self.store.name if self.store is not None else None,
             "redis_master_key": (
@@ -419,7 +427,13 @@ class _Master:
         sys.stderr.flush()
         popen = subprocess.Popen(
             [sys.executable, "-c", _SPAWN_CODE],
-            pass_fds=(self.sock.fileno(), self._death_r, self._ready_w, self.counters.fd),
+            pass_fds=(
+                self.sock.fileno(),
+                self._death_r,
+                self._ready_w,
+                self.counters.fd,
+                self.balance.fd,
+            ),
             stdin=subprocess.PIPE,
             env=child_env(),
         )
@@ -498,6 +512,8 @@ class _Master:
                 delay = self.backoff[proc.slot].on_death(lived)
                 self.due[proc.slot] = now + delay
                 self.counters.death(proc.pid, status)
+                if self.balance is not None:
+                    self.balance.vacate(proc.slot)
                 self.say(
                     f"worker {proc.pid} exited ({_describe_status(status)}) after "
                     f"{lived:.1f} s; restarting its slot in {delay:.1f} s"
@@ -571,6 +587,9 @@ class _Master:
             self.say("supervisor stats: " + _key_values(report))
             self.counters.close()
             self.counters = None
+        if self.balance is not None:
+            self.balance.close()
+            self.balance = None
         for fd in (self._death_r, self._death_w, self._ready_r, self._ready_w):
             if fd >= 0:
                 os.close(fd)

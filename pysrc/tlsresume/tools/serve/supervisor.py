@@ -42,6 +42,18 @@ class SlotBackoff:
         return self.delay
 
 
+def shared_page(name: str) -> int:
+    """A memfd of one page (``MFD_CLOEXEC``; ``--spawn`` workers get it in
+    ``pass_fds``), for state the master and its workers share."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, mmap.PAGESIZE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 # deaths, respawns, failed starts, the last dead worker's pid, its signal (0: it
 # exited) and exit code (-1: killed).
 _LAYOUT = struct.Struct("<QQQqqq")
@@ -71,9 +83,8 @@ class SupervisorCounters:
 
     @classmethod
     def create(cls) -> SupervisorCounters:
-        fd = os.memfd_create("tlsresume-serve-supervisor", os.MFD_CLOEXEC)
+        fd = shared_page("tlsresume-serve-supervisor")
         try:
-            os.ftruncate(fd, mmap.PAGESIZE)
             return cls(fd, writable=True)
         except BaseException:
             os.close(fd)

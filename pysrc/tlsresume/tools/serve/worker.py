@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the core is imported lazily so --no-share works without it
 
 from tlsresume.redaction import redact_url
 
+from .balance import AcceptBalance
 from .config import _TIER_REPORT, _TRANSIENT_ACCEPT_ERRNOS, ServerConfig
 from .connection import ConnectionServer, build_server_context
 from .protocol import stats_payload
@@ -134,12 +135,16 @@ def _worker_main(
     ready_fd: int,
     redis: _RedisView | None = None,
     supervisor: SupervisorCounters | None = None,
+    balance: AcceptBalance | None = None,
+    slot: int = 0,
 ) -> int:
     """Body of every worker, forked or spawned.
 
     ``redis`` is this worker's view of the Redis link; with a session tier, the
     worker keeps ``ready_fd`` open to report the tier's final counters when it stops.
     ``supervisor`` is the master's restart counters, for the stats URL.
+    ``balance`` is the workers' accept counts and ``slot`` this worker's place in
+    them: a worker well ahead of the others steps back from ``accept()``.
 
     Returns:
         The exit status (0 after SIGTERM).
@@ -176,12 +181,18 @@ def _worker_main(
             pass
         if redis is None or redis.session_tier is None:
             os.close(ready_fd)  # else kept for the tier's last report (stop_tier)
+        if balance is not None:
+            balance.join(slot)
         while not stop.requested:
             # A plain blocking accept on one thread per worker: Linux queues blocked
-            # acceptors FIFO and wakes one per connection, so connections go
-            # round-robin across idle workers, which is exactly what makes "each
-            # worker has its own keys" visible. A worker busy serving is not in the
-            # queue, so the next connection goes to another.
+            # acceptors FIFO and wakes one per connection. A worker that serves on
+            # this thread and comes straight back would, under load, take the next
+            # connection from the backlog before a woken peer can, so a worker
+            # ahead of the others steps back first (see balance.py). Clients then
+            # land on every worker, which is what makes "each worker has its own
+            # keys" visible.
+            if balance is not None:
+                balance.step_back()
             stop.accepting = True
             try:
                 conn, _peer = sock.accept()
@@ -193,6 +204,8 @@ def _worker_main(
                 raise
             finally:
                 stop.accepting = False
+            if balance is not None:
+                balance.accepted()
             server.serve(conn)
         raise _Stop()
     except _Stop:
@@ -250,6 +263,7 @@ def _spawned_worker(spec_json: str) -> int:
         redis = _RedisView(redact_url(config.redis), name, None, tier)
     sock = socket.socket(fileno=spec["listen_fd"])
     supervisor = SupervisorCounters.from_fd(spec["supervisor_fd"])
+    balance = AcceptBalance(spec["balance_fd"], config.workers)
     return _worker_main(
         sock,
         config,
@@ -260,6 +274,8 @@ def _spawned_worker(spec_json: str) -> int:
         spec["ready_fd"],
         redis,
         supervisor,
+        balance,
+        spec["slot"],
     )
 
 
