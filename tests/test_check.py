@@ -582,3 +582,8 @@ def test_verdict_rules() -> None:
         _result(resumed=3, by_ticket=3, key_names=None, ticket_lifetime_hint=7200,
                 workers=["1", "2"])
     )  # fmt: skip
+    partial_stateful = verdict(
+        _result(resumed=2, by_stateful_ticket=2, key_names=[], ticket_kind="stateful",
+                ticket_lifetime_hint=7200, workers=["1", "2", "3", "4"])
+    )  # fmt: skip
+    assert "cache is not shared" in partial_stateful and "same worker" in partial_stateful

@@ -373,6 +373,11 @@ def _reconnection_verdict(result: CheckResult) -> str:
             )
         return "server issues tickets but resumed none of them"
     part = f"{result.resumed} of {result.possible} reconnections resumed{across}"
+    if workers > 1 and result.ticket_kind == "stateful":
+        return (
+            part + ": their TLS 1.3 tickets are stateful (IDs into a session cache) and "
+            "the cache is not shared, so only a return to the same worker resumes"
+        )
     if workers > 1 and names is None:
         return part + ": likely only when the same worker answered twice (keys not shared)"
     return part + ": resumption is unreliable"
