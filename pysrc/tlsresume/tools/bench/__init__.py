@@ -3,8 +3,9 @@
 The benchmark lives beside the library, not in it; it records timings and never
 asserts them. The modules: :mod:`.config` (what runs), :mod:`.servers` (the servers
 under test, CPU accounting), :mod:`.loadgen` (load generator processes),
-:mod:`.benchmark` (measuring: :func:`run`), :mod:`.report` (table, Markdown, plot)
-and :mod:`.cli` (:func:`main`). ``node_cluster.js`` (package data) is the Node.js
+:mod:`.benchmark` (measuring: :func:`run`), :mod:`.report` (table, Markdown, plot),
+:mod:`.clientlibs` (``--client-libs``: HTTPS clients, stock against tlsresume) and
+:mod:`.cli` (:func:`main`). ``node_cluster.js`` (package data) is the Node.js
 contender.
 """
 

@@ -149,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
         "its descendants)",
     )
     p.add_argument("-q", "--no-progress", action="store_true", help="no progress on stderr")
+    p.add_argument(
+        "--client-libs",
+        action="store_true",
+        help="measure only HTTPS clients (httpx, urllib3, requests), stock against "
+        "tlsresume, with --conns, --rounds, --tls, --json, --markdown",
+    )
+    p.add_argument(
+        "--conns", type=int, metavar="N", help="--client-libs: new connections per round (200)"
+    )
     return p
 
 
@@ -215,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stopped first).
     """
     args = build_parser().parse_args(argv)
+    if args.client_libs:
+        from .clientlibs import main as clients_main
+
+        return clients_main(args)
     if args.list:
         for name, a in availability().items():
             state = "available" if a.available else f"unavailable: {a.reason}"
