@@ -484,6 +484,10 @@ def render_clients_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def main(args: argparse.Namespace) -> int:
     """``tlsresume bench --client-libs``, from the parsed command line.
 
@@ -494,8 +498,8 @@ def main(args: argparse.Namespace) -> int:
     from .cli import _sigterm_as_interrupt, _write_text
 
     config = ClientsConfig(
-        conns=args.conns or (QUICK_CONNS if args.quick else FULL_CONNS),
-        rounds=args.rounds or (1 if args.quick else 3),
+        conns=_given(args.conns, QUICK_CONNS if args.quick else FULL_CONNS),
+        rounds=_given(args.rounds, 1 if args.quick else 3),
         protocols=args.tls,
         quick=args.quick,
         progress=None if args.no_progress else sys.stderr,
