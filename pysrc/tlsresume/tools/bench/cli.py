@@ -187,6 +187,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _guarded(measure: Callable[[], dict[str, Any]], stopped: str) -> dict[str, Any] | int:
+    """``measure()``'s report, or the exit code when it was interrupted (Ctrl-C,
+    SIGTERM) or raised :class:`BenchError` (said on standard error)."""
+    try:
+        with _sigterm_as_interrupt():
+            return measure()
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; {stopped}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BenchError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+
 def _write_text(path: str, text: str) -> None:
     if path == "-":
         sys.stdout.write(text)
@@ -260,15 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not args.from_json:
-        try:
-            with _sigterm_as_interrupt():
-                report = run(config)
-        except KeyboardInterrupt:
-            print(f"{PROG}: interrupted; every server and client was stopped", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except BenchError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return EXIT_FAIL
+        got = _guarded(lambda: run(config), "every server and client was stopped")
+        if isinstance(got, int):
+            return got
+        report = got
 
     table_out: IO[str] = sys.stderr if args.json == "-" else sys.stdout
     table = render_markdown(report) if args.markdown else render_table(report)

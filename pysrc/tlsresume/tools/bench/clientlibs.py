@@ -1,25 +1,13 @@
 """``tlsresume bench --client-libs``: what tlsresume buys an HTTPS client.
 
-N sequential new HTTPS connections (every request says ``Connection: close``, so
-each one is a new TCP and TLS connection) with httpx, urllib3 and requests, each
-as two clients:
-
-* ``stock``: the library's own verifying setup, trusting the run's bundle
-  (certifi's with the run's CA appended, the size of bundle a real client loads):
-  ``httpx.Client(verify=ssl.create_default_context(cafile=...))``,
-  ``urllib3.PoolManager(ca_certs=...)``, ``requests.Session()`` with ``verify=...``;
-* ``tlsresume``: :func:`tlsresume.client_context` (``verify=ctx`` for httpx,
-  ``ssl_context=ctx`` for urllib3), :class:`~tlsresume.integrations.requests.ResumingAdapter`
-  for requests.
-
-The server is ``tlsresume serve`` on loopback (2 workers, shared ticket keys), one
-per TLS version (``--tls-max 1.2`` for 1.2), with a throwaway trustme CA; it tells
-in ``X-Session-Reused`` whether each connection resumed, whatever the client. Each
-client makes a few warm-up connections, then rounds are interleaved (every client
-once per round, the order rotated). A row gives the median wall time of a round
-with its range, the client's CPU per connection (``time.process_time`` of this
-process), the share resumed and the ratio to the same library's stock client.
-Nothing about timings is asserted anywhere.
+N sequential new HTTPS connections (``Connection: close``: each is a new TCP and
+TLS connection) with httpx, urllib3 and requests, each as a ``stock`` client (the
+library's own verifying setup) and a ``tlsresume`` one (:func:`tlsresume.client_context`,
+or :class:`~tlsresume.integrations.requests.ResumingAdapter` for requests), against
+``tlsresume serve`` on loopback (one per TLS version, a throwaway trustme CA), whose
+``X-Session-Reused`` says whether each connection resumed. Warm-up, then interleaved
+rounds; medians, ranges and ratios to stock; docs/bench.md tells how to read them.
+Nothing about timings is asserted.
 """
 
 from __future__ import annotations
@@ -41,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+import tlsresume
+
 from ..launch import serve_argv
-from .config import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HOST, PROG, BenchError
+from .config import EXIT_FAIL, EXIT_OK, EXIT_USAGE, HOST, PROG, BenchError
 from .report import _num, _ratio
 from .servers import _child_env, _serve_ready, _Server, _stop_servers
 
@@ -101,8 +91,6 @@ def _answer(status: int, reused: str | None) -> bool:
 def _httpx_client(kind: str, bundle: str) -> Client:
     import httpx
 
-    import tlsresume
-
     ctx = (
         tlsresume.client_context(cafile=bundle)
         if kind == "tlsresume"
@@ -119,8 +107,6 @@ def _httpx_client(kind: str, bundle: str) -> Client:
 
 def _urllib3_client(kind: str, bundle: str) -> Client:
     import urllib3
-
-    import tlsresume
 
     if kind == "tlsresume":
         ctx = tlsresume.client_context(cafile=bundle)
@@ -174,8 +160,7 @@ def make_client(library: str, kind: str, bundle: str) -> Client:
 
 
 def library_versions(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, dict[str, Any]]:
-    """Per library: ``available``, ``version`` and, when it cannot be imported,
-    ``reason``."""
+    """Per library: ``available``, ``version``, and why not (``reason``)."""
     out: dict[str, dict[str, Any]] = {}
     for name in libraries:
         try:
@@ -199,16 +184,9 @@ def library_versions(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, dict[s
 
 
 def write_ca(folder: Path) -> tuple[Path, Path, Path]:
-    """A throwaway trustme CA and a leaf for localhost and 127.0.0.1 in ``folder``.
-
-    Returns:
-        ``(cert, key, bundle)``: the leaf, its key, and certifi's bundle (when
-        certifi is installed) with the CA appended, as a private CA is added to a
-        system bundle.
-
-    Raises:
-        BenchError: trustme is not installed.
-    """
+    """A throwaway trustme CA's leaf for localhost and 127.0.0.1 in ``folder``:
+    ``(cert, key, bundle)``, the bundle being certifi's (when installed) with the CA
+    appended, as a private CA is added to a system bundle. BenchError without trustme."""
     try:
         import trustme
     except ImportError:
@@ -233,11 +211,7 @@ def write_ca(folder: Path) -> tuple[Path, Path, Path]:
 @contextmanager
 def serving(protocol: str, cert: Path, key: Path, workdir: Path) -> Iterator[str]:
     """``tlsresume serve`` (2 workers, shared tickets, TLS ``protocol`` at most)
-    on loopback; yields its URL, stops it on the way out.
-
-    Raises:
-        BenchError: it did not start.
-    """
+    on loopback; yields its URL, stops it on the way out. BenchError: it did not start."""
     args = ["--host", HOST, "--port", "0", *SERVE_ARGS, "--cert", str(cert), "--key", str(key)]
     if protocol == "1.2":
         args += ["--tls-max", "1.2"]
@@ -442,50 +416,49 @@ def render_clients_table(report: dict[str, Any]) -> str:
     for name, info in report["libraries"].items():
         state = info["version"] if info["available"] else f"skipped: {info['reason']}"
         lines.append(f"{name}: {state}")
-    lines += [
-        "",
-        f"  {'library':<9} {'client':<10} {'TLS':<4} {'wall s':>7} {'[min-max]':>15} "
-        f"{'CPU/conn':>10} {'resumed':>8} {'wall vs stock':>14} {'CPU vs stock':>13}",
-    ]
+    widths = (-9, -10, -4, 7, 15, 10, 8, 14, 13)
+    head = ("library", "client", "TLS", "wall s", "[min-max]", "CPU/conn", "resumed")
+    lines += ["", _line(head + ("wall vs stock", "CPU vs stock"), widths)]
     for r in report["clients"]:
-        spread = "-"
-        if r["wall_s"] is not None:
-            spread = f"[{r['wall_min_s']:.3f}-{r['wall_max_s']:.3f}]"
-        resumed = "-" if r["resumed_pct"] is None else f"{r['resumed_pct']:.1f}%"
-        lines.append(
-            f"  {r['library']:<9} {r['client']:<10} {r['protocol']:<4} "
-            f"{_num(r['wall_s'], 3):>7} {spread:>15} "
-            f"{_num(r['cpu_us_per_conn']) + ' us':>10} {resumed:>8} "
-            f"{_ratio(r['ratio']):>14} {_ratio(r['cpu_ratio']):>13}"
-        )
+        cells = _cells(r)
+        cells[4] = f"[{cells[4]}]" if r["wall_s"] is not None else "-"
+        cells[5] += " us"
+        lines.append(_line(cells, widths))
         if r["error"]:
             lines.append(f"      error: {r['error']}")
     lines += ["", _BETTER]
     return "\n".join(lines) + "\n"
 
 
+def _cells(r: dict[str, Any]) -> list[str]:
+    """One row's figures as text, in table order."""
+    spread = "-" if r["wall_s"] is None else f"{r['wall_min_s']:.3f}-{r['wall_max_s']:.3f}"
+    resumed = "-" if r["resumed_pct"] is None else f"{r['resumed_pct']:.1f}%"
+    return [
+        *(r["library"], r["client"], r["protocol"], _num(r["wall_s"], 3), spread),
+        *(_num(r["cpu_us_per_conn"]), resumed, _ratio(r["ratio"]), _ratio(r["cpu_ratio"])),
+    ]
+
+
+def _line(cells: tuple[str, ...] | list[str], widths: tuple[int, ...]) -> str:
+    """Cells padded to ``widths`` (negative: left-aligned)."""
+    return "  " + " ".join(
+        c.ljust(-w) if w < 0 else c.rjust(w) for c, w in zip(cells, widths, strict=True)
+    )
+
+
 def render_clients_markdown(report: dict[str, Any]) -> str:
     """The client section as one Markdown table."""
     lines = [
-        "| library | client | TLS | wall s (median) | min–max | client CPU µs/conn | "
+        "| library | client | TLS | wall s (median) | min-max | client CPU µs/conn | "
         "resumed | wall x stock | CPU x stock |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["clients"]:
-        spread = "-" if r["wall_s"] is None else f"{r['wall_min_s']:.3f}–{r['wall_max_s']:.3f}"
-        resumed = "-" if r["resumed_pct"] is None else f"{r['resumed_pct']:.1f}%"
-        lines.append(
-            f"| {r['library']} | {r['client']} | {r['protocol']} | {_num(r['wall_s'], 3)} | "
-            f"{spread} | {_num(r['cpu_us_per_conn'])} | {resumed} | "
-            f"{_ratio(r['ratio'])} | {_ratio(r['cpu_ratio'])} |"
-            + (f" error: {r['error']}" if r["error"] else "")
-        )
+        error = f" error: {r['error']}" if r["error"] else ""
+        lines.append("| " + " | ".join(_cells(r)) + " |" + error)
     lines += ["", _BETTER]
     return "\n".join(lines) + "\n"
-
-
-def _given(value: int | None, default: int) -> int:
-    return default if value is None else value
 
 
 def main(args: argparse.Namespace) -> int:
@@ -495,11 +468,11 @@ def main(args: argparse.Namespace) -> int:
         0 when every available client ran, 1 when one failed (the report is still
         written), 2 on bad usage, 130 when interrupted.
     """
-    from .cli import _sigterm_as_interrupt, _write_text
+    from .cli import _guarded, _write_text
 
     config = ClientsConfig(
-        conns=_given(args.conns, QUICK_CONNS if args.quick else FULL_CONNS),
-        rounds=_given(args.rounds, 1 if args.quick else 3),
+        conns=(QUICK_CONNS if args.quick else FULL_CONNS) if args.conns is None else args.conns,
+        rounds=(1 if args.quick else 3) if args.rounds is None else args.rounds,
         protocols=args.tls,
         quick=args.quick,
         progress=None if args.no_progress else sys.stderr,
@@ -509,15 +482,10 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        with _sigterm_as_interrupt():
-            report = run_clients(config)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; every server was stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BenchError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+    got = _guarded(lambda: run_clients(config), "every server was stopped")
+    if isinstance(got, int):
+        return got
+    report = got
     out: IO[str] = sys.stderr if args.json == "-" else sys.stdout
     render = render_clients_markdown if args.markdown else render_clients_table
     print(render(report), file=out, end="", flush=True)
