@@ -2,9 +2,10 @@
 context handed through ``init_poolmanager`` (the old recipe), and
 ``tlsresume.integrations.requests.ResumingAdapter``.
 
-The server is ``tlsresume serve --workers 2`` on loopback; clients verify it
-against certifi's bundle with the run's CA appended (the size of bundle requests
-loads for ``verify=True``). Every request carries
+The server is ``tlsresume serve --workers 2`` on loopback (shared tickets); clients
+verify it against certifi's bundle with the run's CA appended (the size of bundle
+requests loads for ``verify=True``): the CA and server of ``tlsresume bench
+--client-libs``, which measures httpx and urllib3 too. Every request carries
 ``Connection: close``, so each one is a new TCP and TLS connection. Rounds are
 interleaved (every client once per round, after a warm-up); the table gives the
 median wall time of a round with its range, client CPU per connection, the share
@@ -20,20 +21,17 @@ import argparse
 import json
 import ssl
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import certifi
 import requests
-import trustme
 from requests.adapters import HTTPAdapter
 
 import tlsresume
 from tlsresume.integrations.requests import ResumingAdapter
+from tlsresume.tools.bench.clientlibs import serving, write_ca
 
 CLIENTS = ("stock", "context-only", "adapter")
 
@@ -72,29 +70,6 @@ def round_of(session: requests.Session, url: str, n: int) -> tuple[float, float,
     return time.perf_counter() - wall0, time.process_time() - cpu0, resumed / n
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen[str], int, str]:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("localhost")
-    cert, key, cafile = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
-    leaf.private_key_pem.write_to_path(str(key))
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    # The bundle a real client loads: certifi's (requests' own for verify=True),
-    # with this run's CA appended, as a private CA is added to a system bundle.
-    cafile.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + ca.cert_pem.bytes())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tlsresume", "serve", "--port", "0", "--workers", "2"]
-        + ["--cert", str(cert), "--key", str(key)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "https://" in line:
-            port = int(line.split("https://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-            return proc, port, str(cafile)
-    raise RuntimeError("tlsresume serve did not start")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--conns", type=int, default=200, help="new connections per round")
@@ -103,9 +78,9 @@ def main() -> None:
     ap.add_argument("--json", help="write the raw figures here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port, cafile = start_server(Path(tmp))
-        url = f"https://localhost:{port}/"
-        try:
+        cert, key, bundle = write_ca(Path(tmp))
+        cafile = str(bundle)
+        with serving("1.3", cert, key, Path(tmp)) as url:
             sessions = {kind: make_session(kind, cafile) for kind in CLIENTS}
             for session in sessions.values():
                 round_of(session, url, args.warmup)
@@ -113,9 +88,6 @@ def main() -> None:
             for _ in range(args.rounds):
                 for kind, session in sessions.items():
                     runs[kind].append(round_of(session, url, args.conns))
-        finally:
-            proc.terminate()
-            proc.wait(10)
     base = statistics.median(w for w, _, _ in runs["stock"])
     print(
         f"requests, {args.conns} new connections x {args.rounds} rounds (interleaved, after "
