@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,8 @@ import pytest
 
 from tlsresume.tools.bench import clientlibs
 from tlsresume.tools.bench.cli import main
+
+from .support import child_env, pids_with_env_marker, wait_gone
 
 INSTALLED = [lib for lib in clientlibs.LIBRARIES if importlib.util.find_spec(lib) is not None]
 PROTOCOLS = ("1.2", "1.3")
@@ -141,3 +148,31 @@ def test_a_client_that_fails_is_reported_and_the_others_measured(
 
 def test_bad_usage_is_refused() -> None:
     assert main(["--client-libs", "--conns", "0", "-q"]) == 2
+
+
+def test_sigterm_mid_run_leaves_nothing_behind_and_exits_130(tmp_path: Path) -> None:
+    """SIGTERM while clients run: exit 130, no server process and no file left.
+    (The server would also go with the bench through PR_SET_PDEATHSIG, so this
+    checks the outcome, not which of the two stopped it.)"""
+    marker = f"test-bench-clients-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlsresume.tools.bench", "--client-libs", "--conns", "5000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(TLSRESUME_BENCH_TEST=marker, TMPDIR=str(tmp_path)),
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the server is up once a TLS version's rounds begin
+            if "clients x" in line:
+                break
+        assert pids_with_env_marker(marker), "the server should be running"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert wait_gone(pids_with_env_marker(marker), 5.0) == []
+    assert list(tmp_path.iterdir()) == []  # the CA, the key and the logs are gone
