@@ -176,3 +176,16 @@ def test_sigterm_mid_run_leaves_nothing_behind_and_exits_130(tmp_path: Path) -> 
             proc.wait()
     assert wait_gone(pids_with_env_marker(marker), 5.0) == []
     assert list(tmp_path.iterdir()) == []  # the CA, the key and the logs are gone
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_serving_pins_the_version_and_stops_its_server(
+    protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = f"test-bench-serving-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("TLSRESUME_BENCH_TEST", marker)  # the server inherits it
+    cert, key, bundle = clientlibs.write_ca(tmp_path)
+    with clientlibs.serving(protocol, cert, key, tmp_path) as url:
+        assert pids_with_env_marker(marker)
+        assert clientlibs.negotiated(url, bundle) == f"TLSv{protocol}"
+    assert wait_gone(pids_with_env_marker(marker), 5.0) == []
