@@ -14,14 +14,22 @@ Configurations (:data:`CONFIGS`):
   key ring;
 * ``session-cache``: ``tlsresume serve --session-cache 16M --no-tickets``, the
   workers share one session store (session IDs, TLS 1.3 stateful tickets);
-* ``openssl-s_server``: ``openssl s_server -WWW``, one process of C, the limit;
-* ``node-cluster``: ``node_cluster.js``, Node's cluster module with N workers,
-  which share their ticket keys (the peer to match).
+* ``openssl-s_server``: ``openssl s_server -WWW``, one process of C whatever
+  ``--workers`` says: how cheap one OpenSSL process is, not the limit of a pool;
+* ``nginx-tickets``, ``nginx-cache``: nginx with the run's worker count, sharing a
+  ticket key file or a shared session cache: the multi-process reference;
+* ``node-cluster-rr``, ``node-cluster-none``: ``node_cluster.js``, Node's cluster
+  module with N workers sharing their ticket keys, with the primary handing
+  connections out (``rr``) or the workers accepting themselves (``none``).
 
-The two references run when ``openssl`` and ``node`` are installed; the others
-are reported "unavailable" with the reason. All servers use one throwaway
-certificate and run for the whole benchmark; their cells are interleaved, so a
-change in the machine's load hits every configuration alike.
+The references run when ``openssl``, ``nginx`` and ``node`` are installed; the
+others are reported "unavailable" with the reason. All servers use one throwaway
+certificate and run for the whole benchmark; every server first gets
+``warmup`` seconds of unmeasured load per cell (V8 compiles Node's hot paths only
+after thousands of connections), then the measured cells are interleaved, so a
+change in the machine's load hits every configuration alike. The report checks
+the warm-up: :func:`warmup_check` flags a configuration whose first round is
+slower than its third.
 
 The load comes from the C load generator (``csrc/loadgen.c``) in separate client
 processes (``--clients``), each running connect -> handshake -> ``GET /worker``
@@ -39,7 +47,7 @@ tree (``/proc/PID/stat``), read before and after each measured window.
 :func:`main` is the command line (``tlsresume bench``, ``python -m
 tlsresume.tools.bench``).
 
-One module (just over 500 lines) because measuring, the rounds and the report head
+One module (about 600 lines) because measuring, the rounds and the report head
 are one run; the servers, load generator and report live in their own modules.
 """
 
@@ -59,8 +67,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["run", "Sample", "summarize", "add_ratios"]
-from .config import CONFIGS, PROG, REQUEST, SERVER_NAME, BenchConfig, BenchError
+__all__ = ["run", "Sample", "summarize", "add_ratios", "warmup_check"]
+from .config import (
+    CONFIGS,
+    PROG,
+    REQUEST,
+    SERVER_NAME,
+    WARMUP_TOLERANCE,
+    BenchConfig,
+    BenchError,
+    label,
+)
 from .loadgen import _LoadClient
 from .report import _duration_text, _num
 from .servers import (
@@ -107,9 +124,16 @@ class Sample:
         return 1e6 * self.client_cpu / self.completed if self.completed else None
 
 
+def _spread(values: Sequence[float], digits: int = 1) -> list[float] | None:
+    """``[min, max]`` over the rounds: how far one round's figure may be off."""
+    return [round(min(values), digits), round(max(values), digits)] if values else None
+
+
 def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
     """One cell's figures over its rounds: the median rate and CPU per connection,
-    the resumption rate over all connections of all rounds.
+    the resumption rate over all connections of all rounds, and each figure's
+    ``[min, max]`` over the rounds (``*_range``), which says how much one round
+    can be trusted: rates swing more between rounds than CPU per connection.
 
     Pure: testable without sockets.
     """
@@ -120,8 +144,11 @@ def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
     errors = sorted({e for s in samples for e in s.errors})
     return {
         "conn_per_s": round(statistics.median(s.rate for s in samples), 1) if samples else 0.0,
+        "conn_per_s_range": _spread([s.rate for s in samples]),
         "resumed_pct": round(100.0 * resumed / completed, 2) if completed else 0.0,
+        "resumed_pct_range": _spread([s.resumed_pct for s in samples if s.completed], 2),
         "server_cpu_us_per_conn": round(statistics.median(server_us), 1) if server_us else None,
+        "server_cpu_us_per_conn_range": _spread(server_us),
         "client_cpu_us_per_conn": round(statistics.median(client_us), 1) if client_us else None,
         "completed": completed,
         "resumed": resumed,
@@ -149,6 +176,75 @@ def add_ratios(results: list[dict[str, Any]], baseline: str = "baseline") -> Non
         r["ratio"] = round(r["conn_per_s"] / b["conn_per_s"], 3) if b and b["conn_per_s"] else None
         cpu, bcpu = r.get("server_cpu_us_per_conn"), b.get("server_cpu_us_per_conn") if b else None
         r["server_cpu_ratio"] = round(cpu / bcpu, 3) if cpu and bcpu else None
+
+
+def warmup_check(
+    results: list[dict[str, Any]], tolerance: float = WARMUP_TOLERANCE
+) -> dict[str, Any]:
+    """Flag cells whose first round ran colder than their third.
+
+    For every result with at least three rounds, ``first_vs_third`` is the first
+    round's figure over the third's: below 1 for connections/s, or above 1 for
+    server CPU per connection, means the first round was slower. Rounds are
+    interleaved, so a change of the machine's load between round 1 and round 3
+    moves every configuration of a cell alike; that drift (the median
+    ``first_vs_third`` of all configurations in the cell) is divided out. A cell
+    is *cold* when what is left is worse than ``tolerance`` (10 %): connections/s
+    lower, or CPU per connection higher, by more than that. Sets ``warmup`` on
+    every checked result.
+
+    Pure: testable without sockets.
+
+    Returns:
+        ``{"rule", "tolerance", "checked", "cold": [{"config", "protocol", "mode",
+        "conn_per_s", "server_cpu"}]}`` where the last two are the drift-corrected
+        first-over-third figures; ``checked`` is false with fewer than 3 rounds.
+    """
+    rule = (
+        f"first round vs third, after dividing out the median change of all "
+        f"configurations in the same cell: cold if conn/s is more than "
+        f"{tolerance:.0%} lower or server CPU/conn more than {tolerance:.0%} higher"
+    )
+
+    def change(r: dict[str, Any], key: str) -> float | None:
+        first, third = r["rounds"][0].get(key), r["rounds"][2].get(key)
+        return first / third if first and third else None
+
+    checked = [r for r in results if len(r.get("rounds", ())) >= 3]
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in checked:
+        cells.setdefault((r["protocol"], r["mode"]), []).append(r)
+    cold = []
+    for rows in cells.values():
+        drift: dict[str, float] = {}
+        for key in ("conn_per_s", "server_cpu_us_per_conn"):
+            known = [c for c in (change(r, key) for r in rows) if c is not None]
+            drift[key] = statistics.median(known) if known else 1.0
+        for r in rows:
+            rate, cpu = change(r, "conn_per_s"), change(r, "server_cpu_us_per_conn")
+            rate_fixed = None if rate is None else rate / drift["conn_per_s"]
+            cpu_fixed = None if cpu is None else cpu / drift["server_cpu_us_per_conn"]
+            is_cold = (rate_fixed is not None and rate_fixed < 1 - tolerance) or (
+                cpu_fixed is not None and cpu_fixed > 1 + tolerance
+            )
+            r["warmup"] = {
+                "conn_per_s_first_vs_third": None if rate is None else round(rate, 3),
+                "server_cpu_first_vs_third": None if cpu is None else round(cpu, 3),
+                "drift_conn_per_s": round(drift["conn_per_s"], 3),
+                "drift_server_cpu": round(drift["server_cpu_us_per_conn"], 3),
+                "cold": is_cold,
+            }
+            if is_cold:
+                cold.append(
+                    {
+                        "config": r["config"],
+                        "protocol": r["protocol"],
+                        "mode": r["mode"],
+                        "conn_per_s": None if rate_fixed is None else round(rate_fixed, 3),
+                        "server_cpu": None if cpu_fixed is None else round(cpu_fixed, 3),
+                    }
+                )
+    return {"rule": rule, "tolerance": tolerance, "checked": bool(checked), "cold": cold}
 
 
 class _Target:
@@ -193,8 +289,11 @@ def _measure(
     mode: str,
     config: BenchConfig,
     round_index: int,
+    duration: float | None = None,
 ) -> Sample:
-    """One window: prepare (warm-up) every client, then run them together."""
+    """One window of ``duration`` seconds (default ``config.duration``): prepare
+    (warm-up) every client, then run them together."""
+    duration = config.duration if duration is None else duration
     io_ms = int(config.io_timeout * 1000)
     for c in clients:
         seed = zlib.crc32(f"{server.name}/{protocol}/{mode}/{round_index}/{c.index}".encode())
@@ -221,8 +320,8 @@ def _measure(
             errors.append(f"warm-up: {warm['first_error']}")
     cpu0 = server.cpu_seconds()
     for c in clients:
-        c.send({"op": "go", "duration_ms": int(config.duration * 1000), "max": 0})
-    replies = [c.receive(config.duration + 4 * config.io_timeout + 30) for c in clients]
+        c.send({"op": "go", "duration_ms": int(duration * 1000), "max": 0})
+    replies = [c.receive(duration + 4 * config.io_timeout + 30) for c in clients]
     cpu1 = server.cpu_seconds()
     server_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     completed = resumed = failed = 0
@@ -357,6 +456,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
     for name in names:
         a = avail[name]
         confs[name] = {
+            "label": label(name),
             "description": CONFIGS[name],
             "available": a.available,
             "status": "ok" if a.available else "unavailable",
@@ -398,27 +498,29 @@ def run(config: BenchConfig) -> dict[str, Any]:
         for c in clients:
             c.receive(60.0)  # hello: the core loaded
         cells = [(p, m) for p in config.protocols for m in config.modes]
-        est = len(servers) * len(cells) * config.rounds * (config.duration + 0.3)
+        est = len(servers) * len(cells) * _seconds_per_cell(config)
         progress.note(
-            f"{len(servers)} servers x {len(cells)} cells x {config.rounds} round(s) x "
-            f"{config.duration:g} s, {config.clients} client process(es) x "
-            f"{config.sessions} sessions: about {_duration_text(est)}"
+            f"{len(servers)} servers x {len(cells)} cells x ({config.warmup:g} s warm-up + "
+            f"{config.rounds} round(s) x {config.duration:g} s), {config.clients} client "
+            f"process(es) x {config.sessions} sessions: about {_duration_text(est)}"
         )
+        for name, warmed in _warm_up(servers, clients, cells, config, progress).items():
+            confs[name]["warmup_connections"] = warmed
         for round_index in range(config.rounds):
             for protocol, mode in cells:
                 for name in list(servers):
                     server = servers[name]
-                    label = f"round {round_index + 1}/{config.rounds} TLS {protocol} {mode} {name}"
-                    progress.start(label)
+                    cell = f"round {round_index + 1}/{config.rounds} TLS {protocol} {mode} {name}"
+                    progress.start(cell)
                     if not server.alive():
                         reason = f"exited (code {server.proc.returncode}): {_tail(server.log)}"
                         confs[name].update(status="failed", reason=reason)
-                        progress.finish(label, None, reason)
+                        progress.finish(cell, None, reason)
                         servers.pop(name).finish_stop(time.monotonic())
                         continue
                     sample = _measure(server, clients, protocol, mode, config, round_index)
                     samples.setdefault((name, protocol, mode), []).append(sample)
-                    progress.finish(label, sample)
+                    progress.finish(cell, sample)
     finally:
         progress.close()
         for c in clients:
@@ -436,7 +538,41 @@ def run(config: BenchConfig) -> dict[str, Any]:
                         {"config": name, "protocol": protocol, "mode": mode, **summarize(got)}
                     )
     add_ratios(results)
+    report["warmup_check"] = warmup_check(results)
     return report
+
+
+def _seconds_per_cell(config: BenchConfig) -> float:
+    """About how long one server takes in one cell (warm-up and every round)."""
+    warm = config.warmup + 0.3 if config.warmup > 0 else 0.0
+    return warm + config.rounds * (config.duration + 0.3)
+
+
+def _warm_up(
+    servers: dict[str, _Server] | dict[str, _Target],
+    clients: Sequence[_LoadClient],
+    cells: Sequence[tuple[str, str]],
+    config: BenchConfig,
+    progress: _Progress,
+) -> dict[str, int]:
+    """``config.warmup`` seconds of unmeasured load on every server in every cell,
+    before the first round, so that no configuration's first round pays for its
+    JIT or caches (checked afterwards by :func:`warmup_check`). A server that dies
+    here is caught by the rounds' liveness check.
+
+    Returns:
+        the connections each server completed while warming up.
+    """
+    warmed: dict[str, int] = {}
+    if config.warmup <= 0:
+        return warmed
+    for protocol, mode in cells:
+        for name, server in servers.items():
+            if server.alive():
+                progress.start(f"warm-up TLS {protocol} {mode} {name}")
+                sample = _measure(server, clients, protocol, mode, config, -1, config.warmup)
+                warmed[name] = warmed.get(name, 0) + sample.completed
+    return warmed
 
 
 def _report_head(config: BenchConfig) -> dict[str, Any]:
@@ -448,6 +584,7 @@ def _report_head(config: BenchConfig) -> dict[str, Any]:
             "workers": config.workers,
             "duration": config.duration,
             "rounds": config.rounds,
+            "warmup": config.warmup,
             "clients": config.clients,
             "sessions": config.sessions,
             "protocols": list(config.protocols),
@@ -482,6 +619,10 @@ def _run_target(config: BenchConfig) -> dict[str, Any]:
     }
     cells = [(p, m) for p in config.protocols for m in config.modes]
     progress = _Progress(config.progress, len(cells) * config.rounds)
+    progress.note(
+        f"{len(cells)} cells x ({config.warmup:g} s warm-up + {config.rounds} round(s) x "
+        f"{config.duration:g} s): about {_duration_text(len(cells) * _seconds_per_cell(config))}"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="tlsresume-bench-"))
     samples: dict[tuple[str, str], list[Sample]] = {}
     clients: list[_LoadClient] = []
@@ -490,15 +631,17 @@ def _run_target(config: BenchConfig) -> dict[str, Any]:
         clients = [_LoadClient(i, env, workdir) for i in range(config.clients)]
         for c in clients:
             c.receive(60.0)  # hello: the core loaded
+        warmed = _warm_up({"target": target}, clients, cells, config, progress)
+        report["configurations"]["target"]["warmup_connections"] = warmed.get("target", 0)
         for round_index in range(config.rounds):
             for protocol, mode in cells:
-                label = f"round {round_index + 1}/{config.rounds} TLS {protocol} {mode} target"
-                progress.start(label)
+                cell = f"round {round_index + 1}/{config.rounds} TLS {protocol} {mode} target"
+                progress.start(cell)
                 if not target.alive():
                     raise BenchError(f"--server-pid {target.pid} exited during the run")
                 sample = _measure(target, clients, protocol, mode, config, round_index)
                 samples.setdefault((protocol, mode), []).append(sample)
-                progress.finish(label, sample)
+                progress.finish(cell, sample)
     finally:
         progress.close()
         for c in clients:
@@ -509,4 +652,5 @@ def _run_target(config: BenchConfig) -> dict[str, Any]:
             {"config": "target", "protocol": protocol, "mode": mode, **summarize(got)}
         )
     add_ratios(report["results"])
+    report["warmup_check"] = warmup_check(report["results"])
     return report

@@ -18,8 +18,10 @@ from .benchmark import run
 from .config import (
     _FULL_DURATION,
     _FULL_ROUNDS,
+    _FULL_WARMUP,
     _QUICK_DURATION,
     _QUICK_ROUNDS,
+    _QUICK_WARMUP,
     CONFIGS,
     EXIT_FAIL,
     EXIT_INTERRUPTED,
@@ -55,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Measure TLS handshakes per second on loopback, side by side: plain CPython "
             "pre-fork workers (baseline), tlsresume's shared tickets and session cache, "
-            "and as references openssl s_server and a Node.js cluster when installed. "
+            "and as references, when installed, nginx with the same workers (shared "
+            "ticket key file; shared session cache), a Node.js cluster (rr and none "
+            "scheduling) and openssl s_server (one process). "
             "For each: TLS 1.2 and 1.3, full and resumed handshakes, from a C load "
             "generator in separate processes. Reports connections/s, resumption %%, "
             "server CPU time per connection, and ratios against the baseline of the "
@@ -81,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="R",
         help=f"rounds, the median is reported ({_FULL_ROUNDS}; --quick {_QUICK_ROUNDS})",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        metavar="S",
+        help="seconds of unmeasured load per server and cell before the first round "
+        f"({_FULL_WARMUP:g}; --quick {_QUICK_WARMUP:g}; 0: none)",
     )
     p.add_argument("--quick", action="store_true", help="short run, under a minute on 2 cores")
     p.add_argument(
@@ -159,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--conns", type=int, metavar="N", help="--client-libs: new connections per round (200)"
     )
     return p
+
+
+def _default(value: float | None, default: float) -> float:
+    """An option's value, or its default when not given (0 is a value: no warm-up)."""
+    return default if value is None else value
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -253,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         duration=args.duration or (_QUICK_DURATION if args.quick else _FULL_DURATION),
         rounds=args.rounds or (_QUICK_ROUNDS if args.quick else _FULL_ROUNDS),
+        warmup=_default(args.warmup, _QUICK_WARMUP if args.quick else _FULL_WARMUP),
         clients=args.clients,
         sessions=args.sessions,
         protocols=args.tls,

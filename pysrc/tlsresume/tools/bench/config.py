@@ -18,11 +18,37 @@ CONFIGS: dict[str, str] = {
     "baseline": "tlsresume serve --no-share: plain CPython, per-worker contexts",
     "tickets": "tlsresume serve --no-session-cache: shared ticket key ring",
     "session-cache": "tlsresume serve --session-cache 16M --no-tickets: shared session store",
-    "openssl-s_server": "openssl s_server -WWW: one C process (the limit)",
-    "node-cluster": "Node.js cluster module, N workers sharing ticket keys (the peer)",
+    "openssl-s_server": "openssl s_server (one process): s_server -WWW, one C process "
+    "whatever --workers says, not an N-worker reference",
+    "nginx-tickets": "nginx, N workers, one shared 80-byte ssl_session_ticket_key, no session "
+    "cache (the multi-process reference)",
+    "nginx-cache": "nginx, N workers, ssl_session_tickets off, ssl_session_cache shared:SSL:10m "
+    "(the multi-process reference)",
+    "node-cluster-rr": "Node.js cluster, N workers sharing ticket keys, "
+    "NODE_CLUSTER_SCHED_POLICY=rr: the primary accepts and hands off (Node's default)",
+    "node-cluster-none": "Node.js cluster, N workers sharing ticket keys, "
+    "NODE_CLUSTER_SCHED_POLICY=none: the workers accept themselves",
 }
+#: How the table, Markdown and chart name a configuration where its name alone
+#: would mislead (s_server is one process whatever ``--workers`` says).
+LABELS: dict[str, str] = {"openssl-s_server": "openssl s_server (one process)"}
 #: Configurations that are tlsresume itself.
 TLSRESUME_CONFIGS = ("tickets", "session-cache")
+#: The nginx references, and what each adds to the shared ``server`` block.
+NGINX_CONFIGS: dict[str, tuple[str, ...]] = {
+    "nginx-tickets": ("ssl_session_ticket_key {ticket_key};", "ssl_session_cache off;"),
+    "nginx-cache": ("ssl_session_tickets off;", "ssl_session_cache shared:SSL:10m;"),
+}
+#: The Node.js cluster configurations and their NODE_CLUSTER_SCHED_POLICY.
+NODE_CONFIGS: dict[str, str] = {"node-cluster-rr": "rr", "node-cluster-none": "none"}
+
+
+def label(name: str) -> str:
+    """The name a report shows for configuration ``name`` (the same in every
+    rendering, so a chart's legend matches the table)."""
+    return LABELS.get(name, name)
+
+
 PROTOCOLS = ("1.2", "1.3")
 MODES = ("full", "resumed")
 
@@ -37,8 +63,19 @@ HOST = "127.0.0.1"
 #: Children carry this variable (value: a token of the run), so strays can be found.
 ENV_MARKER = "TLSRESUME_BENCH_RUN"
 
-_QUICK_DURATION, _QUICK_ROUNDS = 1.5, 1
+_QUICK_DURATION, _QUICK_ROUNDS = 1.0, 1
 _FULL_DURATION, _FULL_ROUNDS = 3.0, 3
+#: Seconds of unmeasured load per server and cell before the first round. V8 (the
+#: Node.js configurations) compiles its TLS and HTTP paths only after thousands of
+#: connections; 16 warm-up connections per client left Node's first round 50 %
+#: dearer in CPU per connection than its third (measured, docs/bench.md).
+_QUICK_WARMUP, _FULL_WARMUP = 0.5, 1.5
+
+#: The warm-up check (:func:`tlsresume.tools.bench.benchmark.warmup_check`): a cell
+#: is "cold" when its first round is worse than its third by more than this
+#: fraction, after the run's drift (the median change of every configuration in
+#: that cell) is taken out.
+WARMUP_TOLERANCE = 0.10
 
 # Exit codes, as the rest of the CLI: 0 ok, 1 failed, 2 bad usage, 130 interrupted.
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -57,6 +94,9 @@ class BenchConfig:
         workers: worker processes of every multi-process server.
         duration: seconds each cell (configuration x protocol x mode) is measured.
         rounds: times every cell is measured; the report takes the median.
+        warmup: seconds of unmeasured load every server gets in every cell before
+            the first round (JIT compilers, caches); 0: none beyond the load
+            generator's one handshake per virtual client.
         clients: load generator processes, each with one connection at a time.
         sessions: virtual clients per load generator process (resumed mode).
         protocols: TLS versions, ``"1.2"`` and/or ``"1.3"``.
@@ -77,6 +117,7 @@ class BenchConfig:
     workers: int = 2
     duration: float = _FULL_DURATION
     rounds: int = _FULL_ROUNDS
+    warmup: float = _FULL_WARMUP
     clients: int = 2
     sessions: int = 16
     protocols: tuple[str, ...] = PROTOCOLS
@@ -108,6 +149,8 @@ class BenchConfig:
             raise ValueError(f"--duration must be between 0.1 and 600 seconds, not {self.duration}")
         if not 1 <= self.rounds <= 100:
             raise ValueError(f"--rounds must be between 1 and 100, not {self.rounds}")
+        if not 0 <= self.warmup <= 600:
+            raise ValueError(f"--warmup must be between 0 and 600 seconds, not {self.warmup}")
         if not 1 <= self.clients <= 32:
             raise ValueError(f"--clients must be between 1 and 32, not {self.clients}")
         if not 1 <= self.sessions <= 1024:

@@ -2,16 +2,18 @@
 //
 // A cluster-module HTTPS server, as Node users run one: the primary forks N
 // workers, each creates its own https.Server with the same certificate and
-// listens on the same address; the primary accepts and hands connections to the
-// workers (round robin, Node's default on Linux). Node's cluster shares the first
-// worker's ticket keys with the others, so tickets resume on any worker. Every
+// listens on the same address. Who accepts is NODE_CLUSTER_SCHED_POLICY: `rr`
+// (Node's default on Linux), the primary accepts and hands connections to the
+// workers in turn; `none`, every worker accepts on the shared socket itself and
+// the kernel picks. Node's cluster shares the first worker's ticket keys with the
+// others (either policy), so tickets resume on any worker. Every
 // request is answered with `worker <pid>` and the connection closes (with
 // close_notify), as `tlsresume serve` does.
 //
 //   node node_cluster.js --cert C --key K [--workers N] [--host H] [--port P]
 //
-// When every worker listens, the primary prints one line:
-//   node-cluster: listening on https://HOST:PORT/ workers=N pids=P1,P2
+// When every worker listens, the primary prints one line (sched: the policy in force):
+//   node-cluster: listening on https://HOST:PORT/ workers=N sched=rr|none node=V openssl=V pids=P1,P2
 // SIGTERM or SIGINT stops the workers, then the primary. A worker that dies makes
 // the primary stop everything and exit 1: a benchmark must not go on with fewer.
 'use strict';
@@ -81,8 +83,10 @@ function runPrimary(opts) {
     port = address.port;
     if (listening === opts.workers) {
       const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+      const sched = cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none';
       process.stdout.write(
         `node-cluster: listening on https://${host}:${port}/ workers=${opts.workers} ` +
+        `sched=${sched} ` +
         `node=${process.version} openssl=${process.versions.openssl} pids=${pids.join(',')}\n`);
     }
   });

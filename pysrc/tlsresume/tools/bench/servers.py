@@ -1,6 +1,6 @@
 """The servers under test: which can run here (:func:`availability`), starting and
 stopping them (``tlsresume serve`` through :mod:`tlsresume.tools.launch`, openssl
-s_server, the Node.js cluster) and their CPU time from /proc.
+s_server, nginx, the Node.js cluster) and their CPU time from /proc.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from .config import (
     CONFIGS,
     ENV_MARKER,
     HOST,
+    NGINX_CONFIGS,
+    NODE_CONFIGS,
     REQUEST,
     SERVER_NAME,
     SESSION_CACHE_SIZE,
@@ -125,13 +127,46 @@ def node_script() -> Path:
     return Path(__file__).with_name("node_cluster.js")
 
 
+def nginx_executable() -> str | None:
+    """``nginx`` on ``PATH``, else in the sbin directories a distribution puts it in
+    (often not on an ordinary user's ``PATH``, though any user may run it)."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    return shutil.which("nginx", path=path)
+
+
+def _tool_availability(exe: str | None, missing: str, version_argv: list[str]) -> Availability:
+    """A reference that needs one executable, known by its version line."""
+    if exe is None:
+        return Availability(False, missing)
+    version = _tool_version([exe, *version_argv])
+    if version is None:
+        return Availability(False, f"{exe} {' '.join(version_argv)} failed")
+    return Availability(True, version=version)
+
+
+def _nginx_availability() -> Availability:
+    exe = nginx_executable()
+    found = _tool_availability(exe, "nginx is not installed (not on PATH nor in /usr/sbin)", ["-v"])
+    if not found.available or exe is None:
+        return found
+    try:
+        built = subprocess.run(
+            [exe, "-V"], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Availability(False, f"{exe} -V failed: {exc}")
+    if "--with-http_ssl_module" not in built.stdout + built.stderr:
+        return Availability(False, f"{exe} is built without http_ssl_module")
+    return found
+
+
 def availability(names: Sequence[str] = tuple(CONFIGS)) -> dict[str, Availability]:
     """Which configurations can run on this machine.
 
     ``tickets`` and ``session-cache`` need tlsresume's C core (so does the load
     generator, which :func:`run` checks separately); ``session-cache`` also needs
     a ``tlsresume serve`` with ``--session-cache`` and ``--no-tickets``; the
-    references need ``openssl`` and ``node`` on ``PATH``.
+    references need ``openssl``, ``nginx`` (with its SSL module) and ``node``.
     """
     result: dict[str, Availability] = {}
     core_error: str | None = None
@@ -140,6 +175,7 @@ def availability(names: Sequence[str] = tuple(CONFIGS)) -> dict[str, Availabilit
             import tlsresume._binding  # noqa: F401
         except ImportError as exc:
             core_error = f"tlsresume's C core cannot load: {exc}"
+    tools: dict[str, Availability] = {}  # one look per tool, whatever the configurations
     for name in names:
         if name == "baseline":
             result[name] = Availability(True)
@@ -154,24 +190,18 @@ def availability(names: Sequence[str] = tuple(CONFIGS)) -> dict[str, Availabilit
                 result[name] = Availability(True)
         elif name == "openssl-s_server":
             exe = shutil.which("openssl")
-            version = _tool_version([exe, "version"]) if exe else None
-            if exe is None:
-                result[name] = Availability(False, "openssl is not on PATH")
-            elif version is None:
-                result[name] = Availability(False, f"{exe} version failed")
-            else:
-                result[name] = Availability(True, version=version)
-        elif name == "node-cluster":
-            exe = shutil.which("node")
-            version = _tool_version([exe, "--version"]) if exe else None
-            if exe is None:
-                result[name] = Availability(False, "node is not on PATH")
-            elif not node_script().is_file():
-                result[name] = Availability(False, f"{node_script()} is missing")
-            elif version is None:
-                result[name] = Availability(False, f"{exe} --version failed")
-            else:
-                result[name] = Availability(True, version=version)
+            result[name] = _tool_availability(exe, "openssl is not on PATH", ["version"])
+        elif name in NGINX_CONFIGS:
+            if "nginx" not in tools:
+                tools["nginx"] = _nginx_availability()
+            result[name] = tools["nginx"]
+        elif name in NODE_CONFIGS:
+            if "node" not in tools:
+                exe = shutil.which("node")
+                tools["node"] = _tool_availability(exe, "node is not on PATH", ["--version"])
+                if tools["node"].available and not node_script().is_file():
+                    tools["node"] = Availability(False, f"{node_script()} is missing")
+            result[name] = tools["node"]
         else:
             raise ValueError(f"unknown configuration {name!r}")
     return result
@@ -230,6 +260,8 @@ class _Server:
         logdir: Path,
         term_root_only: bool,
         serve_args: list[str] | None = None,
+        ready_log: Path | None = None,
+        ready_must_contain: str | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -238,6 +270,10 @@ class _Server:
         self.port = 0
         self.listening_line = ""
         self.log = logdir / f"{name}.log"
+        # nginx says it is ready in its error log, not on its output.
+        self.ready_log = ready_log or self.log
+        # The ready line must confirm a setting the server could silently ignore.
+        self.ready_must_contain = ready_must_contain
         # serve's master stops its own workers and removes its shared-memory names
         # on SIGTERM; the others get SIGTERM on the whole group.
         self.term_root_only = term_root_only
@@ -274,23 +310,34 @@ class _Server:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = _tail(self.log, 1 << 16)
+            text = _tail(self.ready_log, 1 << 16)
             for line in text.splitlines():
                 port = self.ready(line)
                 if port:
+                    if self.ready_must_contain and self.ready_must_contain not in line:
+                        raise BenchError(
+                            f"{self.name} started without {self.ready_must_contain}: {line}"
+                        )
                     self.port = port
                     self.listening_line = line
                     return
             if self.proc.poll() is not None:
                 raise BenchError(
                     f"{self.name} exited (code {self.proc.returncode}) before it listened: "
-                    f"{_tail(self.log) or '(no output)'}"
+                    f"{self.output() or '(no output)'}"
                 )
             time.sleep(0.05)
         raise BenchError(
             f"{self.name} printed no ready line in {timeout:.0f} s: "
-            f"{_tail(self.log) or '(no output)'}"
+            f"{self.output() or '(no output)'}"
         )
+
+    def output(self) -> str:
+        """The end of what the server wrote (its output, and its own log if apart)."""
+        parts = [_tail(self.log)]
+        if self.ready_log != self.log:
+            parts.append(_tail(self.ready_log))
+        return " / ".join(p for p in parts if p)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -348,6 +395,8 @@ def _serve_ready(line: str) -> int | None:
 
 _S_SERVER_READY = re.compile(r"^ACCEPT \[?[^\]]*\]?:(\d+)\s*$")
 _NODE_READY = re.compile(r"^node-cluster: listening on https://\S+:(\d+)/")
+# The master logs this (level notice) after it has bound every listening socket.
+_NGINX_READY = re.compile(r"\[notice\] \d+#\d+: start worker processes\s*$")
 
 
 def _regex_ready(pattern: re.Pattern[str]) -> Callable[[str], int | None]:
@@ -356,6 +405,105 @@ def _regex_ready(pattern: re.Pattern[str]) -> Callable[[str], int | None]:
         return int(m.group(1)) if m else None
 
     return ready
+
+
+def _nginx_quote(value: str | Path) -> str:
+    """A value for an nginx configuration file, in double quotes (the run's temp
+    directory may hold spaces)."""
+    text = str(value)
+    if any(c in text for c in '"\\\n$'):
+        raise BenchError(f"nginx cannot be given the path {text!r}")
+    return f'"{text}"'
+
+
+def nginx_conf(name: str, prefix: Path, port: int, workers: int, cert: Path, key: Path) -> str:
+    """The configuration file of nginx reference ``name`` (:data:`NGINX_CONFIGS`).
+
+    Everything it writes stays under ``prefix`` (pid, lock, logs, temp paths, whose
+    built-in defaults are root's directories), so any user can run it. It listens
+    on the benchmark's address, with the run's certificate and TLS 1.2-1.3 like
+    the other servers, and answers ``GET /worker`` with a short 200, as they do.
+    """
+    q = _nginx_quote
+    ticket_key = q(prefix / "ticket.key")
+    session = "\n".join(
+        f"        {line.format(ticket_key=ticket_key)}" for line in NGINX_CONFIGS[name]
+    )
+    temp = "\n".join(
+        f"    {kind}_temp_path {q(prefix / 'temp' / kind)};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    path = REQUEST.split(b" ", 2)[1].decode("ascii")
+    return f"""# {name}: written by tlsresume bench for one run
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {q(prefix / "nginx.pid")};
+lock_file {q(prefix / "nginx.lock")};
+error_log {q(prefix / "error.log")} notice;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+{temp}
+    server {{
+        listen {HOST}:{port} ssl;
+        server_name {SERVER_NAME};
+        ssl_certificate {q(cert)};
+        ssl_certificate_key {q(key)};
+        ssl_protocols TLSv1.2 TLSv1.3;
+{session}
+        location = {path} {{
+            default_type text/plain;
+            return 200 "worker nginx\n";
+        }}
+    }}
+}}
+"""
+
+
+def _free_port() -> int:
+    """A loopback port free a moment ago (nginx needs its port in its configuration;
+    another process taking it in between makes nginx fail to start, loudly)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _start_nginx(
+    name: str, workers: int, cert: Path, key: Path, workdir: Path, env: dict[str, str]
+) -> _Server:
+    """nginx reference ``name`` as the current user: its own prefix directory in the
+    run's directory, a fresh ticket key file (80 bytes: name, HMAC and AES keys, as
+    nginx reads it), master and ``workers`` workers in the foreground."""
+    prefix = workdir / name
+    (prefix / "temp").mkdir(parents=True)
+    ticket = prefix / "ticket.key"
+    fd = os.open(ticket, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(80))
+    port = _free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_conf(name, prefix, port, workers, cert, key), encoding="utf-8")
+    exe = nginx_executable() or "nginx"
+    argv = [exe, "-p", str(prefix), "-c", str(conf)]
+
+    def ready(line: str) -> int | None:
+        return port if _NGINX_READY.search(line) else None
+
+    return _Server(
+        name,
+        argv,
+        ready,
+        workers,
+        cwd=str(prefix),
+        term_root_only=False,
+        env=env,
+        logdir=workdir,
+        ready_log=prefix / "error.log",
+    )
 
 
 def _start_server(
@@ -418,7 +566,11 @@ def _start_server(
             env=env,
             logdir=workdir,
         )
-    if name == "node-cluster":
+    if name in NGINX_CONFIGS:
+        return _start_nginx(name, config.workers, cert, key, workdir, env)
+    if name in NODE_CONFIGS:
+        # Read by the cluster module of the primary when it loads.
+        env["NODE_CLUSTER_SCHED_POLICY"] = NODE_CONFIGS[name]
         exe = shutil.which("node") or "node"
         argv = [
             exe,
@@ -443,6 +595,7 @@ def _start_server(
             term_root_only=False,
             env=env,
             logdir=workdir,
+            ready_must_contain=f" sched={NODE_CONFIGS[name]} ",
         )
     raise ValueError(f"unknown configuration {name!r}")
 
