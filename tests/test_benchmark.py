@@ -45,10 +45,19 @@ from tlsresume.tools.bench import (
     summarize,
     tree_cpu_seconds,
 )
+from tlsresume.tools.bench.config import label
 
 from .support import InProcessServer, child_env, pids_with_env_marker, wait_gone
 
 TLSRESUME = ("tickets", "session-cache")
+#: The references that share (or are one process), so they resume every handshake.
+REFERENCES = (
+    "openssl-s_server",
+    "nginx-tickets",
+    "nginx-cache",
+    "node-cluster-rr",
+    "node-cluster-none",
+)
 REQUEST = benchmark.REQUEST
 
 
@@ -57,8 +66,10 @@ def expected_configs() -> set[str]:
     names = {"baseline", "tickets", "session-cache"}
     if shutil.which("openssl"):
         names.add("openssl-s_server")
+    if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
+        names.update(("nginx-tickets", "nginx-cache"))
     if shutil.which("node"):
-        names.add("node-cluster")
+        names.update(("node-cluster-rr", "node-cluster-none"))
     return names
 
 
@@ -130,7 +141,13 @@ def test_quick_run_resumption_shared_configs_resume_and_baseline_does_not(
         for name in TLSRESUME:
             assert pct[name, protocol, "resumed"] >= 99, (name, protocol, pct)
         assert pct["baseline", protocol, "resumed"] <= 60, (protocol, pct)
-        for name in ("openssl-s_server", "node-cluster"):
+        for name in (
+            "openssl-s_server",
+            "nginx-tickets",
+            "nginx-cache",
+            "node-cluster-rr",
+            "node-cluster-none",
+        ):
             if (name, protocol, "resumed") in pct:
                 assert pct[name, protocol, "resumed"] >= 99, (name, protocol, pct)
     for (name, protocol, mode), value in pct.items():
@@ -148,9 +165,11 @@ def test_quick_run_ratios_and_table(quick_run: dict[str, Any]) -> None:
     assert all(r["ratio"] == 1.0 for r in quick_run["results"] if r["config"] == "baseline")
     table = quick_run["_test"]["stdout"]
     for name in expected_configs():
-        assert name in table
+        assert label(name) in table
+    assert "openssl s_server (one process)" in table or "openssl-s_server" not in expected_configs()
     assert "TLS 1.2, resumed handshakes" in table
-    assert "[20/20]" in quick_run["_test"]["stderr"] or len(expected_configs()) != 5
+    cells = 4 * len(expected_configs())
+    assert f"[{cells}/{cells}]" in quick_run["_test"]["stderr"]
 
 
 @pytest.mark.slow
@@ -414,6 +433,97 @@ def test_summarize_takes_medians_and_pools_resumption() -> None:
     assert s["completed"] == 600 and len(s["rounds"]) == 3
 
 
+def test_summarize_gives_the_spread_of_the_rounds() -> None:
+    """Every median comes with the ``[min, max]`` of the rounds it is the median of."""
+    s = summarize(
+        [_sample(100, 100, 50, 0.05), _sample(300, 300, 300, 0.06), _sample(200, 200, 0, 0.2)]
+    )
+    assert s["conn_per_s_range"] == [100, 300]
+    assert s["server_cpu_us_per_conn_range"] == [200.0, 1000.0]
+    assert s["resumed_pct_range"] == [0.0, 100.0]
+    assert summarize([])["conn_per_s_range"] is None
+
+
+def _rounds_row(config: str, rates: list[float], cpus: list[float]) -> dict[str, Any]:
+    return {
+        "config": config,
+        "protocol": "1.2",
+        "mode": "resumed",
+        "rounds": [
+            {"conn_per_s": r, "resumed_pct": 100.0, "server_cpu_us_per_conn": c}
+            for r, c in zip(rates, cpus, strict=True)
+        ],
+    }
+
+
+def test_warmup_check_flags_a_cold_first_round_but_not_the_machine_drift() -> None:
+    """A configuration whose first round is 40 % dearer than its third is cold; a
+    load change that slows every configuration of the cell alike is not."""
+    rows = [
+        _rounds_row("baseline", [800, 1000, 1000], [500, 400, 400]),  # the machine: -20 %
+        _rounds_row("tickets", [1600, 2000, 2000], [250, 200, 200]),
+        _rounds_row("node-cluster-rr", [500, 900, 1000], [900, 600, 500]),  # cold too
+    ]
+    check = benchmark.warmup_check(rows)
+    assert check["checked"] and [c["config"] for c in check["cold"]] == ["node-cluster-rr"]
+    cold = check["cold"][0]
+    assert cold["conn_per_s"] == pytest.approx(0.5 / 0.8, abs=1e-3)
+    assert rows[0]["warmup"]["cold"] is False and rows[2]["warmup"]["cold"] is True
+    assert rows[0]["warmup"]["drift_conn_per_s"] == pytest.approx(0.8)
+    # within the tolerance (10 %) after the drift: not cold
+    assert (
+        benchmark.warmup_check([_rounds_row("tickets", [950, 1000, 1000], [210, 200, 200])])["cold"]
+        == []
+    )
+    assert benchmark.warmup_check([_rounds_row("tickets", [1, 2], [2, 1])])["checked"] is False
+
+
+def test_the_table_marks_the_spread_the_better_direction_and_s_server_as_one_process() -> None:
+    """Medians with [min-max], which way is better, and s_server named as one process
+    in the table and the Markdown; the warm-up check's verdict is under the table."""
+    results = [
+        {"config": name, "protocol": "1.2", "mode": "resumed", **summarize(samples)}
+        for name, samples in (
+            ("baseline", [_sample(600, 600, 300, 0.3), _sample(700, 700, 350, 0.3)]),
+            ("openssl-s_server", [_sample(2000, 2000, 2000, 0.4)] * 2),
+        )
+    ]
+    add_ratios(results)
+    report = _report()
+    report["results"] = results
+    report["configurations"]["openssl-s_server"] = {"status": "ok"}
+    report["warmup_check"] = benchmark.warmup_check(results)
+    text = render_table(report)
+    assert "600 [600-700]" not in text and "650 [600-700]" in text
+    assert "higher is better" in text and "lower is better" in text
+    assert "openssl s_server (one process)" in text and "openssl-s_server" not in text
+    assert "warm-up check: not made" in text
+    md = render_markdown(report)
+    assert "| openssl s_server (one process) |" in md and "650 [600-700]" in md
+
+
+def test_nginx_references_share_keys_or_cache_across_the_same_workers(tmp_path: Path) -> None:
+    """The nginx configurations run N workers with one ticket key file, or with
+    tickets off and one shared cache; everything nginx writes stays in its prefix."""
+    from tlsresume.tools.bench.servers import nginx_conf
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    tickets = nginx_conf("nginx-tickets", tmp_path, 4433, 3, cert, key)
+    assert "worker_processes 3;" in tickets and "master_process on;" in tickets
+    assert f'ssl_session_ticket_key "{tmp_path}/ticket.key";' in tickets
+    assert "ssl_session_cache off;" in tickets
+    cache = nginx_conf("nginx-cache", tmp_path, 4433, 2, cert, key)
+    assert "ssl_session_tickets off;" in cache and "shared:SSL:10m" in cache
+    assert "ticket_key" not in cache
+    with pytest.raises(benchmark.BenchError, match="cannot be given"):
+        nginx_conf("nginx-cache", Path('/tmp/a"b'), 4433, 2, cert, key)
+
+
+def test_warmup_is_validated() -> None:
+    with pytest.raises(ValueError, match="--warmup"):
+        benchmark.BenchConfig(warmup=-1).validate()
+
+
 def test_add_ratios_against_the_same_cell_of_the_baseline() -> None:
     """Ratios compare like with like (same protocol and mode); no baseline, no ratio."""
     rows = [
@@ -460,7 +570,7 @@ def _report() -> dict[str, Any]:
         "configurations": {
             "baseline": {"status": "ok"},
             "tickets": {"status": "ok"},
-            "node-cluster": {"status": "unavailable", "reason": "node is not on PATH"},
+            "node-cluster-rr": {"status": "unavailable", "reason": "node is not on PATH"},
         },
         "results": results,
     }

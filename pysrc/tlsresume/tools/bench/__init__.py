@@ -11,7 +11,7 @@ contender.
 
 from __future__ import annotations
 
-from .benchmark import Sample, add_ratios, run, summarize
+from .benchmark import Sample, add_ratios, run, summarize, warmup_check
 from .cli import main
 from .config import CONFIGS, MODES, PROG, PROTOCOLS, REQUEST, BenchConfig, BenchError
 from .report import plot, render_markdown, render_table
@@ -37,4 +37,5 @@ __all__ = [
     "Sample",
     "summarize",
     "add_ratios",
+    "warmup_check",
 ]

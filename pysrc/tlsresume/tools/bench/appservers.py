@@ -45,7 +45,7 @@ _READY = re.compile(r"^bench-app (\S+) listening on \S+:(\d+) workers=(\d+)$")
 
 # One app for all three: WSGI for gunicorn, ASGI (with lifespan) for the others.
 # The body names the worker, as every server of the bench does.
-_APP = '''\
+_APP = """\
 import os
 
 
@@ -72,7 +72,7 @@ async def asgi(scope, receive, send):
                 "headers": [(b"content-type", b"text/plain"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-'''
+"""
 _GUNICORN_CONF = "from tlsresume.integrations.gunicorn import ssl_context  # noqa: F401\n"
 
 
